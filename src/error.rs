@@ -1,0 +1,194 @@
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Every error a scope produced, in causal order (guarantee G5).
+///
+/// The *primary* error is the first one: an enter's, the body's, or, when both succeeded, the first
+/// exit's. Every later error (from exits that ran after it) is kept as a *suppressed* error, in the
+/// order it happened, as Java's `addSuppressed`, TC39's `SuppressedError` and resourcet's
+/// `ResourceCleanupException` do. A scope that was cancelled has no primary error: it
+/// [`is_cancelled`](Error::is_cancelled), and the errors of the exits that ran after the
+/// cancellation are all suppressed ones.
+///
+/// ```
+/// use async_with::{resource, with, Outcome};
+///
+/// # futures::executor::block_on(async {
+/// let close = |name: &'static str| {
+///     resource(
+///         async move || Ok::<_, String>(name),
+///         async |name, _: Outcome<'_, String>| Err(format!("{name}: close failed")),
+///     )
+/// };
+/// let err = with((close("a"), close("b")), async |_| Err::<(), _>("body failed".to_string()))
+///     .await
+///     .unwrap_err();
+/// assert_eq!(err.primary().unwrap(), "body failed");
+/// // `b` was exited first: its error comes first.
+/// assert_eq!(err.suppressed(), ["b: close failed", "a: close failed"]);
+/// assert_eq!(err.to_string(), "body failed (and 2 suppressed errors: b: close failed; a: close failed)");
+/// assert_eq!(err.into_primary().unwrap(), "body failed");
+/// # });
+/// ```
+pub struct Error<E> {
+    primary: Option<E>,
+    suppressed: Vec<E>,
+}
+
+impl<E> Error<E> {
+    pub(crate) fn failed(primary: E, suppressed: Vec<E>) -> Self {
+        Error {
+            primary: Some(primary),
+            suppressed,
+        }
+    }
+
+    pub(crate) fn cancelled(suppressed: Vec<E>) -> Self {
+        Error {
+            primary: None,
+            suppressed,
+        }
+    }
+
+    /// The first error, or `None` when the scope was cancelled.
+    ///
+    /// ```
+    /// # use async_with::{resource, with, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let ctx = resource(async || Err::<(), _>("refused"), async |(), _: Outcome<'_, &str>| Ok(()));
+    /// let err = with(ctx, async |_| Ok(())).await.unwrap_err();
+    /// assert_eq!(err.primary(), Some(&"refused"));
+    /// # });
+    /// ```
+    pub fn primary(&self) -> Option<&E> {
+        self.primary.as_ref()
+    }
+
+    /// The errors that happened after the primary one (or after the cancellation), oldest first.
+    ///
+    /// ```
+    /// # use async_with::{resource, with, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
+    /// let err = with(ctx, async |_| Err::<(), _>("body")).await.unwrap_err();
+    /// assert_eq!(err.suppressed(), ["close"]);
+    /// # });
+    /// ```
+    pub fn suppressed(&self) -> &[E] {
+        &self.suppressed
+    }
+
+    /// `true` when the scope ended because it was cancelled rather than because something failed.
+    ///
+    /// ```
+    /// # use async_with::{resource, with, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Ok(()));
+    /// let err = with(ctx, async |_| Err::<(), _>("body")).await.unwrap_err();
+    /// assert!(!err.is_cancelled());
+    /// # });
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        self.primary.is_none()
+    }
+
+    /// All the errors in the order they happened: the primary one first, then the suppressed ones.
+    ///
+    /// ```
+    /// # use async_with::{resource, with, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
+    /// let err = with(ctx, async |_| Err::<(), _>("body")).await.unwrap_err();
+    /// assert_eq!(err.iter().collect::<Vec<_>>(), [&"body", &"close"]);
+    /// # });
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = &E> {
+        self.primary.iter().chain(&self.suppressed)
+    }
+
+    /// Gives back the primary error, dropping the suppressed ones; `None` when cancelled.
+    ///
+    /// The way back to a plain error type, for callers that only want the cause:
+    ///
+    /// ```
+    /// # use async_with::{resource, with, Outcome};
+    /// async fn count() -> Result<usize, std::io::Error> {
+    ///     let ctx = resource(async || Ok(vec![1, 2, 3]), async |_, _: Outcome<'_, std::io::Error>| Ok(()));
+    ///     with(ctx, async |v| Ok(v.len()))
+    ///         .await
+    ///         .map_err(|e| e.into_primary().unwrap_or_else(|| std::io::ErrorKind::Interrupted.into()))
+    /// }
+    /// # assert_eq!(futures::executor::block_on(count()).unwrap(), 3);
+    /// ```
+    pub fn into_primary(self) -> Option<E> {
+        self.primary
+    }
+
+    /// Splits into the primary error (`None` when cancelled) and the suppressed ones.
+    ///
+    /// ```
+    /// # use async_with::{resource, with, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
+    /// let (primary, suppressed) = with(ctx, async |_| Ok(())).await.unwrap_err().into_parts();
+    /// assert_eq!((primary, suppressed), (Some("close"), vec![]));
+    /// # });
+    /// ```
+    pub fn into_parts(self) -> (Option<E>, Vec<E>) {
+        (self.primary, self.suppressed)
+    }
+
+    /// Converts every error with `f`, keeping their order and roles.
+    ///
+    /// ```
+    /// # use async_with::{resource, with, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
+    /// let err = with(ctx, async |_| Err::<(), _>("body")).await.unwrap_err();
+    /// let err = err.map(str::len);
+    /// assert_eq!((err.primary(), err.suppressed()), (Some(&4), &[5][..]));
+    /// # });
+    /// ```
+    pub fn map<F>(self, mut f: impl FnMut(E) -> F) -> Error<F> {
+        Error {
+            primary: self.primary.map(&mut f),
+            suppressed: self.suppressed.into_iter().map(f).collect(),
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        match &self.primary {
+            Some(p) => d.field("primary", p),
+            None => d.field("cancelled", &true),
+        };
+        d.field("suppressed", &self.suppressed).finish()
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.primary {
+            Some(p) => fmt::Display::fmt(p, f)?,
+            None => f.write_str("the scope was cancelled")?,
+        }
+        if let Some((first, rest)) = self.suppressed.split_first() {
+            let n = self.suppressed.len();
+            let s = if n == 1 { "" } else { "s" };
+            write!(f, " (and {n} suppressed error{s}: {first}")?;
+            for e in rest {
+                write!(f, "; {e}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl<E: core::error::Error + 'static> core::error::Error for Error<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        self.primary.as_ref().map(|e| e as _)
+    }
+}

@@ -1,0 +1,107 @@
+//! Where exit errors go when they cannot reach the caller (guarantee G6).
+//!
+//! A scope that catches a panic runs its remaining exits and then resumes the panic with its
+//! original payload. The caller then gets the panic, not a `Result`, so the errors the scope
+//! collected (before the panic, or from exits that failed while it was pending) cannot ride on
+//! it. They are handed, one by one and in the order they happened, to the scope's
+//! [`ErrorHook`]: the one given with [`Scope::on_error_during_panic`](crate::Scope::on_error_during_panic),
+//! or else the process-wide one, which prints them to standard error unless replaced with
+//! [`set_panic_error_hook`].
+
+use core::fmt;
+
+/// Receives the errors a scope could not return because a panic was propagating.
+///
+/// Implemented for every `FnMut(E)` closure, and by [`GlobalHook`], the default.
+///
+/// ```
+/// use async_with::{resource, Outcome, Scope};
+/// use std::sync::{Arc, Mutex};
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = seen.clone();
+/// let ctx = resource(async || Ok::<_, String>(()), async |(), _: Outcome<'_, String>| Err("close failed".to_string()));
+/// let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+///     futures::executor::block_on(
+///         Scope::new()
+///             .on_error_during_panic(move |e: String| sink.lock().unwrap().push(e))
+///             .with(ctx, async |_| -> Result<(), String> { panic!("body panicked") }),
+///     )
+/// }));
+/// assert!(panicked.is_err());
+/// assert_eq!(*seen.lock().unwrap(), ["close failed"]);
+/// ```
+pub trait ErrorHook<E> {
+    /// Takes one error that the scope could not return.
+    fn report(&mut self, error: E);
+}
+
+impl<E, F: FnMut(E)> ErrorHook<E> for F {
+    fn report(&mut self, error: E) {
+        self(error)
+    }
+}
+
+/// The default [`ErrorHook`]: forwards each error to the process-wide hook.
+///
+/// That hook writes `async-with: an exit error could not be returned because a panic was
+/// propagating: {error:?}` to standard error, unless [`set_panic_error_hook`] replaced it. Without
+/// the `std` feature panics are not caught, so there is nothing to report.
+///
+/// ```
+/// use async_with::{GlobalHook, Scope};
+/// let scope: Scope<GlobalHook> = Scope::new();
+/// # let _ = scope;
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GlobalHook;
+
+impl<E: fmt::Debug> ErrorHook<E> for GlobalHook {
+    fn report(&mut self, error: E) {
+        #[cfg(feature = "std")]
+        global::report(&error);
+        #[cfg(not(feature = "std"))]
+        drop(error);
+    }
+}
+
+#[cfg(feature = "std")]
+pub use global::set_panic_error_hook;
+
+#[cfg(feature = "std")]
+mod global {
+    use alloc::boxed::Box;
+    use core::fmt;
+    use std::sync::RwLock;
+
+    type Hook = Box<dyn Fn(&dyn fmt::Debug) + Send + Sync>;
+
+    static HOOK: RwLock<Option<Hook>> = RwLock::new(None);
+
+    /// Replaces the process-wide hook that [`GlobalHook`](crate::GlobalHook) forwards to.
+    ///
+    /// Like [`std::panic::set_hook`]: it applies to every scope that was not given its own hook
+    /// with [`Scope::on_error_during_panic`](crate::Scope::on_error_during_panic), on every
+    /// thread.
+    ///
+    /// ```
+    /// async_with::set_panic_error_hook(|error| log_somewhere(format!("{error:?}")));
+    /// # fn log_somewhere(_: String) {}
+    /// ```
+    pub fn set_panic_error_hook(hook: impl Fn(&dyn fmt::Debug) + Send + Sync + 'static) {
+        let mut slot = HOOK
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *slot = Some(Box::new(hook));
+    }
+
+    pub(super) fn report(error: &dyn fmt::Debug) {
+        let slot = HOOK.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*slot {
+            Some(hook) => hook(error),
+            None => std::eprintln!(
+                "async-with: an exit error could not be returned because a panic was propagating: {error:?}"
+            ),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Python's `async with`, `@asynccontextmanager` and `AsyncExitStack` for Rust: resources with
+//! **async setup and async teardown**, whose exits always run, exactly once, in reverse order,
+//! whether the body returns, fails or panics. No runtime: it runs on any executor.
+//!
+//! ```
+//! use async_with::{resource, with, Outcome};
+//!
+//! # smol::block_on(async {
+//! let db = resource(
+//!     async || Ok::<_, String>(vec!["alice", "bob"]),                  // enter: connect
+//!     async |rows, outcome: Outcome<'_, String>| {                     // exit: gets the value back
+//!         println!("closing after {} rows: {outcome:?}", rows.len());  // and how the body ended
+//!         Ok(())
+//!     },
+//! );
+//! let n = with(db, async |rows| Ok(rows.len())).await?;
+//! assert_eq!(n, 2);
+//! # Ok::<(), async_with::Error<String>>(()) }).unwrap();
+//! ```
+//!
+//! # Contexts
+//!
+//! A *context* is entered (async, giving a *value*) and exited (async, getting the value back and
+//! the [`Outcome`]). Make one from two closures with [`resource`], or implement [`AsyncContext`]
+//! (or [`LocalAsyncContext`] for `!Send` state) for a type. [`IntoContext`] is the bound that
+//! accepts all of them, and tuples of them.
+//!
+//! # The guarantees
+//!
+//! - **G1, exactly once.** Every context whose enter succeeded is exited exactly once; a context
+//!   whose enter failed or panicked is never exited.
+//! - **G2, reverse order.** Exits run in the reverse order of the enters, inner scopes first.
+//! - **G3, exits always run**: after `Ok`, after an error from the body or an enter, after a
+//!   panic in an enter, the body or an exit.
+//! - **G4, the outcome is true.** An exit sees how things ended when it runs: once an inner exit
+//!   failed, the outer ones see [`Outcome::Failed`] with that newest error; while a panic is
+//!   pending they see [`Outcome::Panicked`].
+//! - **G5, no error is lost.** The caller's [`Error`] holds the first error as the primary one
+//!   and every later one as a suppressed error, in order.
+//! - **G6, panics propagate after cleanup.** A panic is caught, the remaining exits run, then the
+//!   first panic resumes with its original payload. Errors that cannot ride on it go to an
+//!   [`ErrorHook`]. Catching needs the `std` feature (on by default); without it a panic unwinds
+//!   straight through the scope, dropping what it holds without running the async exits.
+//! - **G8, any executor.** No runtime dependency, no blocking in `poll` or `Drop`; the futures
+//!   are `Send` when your types are.
+//!
+//! # Coming from Python
+//!
+//! | Python | async-with |
+//! |---|---|
+//! | `async with ctx as v: ...` | [`with`]`(ctx, async \|v\| ...).await` |
+//! | `async with a as x, b as y: ...` | `with((a, b), async \|(x, y)\| ...).await` |
+//! | `__aenter__` / `__aexit__(exc_type, exc, tb)` | [`AsyncContext::enter`] / [`AsyncContext::exit`] with an [`Outcome`] |
+//! | an exception raised in `__aexit__` during another one | a suppressed error in [`Error`] |
+#![no_std]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub,
+    clippy::alloc_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::std_instead_of_core
+)]
+#![deny(unsafe_code)]
+
+#[cfg(not(feature = "alloc"))]
+compile_error!("async-with needs the `alloc` feature (or `std`, which implies it)");
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod catch_unwind;
+mod context;
+mod error;
+mod hook;
+mod outcome;
+mod resource;
+mod tuple;
+mod unwind;
+mod with;
+
+pub use context::{AsyncContext, IntoContext, LocalAsyncContext};
+pub use error::Error;
+#[cfg(feature = "std")]
+pub use hook::set_panic_error_hook;
+pub use hook::{ErrorHook, GlobalHook};
+pub use outcome::Outcome;
+pub use resource::{Resource, resource};
+pub use with::{Scope, with};
+
+/// The sealed protocol between scopes and contexts. Not part of the public API: it may change in
+/// any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::context::{Leaf, Protocol};
+    pub use crate::tuple::{Chain, Flat, Nest};
+    pub use crate::unwind::Unwind;
+}

@@ -1,0 +1,141 @@
+//! Tuples of contexts: Python's `async with a() as x, b() as y:`.
+//!
+//! A tuple is a right-nested chain of pairs, `(a, b, c)` being `Chain(a, Chain(b, c))`: the
+//! reverse-order and partial-failure rules are then written once, for a pair, and hold for every
+//! arity by induction. Only the value is flattened back, so that the body borrows `(x, y, z)`.
+
+use core::marker::PhantomData;
+use core::pin::Pin;
+
+use crate::context::{IntoContext, Protocol, Sealed};
+use crate::unwind::Unwind;
+
+pin_project_lite::pin_project! {
+    /// Two contexts entered one after the other (sealed protocol state).
+    #[doc(hidden)]
+    #[derive(Debug)]
+    pub struct Chain<A, B> {
+        #[pin]
+        first: A,
+        #[pin]
+        second: B,
+    }
+}
+
+impl<A, B> Sealed for Chain<A, B> {}
+
+impl<A: Protocol, B: Protocol<Error = A::Error>> Protocol for Chain<A, B> {
+    type Value = (A::Value, B::Value);
+    type Error = A::Error;
+
+    async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<A::Error>) -> Option<Self::Value> {
+        let mut this = self.project();
+        let first = this.first.as_mut().enter(unwind).await?;
+        match this.second.enter(unwind).await {
+            Some(second) => Some((first, second)),
+            None => {
+                // The second enter failed (and cleaned up after itself): undo the first one,
+                // which then sees the failure.
+                this.first.exit(first, unwind).await;
+                None
+            }
+        }
+    }
+
+    async fn exit(
+        self: Pin<&mut Self>,
+        (first, second): Self::Value,
+        unwind: &mut Unwind<A::Error>,
+    ) {
+        let this = self.project();
+        this.second.exit(second, unwind).await;
+        this.first.exit(first, unwind).await;
+    }
+}
+
+/// Converts between a flat tuple `(a, b, c)` and the nested pairs `(a, (b, c))` of a chain.
+#[doc(hidden)]
+pub trait Nest: Sized {
+    type Nested;
+    fn nest(self) -> Self::Nested;
+    fn flatten(nested: Self::Nested) -> Self;
+}
+
+pin_project_lite::pin_project! {
+    /// A chain whose value is handed out as a flat tuple (sealed protocol state).
+    #[doc(hidden)]
+    #[derive(Debug)]
+    pub struct Flat<N, T> {
+        #[pin]
+        nested: N,
+        flat: PhantomData<fn(T) -> T>,
+    }
+}
+
+impl<N, T> Sealed for Flat<N, T> {}
+
+impl<N: Protocol, T: Nest<Nested = N::Value>> Protocol for Flat<N, T> {
+    type Value = T;
+    type Error = N::Error;
+
+    async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<N::Error>) -> Option<T> {
+        self.project().nested.enter(unwind).await.map(T::flatten)
+    }
+
+    async fn exit(self: Pin<&mut Self>, value: T, unwind: &mut Unwind<N::Error>) {
+        self.project().nested.exit(value.nest(), unwind).await
+    }
+}
+
+/// `nested!(a, b, c)` is `(a, (b, c))`, in type, pattern and expression position.
+macro_rules! nested {
+    ($last:tt) => { $last };
+    ($head:tt, $($rest:tt),+) => { ($head, nested!($($rest),+)) };
+}
+
+macro_rules! chain_type {
+    ($last:ident) => { <$last as IntoContext>::Context };
+    ($head:ident, $($rest:ident),+) => { Chain<<$head as IntoContext>::Context, chain_type!($($rest),+)> };
+}
+
+macro_rules! chain {
+    ($last:ident) => { $last.into_context() };
+    ($head:ident, $($rest:ident),+) => { Chain { first: $head.into_context(), second: chain!($($rest),+) } };
+}
+
+macro_rules! tuple_context {
+    ($A:ident $a:ident, $($T:ident $t:ident),+) => {
+        impl<$A: IntoContext, $($T: IntoContext<Error = $A::Error>),+> IntoContext for ($A, $($T),+) {
+            type Value = ($A::Value, $($T::Value),+);
+            type Error = $A::Error;
+            type Context = Flat<chain_type!($A, $($T),+), Self::Value>;
+
+            fn into_context(self) -> Self::Context {
+                let ($a, $($t),+) = self;
+                Flat { nested: chain!($a, $($t),+), flat: PhantomData }
+            }
+        }
+
+        impl<$A, $($T),+> Nest for ($A, $($T),+) {
+            type Nested = nested!($A, $($T),+);
+
+            fn nest(self) -> Self::Nested {
+                let ($a, $($t),+) = self;
+                nested!($a, $($t),+)
+            }
+
+            fn flatten(nested: Self::Nested) -> Self {
+                let nested!($a, $($t),+) = nested;
+                ($a, $($t),+)
+            }
+        }
+    };
+}
+
+tuple_context!(A a, B b);
+tuple_context!(A a, B b, C c);
+tuple_context!(A a, B b, C c, D d);
+tuple_context!(A a, B b, C c, D d, E e);
+tuple_context!(A a, B b, C c, D d, E e, F f);
+tuple_context!(A a, B b, C c, D d, E e, F f, G g);
+tuple_context!(A a, B b, C c, D d, E e, F f, G g, H h);

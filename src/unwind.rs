@@ -1,0 +1,160 @@
+//! The one place that owns the semantics of unwinding (G3-G6).
+//!
+//! Every scope (`with`, tuples, generator contexts, later the stack and the combinators) feeds the
+//! results of its enters, its body and its exits into one [`Unwind`], and asks it which
+//! [`Outcome`] the next exit must see. Nothing else decides what an error or a panic does to the
+//! outcome or to the caller's error list: contexts only sequence calls.
+//!
+//! The rules, in one place:
+//! - an enter or body error, and every exit error, is appended to the error list; the first one
+//!   is the primary error, the rest are suppressed, in the order they happened (G5);
+//! - the outcome seen by the next exit is `Panicked` while a panic is pending, else `Cancelled`
+//!   after a cancellation, else `Failed(newest error)`, else `Completed` (G4);
+//! - the first panic is kept and resumed by [`Unwind::finish`] once every exit has run; later
+//!   panics are dropped (the panic hook of `std` has already printed them), and the collected
+//!   errors go to the scope's [`ErrorHook`] since they cannot ride on the panic (G6).
+
+use alloc::vec::Vec;
+use core::future::Future;
+
+use crate::catch_unwind::{Payload, catch_unwind};
+use crate::{Error, ErrorHook, Outcome};
+
+/// The state of a scope that is unwinding. Public only so that the sealed protocol can name it.
+#[doc(hidden)]
+pub struct Unwind<E> {
+    first: Option<E>,
+    later: Vec<E>,
+    panic: Option<Payload>,
+    cancelled: bool,
+}
+
+impl<E: core::fmt::Debug> core::fmt::Debug for Unwind<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Unwind")
+            .field("first", &self.first)
+            .field("later", &self.later)
+            .field("panicking", &self.panic.is_some())
+            .field("cancelled", &self.cancelled)
+            .finish()
+    }
+}
+
+impl<E> Unwind<E> {
+    pub(crate) fn new() -> Self {
+        Unwind {
+            first: None,
+            later: Vec::new(),
+            panic: None,
+            cancelled: false,
+        }
+    }
+
+    /// What the next exit sees.
+    pub(crate) fn outcome(&self) -> Outcome<'_, E> {
+        if self.panic.is_some() {
+            Outcome::Panicked
+        } else if self.cancelled {
+            Outcome::Cancelled
+        } else if let Some(newest) = self.later.last().or(self.first.as_ref()) {
+            Outcome::Failed(newest)
+        } else {
+            Outcome::Completed
+        }
+    }
+
+    /// Runs an enter; `None` when it failed or panicked (then it is recorded).
+    pub(crate) async fn enter<V>(
+        &mut self,
+        enter: impl Future<Output = Result<V, E>>,
+    ) -> Option<V> {
+        self.settle(catch_unwind(enter).await)
+    }
+
+    /// Runs the body; `None` when it failed or panicked (then it is recorded).
+    pub(crate) async fn body<T>(&mut self, body: impl Future<Output = Result<T, E>>) -> Option<T> {
+        self.settle(catch_unwind(body).await)
+    }
+
+    /// Records how an exit ended. The exit future itself is awaited by the caller, because it
+    /// borrows the outcome from `self`; see [`crate::context`] for the pattern.
+    pub(crate) fn exited(&mut self, result: Result<Result<(), E>, Payload>) {
+        self.settle(result);
+    }
+
+    fn settle<T>(&mut self, result: Result<Result<T, E>, Payload>) -> Option<T> {
+        match result {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                self.fail(error);
+                None
+            }
+            Err(payload) => {
+                self.panicked(payload);
+                None
+            }
+        }
+    }
+
+    fn fail(&mut self, error: E) {
+        if self.first.is_none() && !self.cancelled {
+            self.first = Some(error);
+        } else {
+            self.later.push(error);
+        }
+    }
+
+    #[cfg_attr(not(feature = "std"), allow(clippy::needless_pass_by_value))]
+    fn panicked(&mut self, payload: Payload) {
+        if self.panic.is_none() {
+            self.panic = Some(payload);
+        } else {
+            // Only the first panic resumes. Dropping a payload runs user code, which may panic
+            // in turn: that must not become a double panic.
+            #[cfg(feature = "std")]
+            drop(std::panic::catch_unwind(core::panic::AssertUnwindSafe(
+                move || drop(payload),
+            )));
+        }
+    }
+
+    /// Ends the scope: resumes the first panic (after handing every error to `hook`), or returns
+    /// the body's value, or every error.
+    pub(crate) fn finish<T>(
+        self,
+        value: Option<T>,
+        hook: &mut impl ErrorHook<E>,
+    ) -> Result<T, Error<E>> {
+        let Unwind {
+            first,
+            later,
+            panic,
+            cancelled,
+        } = self;
+        if let Some(payload) = panic {
+            resume(payload, first.into_iter().chain(later), hook);
+        }
+        match (first, cancelled) {
+            (Some(primary), _) => Err(Error::failed(primary, later)),
+            (None, true) => Err(Error::cancelled(later)),
+            (None, false) => {
+                Ok(value.expect("async-with: a scope without errors has its body's value"))
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+fn resume<E>(payload: Payload, errors: impl Iterator<Item = E>, hook: &mut impl ErrorHook<E>) -> ! {
+    for error in errors {
+        // A hook that panics must not replace the panic being resumed.
+        let report = core::panic::AssertUnwindSafe(|| hook.report(error));
+        drop(std::panic::catch_unwind(report));
+    }
+    std::panic::resume_unwind(payload)
+}
+
+#[cfg(not(feature = "std"))]
+fn resume<E>(payload: Payload, _: impl Iterator<Item = E>, _: &mut impl ErrorHook<E>) -> ! {
+    match payload {}
+}
