@@ -1,11 +1,12 @@
-//! What a context is: the traits users implement ([`AsyncContext`], [`LocalAsyncContext`]), the one
-//! every scope accepts ([`IntoContext`]), and the sealed protocol that scopes drive.
+//! What a context is: the traits users implement ([`AsyncContext`], [`LocalAsyncContext`]) and the
+//! ones scopes accept ([`IntoContext`], [`IntoLocalContext`]).
 
 use core::future::Future;
 use core::pin::Pin;
 
 use crate::Outcome;
 use crate::catch_unwind::catch_unwind;
+use crate::protocol::{Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
 
 /// A type that is a context itself: Python's `__aenter__` / `__aexit__`.
@@ -15,10 +16,11 @@ use crate::unwind::Unwind;
 /// calls `exit` exactly once for every `enter` that returned `Ok`, and never after one that failed
 /// or panicked: an `enter` that fails half-way must undo its own work before returning the error.
 ///
-/// The futures must be `Send`, so that scopes over these contexts can run on multi-threaded
-/// executors and in `Send` exit stacks. For a context that holds `Rc`s or other `!Send` state,
-/// implement [`LocalAsyncContext`] instead: it is the same trait without that requirement (the
-/// pattern of the `trait-variant` crate). Every `AsyncContext` is also a `LocalAsyncContext`.
+/// The futures must be `Send`, so that scopes over these contexts run on multi-threaded executors,
+/// also behind `impl IntoContext` return types. For a context that holds `Rc`s or other `!Send`
+/// state, implement [`LocalAsyncContext`] instead and enter it with
+/// [`with_local`](crate::with_local): it is the same trait without that requirement (the pattern
+/// of the `trait-variant` crate). Every `AsyncContext` is also a `LocalAsyncContext`.
 ///
 /// ```
 /// use async_with::{with, AsyncContext, Outcome};
@@ -53,11 +55,16 @@ use crate::unwind::Unwind;
 /// assert_eq!(session.log, ["connect db.local", "close db.local after 3 (Completed)"]);
 /// # });
 /// ```
-pub trait AsyncContext {
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an `AsyncContext`",
+    note = "a type implementing `LocalAsyncContext` (whose futures are not `Send`) is entered with `with_local`, not `with`"
+)]
+pub trait AsyncContext: Send {
     /// What `enter` gives and the body borrows.
-    type Value;
-    /// The error type of `enter`, `exit` and the body of every scope over this context.
-    type Error;
+    type Value: Send;
+    /// The error type of `enter`, `exit` and the body of every scope over this context. Exits
+    /// may hold a reference to it across awaits, hence `Sync`.
+    type Error: Send + Sync;
 
     /// Acquires the resource. On error, whatever was acquired must be released before returning:
     /// `exit` will not be called.
@@ -73,10 +80,10 @@ pub trait AsyncContext {
 }
 
 /// [`AsyncContext`] without the `Send` requirement, for contexts that hold `!Send` state and run
-/// on single-threaded executors.
+/// on single-threaded executors. Enter them with [`with_local`](crate::with_local).
 ///
 /// ```
-/// use async_with::{with, LocalAsyncContext, Outcome};
+/// use async_with::{with_local, LocalAsyncContext, Outcome};
 /// use std::{cell::RefCell, rc::Rc};
 ///
 /// struct Counter(Rc<RefCell<u32>>);
@@ -96,7 +103,7 @@ pub trait AsyncContext {
 ///
 /// let open = Rc::new(RefCell::new(0));
 /// let mut pool = futures::executor::LocalPool::new();
-/// let inside = pool.run_until(with(Counter(open.clone()), async |n| Ok(*n.borrow()))).unwrap();
+/// let inside = pool.run_until(with_local(Counter(open.clone()), async |n| Ok(*n.borrow()))).unwrap();
 /// assert_eq!((inside, *open.borrow()), (1, 0));
 /// ```
 pub trait LocalAsyncContext {
@@ -133,30 +140,69 @@ impl<C: AsyncContext> LocalAsyncContext for C {
     }
 }
 
-/// Anything a scope can enter: a type implementing [`AsyncContext`] or [`LocalAsyncContext`], a
+/// Anything [`with`](crate::with) can enter: a type implementing [`AsyncContext`], a
 /// [`resource`](crate::resource) made of two closures, or a tuple of 2 to 8 of these (entered left
-/// to right, exited right to left, the body borrowing the tuple of their values).
+/// to right, exited right to left, the body borrowing the tuple of their values). Everything it
+/// runs is `Send`.
 ///
-/// This is the bound to write on functions that take "a context", the way `IntoFuture` is the one
-/// for "something to await". Implement [`AsyncContext`] rather than this trait: its other items
-/// are the sealed protocol scopes use, which may change between minor versions.
+/// This is the bound, and the return type, for functions that take or make "a context", the way
+/// `IntoFuture` is for "something to await". `-> impl IntoContext<Value = V, Error = E>` keeps the
+/// scope's future `Send`. Implement [`AsyncContext`] rather than this trait: its hidden items are
+/// the sealed protocol scopes use, which may change in any release.
 ///
 /// ```
 /// use async_with::{resource, with, Error, IntoContext, Outcome};
 ///
-/// async fn count_rows<C>(db: C) -> Result<usize, Error<String>>
-/// where
-///     C: IntoContext<Value = Vec<&'static str>, Error = String>,
-/// {
+/// fn db(rows: Vec<String>) -> impl IntoContext<Value = Vec<String>, Error = String> {
+///     resource(async move || Ok(rows), async |_, _: Outcome<'_, String>| Ok(()))
+/// }
+///
+/// async fn count_rows(db: impl IntoContext<Value = Vec<String>, Error = String>) -> Result<usize, Error<String>> {
 ///     with(db, async |rows| Ok(rows.len())).await
 /// }
 ///
+/// fn assert_send<T: Send>(t: T) -> T { t }
 /// # futures::executor::block_on(async {
-/// let db = resource(async || Ok(vec!["a", "b"]), async |_, _: Outcome<'_, String>| Ok(()));
-/// assert_eq!(count_rows(db).await.unwrap(), 2);
+/// let rows = vec!["a".to_string(), "b".to_string()];
+/// assert_eq!(assert_send(count_rows(db(rows))).await.unwrap(), 2);
 /// # });
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a context `with` can enter",
+    note = "`with` takes an `AsyncContext`, a `resource(..)` whose closures and futures are `Send`, or a tuple of them; for `!Send` ones use `with_local`"
+)]
 pub trait IntoContext {
+    /// What the body borrows once every context is entered.
+    type Value: Send;
+    /// The error type shared by the enters, the exits and the body.
+    type Error: Send + Sync;
+    /// The state a scope pins and drives (sealed).
+    #[doc(hidden)]
+    type Context: SendProtocol<Value = Self::Value, Error = Self::Error>;
+    /// Converts into that state (sealed).
+    #[doc(hidden)]
+    fn into_context(self) -> Self::Context;
+}
+
+/// Anything [`with_local`](crate::with_local) can enter: what [`IntoContext`] accepts, plus
+/// [`LocalAsyncContext`] types and closures whose futures are not `Send`.
+///
+/// ```
+/// use async_with::{resource, with_local, IntoLocalContext, Outcome};
+/// use std::rc::Rc;
+///
+/// fn shared(n: Rc<u32>) -> impl IntoLocalContext<Value = Rc<u32>, Error = ()> {
+///     resource(async move || Ok(n), async |_, _: Outcome<'_, ()>| Ok(()))
+/// }
+///
+/// let n = futures::executor::block_on(with_local(shared(Rc::new(7)), async |n| Ok(**n))).unwrap();
+/// assert_eq!(n, 7);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a context `with_local` can enter",
+    note = "`with_local` takes an `AsyncContext` or `LocalAsyncContext`, a `resource(..)`, or a tuple of them"
+)]
+pub trait IntoLocalContext {
     /// What the body borrows once every context is entered.
     type Value;
     /// The error type shared by the enters, the exits and the body.
@@ -166,27 +212,7 @@ pub trait IntoContext {
     type Context: Protocol<Value = Self::Value, Error = Self::Error>;
     /// Converts into that state (sealed).
     #[doc(hidden)]
-    fn into_context(self) -> Self::Context;
-}
-
-mod sealed {
-    pub trait Sealed {}
-}
-pub(crate) use sealed::Sealed;
-
-/// The protocol between a scope and what it entered. Sealed: the semantics of errors and panics
-/// live in [`Unwind`], and every implementation only sequences calls into it.
-///
-/// `enter` either succeeds completely (`Some`) or, before returning `None`, exits whatever it had
-/// entered itself: a scope never calls `exit` after a failed `enter`. `exit` is called at most
-/// once, with the value `enter` gave.
-#[doc(hidden)]
-#[allow(async_fn_in_trait)]
-pub trait Protocol: Sealed {
-    type Value;
-    type Error;
-    async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<Self::Error>) -> Option<Self::Value>;
-    async fn exit(self: Pin<&mut Self>, value: Self::Value, unwind: &mut Unwind<Self::Error>);
+    fn into_local_context(self) -> Self::Context;
 }
 
 /// The protocol state of an [`AsyncContext`] or [`LocalAsyncContext`].
@@ -199,7 +225,9 @@ pub struct Leaf<C> {
 // `Leaf` never pins `C` (it calls `enter(&mut self)` and `exit(self)`), so it can move freely.
 impl<C> Unpin for Leaf<C> {}
 
-impl<C: LocalAsyncContext> IntoContext for C {
+impl<C> Sealed for Leaf<C> {}
+
+impl<C: AsyncContext> IntoContext for C {
     type Value = C::Value;
     type Error = C::Error;
     type Context = Leaf<C>;
@@ -211,25 +239,49 @@ impl<C: LocalAsyncContext> IntoContext for C {
     }
 }
 
-impl<C> Sealed for Leaf<C> {}
-
-impl<C: LocalAsyncContext> Protocol for Leaf<C> {
+impl<C: LocalAsyncContext> IntoLocalContext for C {
     type Value = C::Value;
     type Error = C::Error;
+    type Context = Leaf<C>;
 
-    async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<C::Error>) -> Option<C::Value> {
-        let context = self.get_mut().context.as_mut();
-        let context = context.expect("async-with: a context is entered once");
-        // The call itself runs inside the caught future: a hand-written `enter` may run code
-        // before returning its future.
-        unwind.enter(async move { context.enter().await }).await
-    }
-
-    async fn exit(self: Pin<&mut Self>, value: C::Value, unwind: &mut Unwind<C::Error>) {
-        let context = self.get_mut().context.take();
-        let context = context.expect("async-with: a context is exited once");
-        let seen: &Unwind<C::Error> = unwind;
-        let result = catch_unwind(async move { context.exit(value, seen.outcome()).await }).await;
-        unwind.exited(result);
+    fn into_local_context(self) -> Leaf<C> {
+        Leaf {
+            context: Some(self),
+        }
     }
 }
+
+// The two impls differ only in which trait's methods they call; the call itself runs inside the
+// caught future, because a hand-written `enter` or `exit` may run code before returning its future.
+macro_rules! leaf_protocol {
+    ($Protocol:ident, $Context:ident) => {
+        impl<C: $Context> $Protocol for Leaf<C> {
+            type Value = C::Value;
+            type Error = C::Error;
+
+            async fn enter(
+                self: Pin<&mut Self>,
+                unwind: &mut Unwind<C::Error>,
+            ) -> Option<C::Value> {
+                let context = self.get_mut().context.as_mut();
+                let context = context.expect("async-with: a context is entered once");
+                unwind
+                    .enter(async move { $Context::enter(context).await })
+                    .await
+            }
+
+            async fn exit(self: Pin<&mut Self>, value: C::Value, unwind: &mut Unwind<C::Error>) {
+                let context = self.get_mut().context.take();
+                let context = context.expect("async-with: a context is exited once");
+                let outcome = unwind.outcome();
+                let result =
+                    catch_unwind(async move { $Context::exit(context, value, outcome).await })
+                        .await;
+                unwind.exited(result);
+            }
+        }
+    };
+}
+
+leaf_protocol!(Protocol, LocalAsyncContext);
+leaf_protocol!(SendProtocol, AsyncContext);

@@ -157,6 +157,71 @@ impl<E> Error<E> {
     }
 }
 
+#[cfg(feature = "std")]
+impl<E: fmt::Debug + fmt::Display + Send + Sync + 'static> Error<E> {
+    /// Boxes into a `dyn Error`, for error types that are not `std::error::Error` themselves.
+    ///
+    /// `Error<E>` is a [`core::error::Error`] (with the primary error as its `source`) when `E`
+    /// is one. `Box<dyn Error + Send + Sync>` and `anyhow::Error` are not (Rust's coherence
+    /// rules keep `Box<dyn Error>` from implementing `Error`), so `?` cannot convert an
+    /// `Error<Box<dyn Error + Send + Sync>>`; this can. The box displays every error, and its
+    /// `source` is the primary error when that is a boxed `dyn Error`.
+    ///
+    /// ```
+    /// use async_with::{resource, with, Outcome};
+    /// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    ///
+    /// async fn run() -> Result<(), BoxError> {
+    ///     let ctx = resource(async || Ok::<_, BoxError>(()), async |(), _: Outcome<'_, BoxError>| Err("close failed".into()));
+    ///     with(ctx, async |_| Err("body failed".into())).await.map_err(async_with::Error::into_boxed)?;
+    ///     Ok(())
+    /// }
+    ///
+    /// let err = futures::executor::block_on(run()).unwrap_err();
+    /// assert_eq!(err.to_string(), "body failed (and 1 suppressed error: close failed)");
+    /// assert_eq!(err.source().unwrap().to_string(), "body failed");
+    /// ```
+    pub fn into_boxed(self) -> alloc::boxed::Box<dyn core::error::Error + Send + Sync> {
+        alloc::boxed::Box::new(Boxed(self))
+    }
+}
+
+/// The error behind [`Error::into_boxed`].
+#[cfg(feature = "std")]
+struct Boxed<E>(Error<E>);
+
+#[cfg(feature = "std")]
+impl<E: fmt::Debug> fmt::Debug for Boxed<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(feature = "std")]
+impl<E: fmt::Display> fmt::Display for Boxed<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(feature = "std")]
+impl<E: fmt::Debug + fmt::Display + 'static> core::error::Error for Boxed<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        use alloc::boxed::Box;
+        use core::any::Any;
+        let primary: &dyn Any = self.0.primary.as_ref()?;
+        if let Some(e) = primary.downcast_ref::<Box<dyn core::error::Error + Send + Sync>>() {
+            return Some(&**e);
+        }
+        if let Some(e) = primary.downcast_ref::<Box<dyn core::error::Error + Send>>() {
+            return Some(&**e);
+        }
+        primary
+            .downcast_ref::<Box<dyn core::error::Error>>()
+            .map(|e| &**e)
+    }
+}
+
 impl<E: fmt::Debug> fmt::Debug for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");

@@ -76,25 +76,28 @@ mod context;
 mod error;
 mod hook;
 mod outcome;
+mod protocol;
 mod resource;
 mod tuple;
 mod unwind;
 mod with;
 
-pub use context::{AsyncContext, IntoContext, LocalAsyncContext};
+pub use context::{AsyncContext, IntoContext, IntoLocalContext, LocalAsyncContext};
 pub use error::Error;
 #[cfg(feature = "std")]
 pub use hook::set_panic_error_hook;
 pub use hook::{ErrorHook, GlobalHook};
 pub use outcome::Outcome;
 pub use resource::{Resource, resource};
-pub use with::{Scope, with};
+pub use with::{Scope, with, with_local};
 
 /// The sealed protocol between scopes and contexts. Not part of the public API: it may change in
 /// any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::context::{Leaf, Protocol};
+    pub use crate::context::Leaf;
+    pub use crate::protocol::{Protocol, SendProtocol};
+    pub use crate::resource::ExitFn;
     pub use crate::tuple::{Chain, Flat, Nest};
     pub use crate::unwind::Unwind;
 }

@@ -1,12 +1,13 @@
 //! A context made of two closures: Cats Effect's `Resource.make`, TC39's `DisposableStack.adopt`.
 
 use core::fmt;
+use core::future::Future;
 use core::pin::Pin;
 
-use crate::Outcome;
 use crate::catch_unwind::catch_unwind;
-use crate::context::{IntoContext, Protocol, Sealed};
+use crate::protocol::{Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
+use crate::{IntoContext, IntoLocalContext, Outcome};
 
 /// Makes a context from an async `enter` closure and an async `exit` closure.
 ///
@@ -17,6 +18,9 @@ use crate::unwind::Unwind;
 ///
 /// Prefer `resource` when setup and teardown are separate steps you already have as functions
 /// (`connect` / `close`); prefer the generator style when teardown needs local state from setup.
+///
+/// The result is an [`IntoContext`] (for [`with`](crate::with)) when both closures and their
+/// futures are `Send`, and an [`IntoLocalContext`] (for [`with_local`](crate::with_local)) always.
 ///
 /// ```
 /// use async_with::{resource, with, Outcome};
@@ -80,10 +84,28 @@ impl<En, Ex> fmt::Debug for Resource<En, Ex> {
     }
 }
 
-impl<En, Ex, V, E> IntoContext for Resource<En, Ex>
+impl<En, Ex, V, E> IntoLocalContext for Resource<En, Ex>
 where
     En: AsyncFnOnce() -> Result<V, E>,
     Ex: AsyncFnOnce(V, Outcome<'_, E>) -> Result<(), E>,
+{
+    type Value = V;
+    type Error = E;
+    type Context = Self;
+
+    fn into_local_context(self) -> Self {
+        self
+    }
+}
+
+impl<En, Ex, EnFut, V, E> IntoContext for Resource<En, Ex>
+where
+    En: FnOnce() -> EnFut + Send,
+    EnFut: Future<Output = Result<V, E>> + Send,
+    Ex: for<'a> ExitFn<'a, V, E> + Send,
+    for<'a> <Ex as ExitFn<'a, V, E>>::Future: Send,
+    V: Send,
+    E: Send + Sync,
 {
     type Value = V;
     type Error = E;
@@ -119,8 +141,60 @@ where
             .exit
             .take()
             .expect("async-with: a context is exited once");
-        let seen: &Unwind<E> = unwind;
-        let result = catch_unwind(async move { exit(value, seen.outcome()).await }).await;
+        let outcome = unwind.outcome();
+        let result = catch_unwind(async move { exit(value, outcome).await }).await;
         unwind.exited(result);
     }
+}
+
+// The same steps with the closures seen as plain `FnOnce`s returning named futures: naming them
+// is what lets the bounds above say that they are `Send`.
+impl<En, Ex, EnFut, V, E> SendProtocol for Resource<En, Ex>
+where
+    En: FnOnce() -> EnFut + Send,
+    EnFut: Future<Output = Result<V, E>> + Send,
+    Ex: for<'a> ExitFn<'a, V, E> + Send,
+    for<'a> <Ex as ExitFn<'a, V, E>>::Future: Send,
+    V: Send,
+    E: Send + Sync,
+{
+    type Value = V;
+    type Error = E;
+
+    async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> Option<V> {
+        let enter = self
+            .get_mut()
+            .enter
+            .take()
+            .expect("async-with: a context is entered once");
+        unwind.enter(async move { enter().await }).await
+    }
+
+    async fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
+        let exit = self
+            .get_mut()
+            .exit
+            .take()
+            .expect("async-with: a context is exited once");
+        let outcome = unwind.outcome();
+        let result = catch_unwind(async move { exit(value, outcome).await }).await;
+        unwind.exited(result);
+    }
+}
+
+/// An exit closure seen as a plain function: `FnOnce(V, Outcome<'a, E>)` returning a future that
+/// may borrow the outcome. It names that future, which `AsyncFnOnce` does not on stable Rust.
+#[doc(hidden)]
+pub trait ExitFn<'a, V, E: 'a>:
+    FnOnce(V, Outcome<'a, E>) -> <Self as ExitFn<'a, V, E>>::Future
+{
+    type Future: Future<Output = Result<(), E>>;
+}
+
+impl<'a, V, E: 'a, F, Fut> ExitFn<'a, V, E> for F
+where
+    F: FnOnce(V, Outcome<'a, E>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    type Future = Fut;
 }

@@ -7,8 +7,9 @@
 use core::marker::PhantomData;
 use core::pin::Pin;
 
-use crate::context::{IntoContext, Protocol, Sealed};
+use crate::protocol::{Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
+use crate::{IntoContext, IntoLocalContext};
 
 pin_project_lite::pin_project! {
     /// Two contexts entered one after the other (sealed protocol state).
@@ -24,34 +25,44 @@ pin_project_lite::pin_project! {
 
 impl<A, B> Sealed for Chain<A, B> {}
 
-impl<A: Protocol, B: Protocol<Error = A::Error>> Protocol for Chain<A, B> {
-    type Value = (A::Value, B::Value);
-    type Error = A::Error;
+macro_rules! chain_protocol {
+    ($Protocol:ident) => {
+        impl<A: $Protocol, B: $Protocol<Error = A::Error>> $Protocol for Chain<A, B> {
+            type Value = (A::Value, B::Value);
+            type Error = A::Error;
 
-    async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<A::Error>) -> Option<Self::Value> {
-        let mut this = self.project();
-        let first = this.first.as_mut().enter(unwind).await?;
-        match this.second.enter(unwind).await {
-            Some(second) => Some((first, second)),
-            None => {
-                // The second enter failed (and cleaned up after itself): undo the first one,
-                // which then sees the failure.
+            async fn enter(
+                self: Pin<&mut Self>,
+                unwind: &mut Unwind<A::Error>,
+            ) -> Option<Self::Value> {
+                let mut this = self.project();
+                let first = this.first.as_mut().enter(unwind).await?;
+                match this.second.enter(unwind).await {
+                    Some(second) => Some((first, second)),
+                    None => {
+                        // The second enter failed (and cleaned up after itself): undo the first
+                        // one, which then sees the failure.
+                        this.first.exit(first, unwind).await;
+                        None
+                    }
+                }
+            }
+
+            async fn exit(
+                self: Pin<&mut Self>,
+                (first, second): Self::Value,
+                unwind: &mut Unwind<A::Error>,
+            ) {
+                let this = self.project();
+                this.second.exit(second, unwind).await;
                 this.first.exit(first, unwind).await;
-                None
             }
         }
-    }
-
-    async fn exit(
-        self: Pin<&mut Self>,
-        (first, second): Self::Value,
-        unwind: &mut Unwind<A::Error>,
-    ) {
-        let this = self.project();
-        this.second.exit(second, unwind).await;
-        this.first.exit(first, unwind).await;
-    }
+    };
 }
+
+chain_protocol!(Protocol);
+chain_protocol!(SendProtocol);
 
 /// Converts between a flat tuple `(a, b, c)` and the nested pairs `(a, (b, c))` of a chain.
 #[doc(hidden)]
@@ -74,18 +85,25 @@ pin_project_lite::pin_project! {
 
 impl<N, T> Sealed for Flat<N, T> {}
 
-impl<N: Protocol, T: Nest<Nested = N::Value>> Protocol for Flat<N, T> {
-    type Value = T;
-    type Error = N::Error;
+macro_rules! flat_protocol {
+    ($Protocol:ident $(+ $bound:ident)?) => {
+        impl<N: $Protocol, T: Nest<Nested = N::Value> $(+ $bound)?> $Protocol for Flat<N, T> {
+            type Value = T;
+            type Error = N::Error;
 
-    async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<N::Error>) -> Option<T> {
-        self.project().nested.enter(unwind).await.map(T::flatten)
-    }
+            async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<N::Error>) -> Option<T> {
+                self.project().nested.enter(unwind).await.map(T::flatten)
+            }
 
-    async fn exit(self: Pin<&mut Self>, value: T, unwind: &mut Unwind<N::Error>) {
-        self.project().nested.exit(value.nest(), unwind).await
-    }
+            async fn exit(self: Pin<&mut Self>, value: T, unwind: &mut Unwind<N::Error>) {
+                self.project().nested.exit(value.nest(), unwind).await
+            }
+        }
+    };
 }
+
+flat_protocol!(Protocol);
+flat_protocol!(SendProtocol + Send);
 
 /// `nested!(a, b, c)` is `(a, (b, c))`, in type, pattern and expression position.
 macro_rules! nested {
@@ -94,27 +112,38 @@ macro_rules! nested {
 }
 
 macro_rules! chain_type {
-    ($last:ident) => { <$last as IntoContext>::Context };
-    ($head:ident, $($rest:ident),+) => { Chain<<$head as IntoContext>::Context, chain_type!($($rest),+)> };
+    ($Into:ident; $last:ident) => { <$last as $Into>::Context };
+    ($Into:ident; $head:ident, $($rest:ident),+) => {
+        Chain<<$head as $Into>::Context, chain_type!($Into; $($rest),+)>
+    };
 }
 
 macro_rules! chain {
-    ($last:ident) => { $last.into_context() };
-    ($head:ident, $($rest:ident),+) => { Chain { first: $head.into_context(), second: chain!($($rest),+) } };
+    ($into:ident; $last:ident) => { $last.$into() };
+    ($into:ident; $head:ident, $($rest:ident),+) => {
+        Chain { first: $head.$into(), second: chain!($into; $($rest),+) }
+    };
+}
+
+macro_rules! tuple_into {
+    ($Into:ident, $into:ident; $A:ident $a:ident, $($T:ident $t:ident),+) => {
+        impl<$A: $Into, $($T: $Into<Error = $A::Error>),+> $Into for ($A, $($T),+) {
+            type Value = ($A::Value, $($T::Value),+);
+            type Error = $A::Error;
+            type Context = Flat<chain_type!($Into; $A, $($T),+), Self::Value>;
+
+            fn $into(self) -> Self::Context {
+                let ($a, $($t),+) = self;
+                Flat { nested: chain!($into; $a, $($t),+), flat: PhantomData }
+            }
+        }
+    };
 }
 
 macro_rules! tuple_context {
     ($A:ident $a:ident, $($T:ident $t:ident),+) => {
-        impl<$A: IntoContext, $($T: IntoContext<Error = $A::Error>),+> IntoContext for ($A, $($T),+) {
-            type Value = ($A::Value, $($T::Value),+);
-            type Error = $A::Error;
-            type Context = Flat<chain_type!($A, $($T),+), Self::Value>;
-
-            fn into_context(self) -> Self::Context {
-                let ($a, $($t),+) = self;
-                Flat { nested: chain!($a, $($t),+), flat: PhantomData }
-            }
-        }
+        tuple_into!(IntoContext, into_context; $A $a, $($T $t),+);
+        tuple_into!(IntoLocalContext, into_local_context; $A $a, $($T $t),+);
 
         impl<$A, $($T),+> Nest for ($A, $($T),+) {
             type Nested = nested!($A, $($T),+);

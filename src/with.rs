@@ -3,9 +3,9 @@
 use core::fmt;
 use core::pin::pin;
 
-use crate::context::{IntoContext, Protocol};
+use crate::protocol::{Protocol, SendProtocol};
 use crate::unwind::Unwind;
-use crate::{Error, ErrorHook, GlobalHook};
+use crate::{Error, ErrorHook, GlobalHook, IntoContext, IntoLocalContext};
 
 /// Enters `context`, runs `body` with its value, exits, and returns the body's value or every
 /// error: Python's `async with context as value: body`.
@@ -17,9 +17,10 @@ use crate::{Error, ErrorHook, GlobalHook};
 /// - Every exit runs exactly once, whether the body returns `Ok`, `Err` or panics; see
 ///   [`Error`] for how errors are kept and the crate docs for panics.
 ///
-/// The future holds everything inline: no heap allocation, and it is `Send` when the contexts,
-/// their values and the body are. Errors that cannot be returned because a panic is propagating
-/// go to the process-wide hook (see [`Scope::on_error_during_panic`] to choose another).
+/// The future holds everything inline (no heap allocation) and is `Send` when the body is: the
+/// contexts' own futures always are. For `!Send` contexts use [`with_local`]. Errors that cannot be
+/// returned because a panic is propagating go to the process-wide hook (see
+/// [`Scope::on_error_during_panic`] to choose another).
 ///
 /// ```
 /// use async_with::{resource, with, Outcome};
@@ -45,6 +46,34 @@ where
     B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
 {
     Scope::new().with(context, body).await
+}
+
+/// [`with`] for contexts whose futures are not `Send`: [`LocalAsyncContext`](crate::LocalAsyncContext)
+/// types, closures holding `Rc`s. Runs on any executor that does not move tasks between threads.
+///
+/// ```
+/// use async_with::{resource, with_local, Outcome};
+/// use std::{cell::Cell, rc::Rc};
+///
+/// let open = Rc::new(Cell::new(0));
+/// let (enter, exit) = (open.clone(), open.clone());
+/// let ctx = resource(
+///     async move || { enter.set(enter.get() + 1); Ok::<_, ()>(()) },
+///     async move |(), _: async_with::Outcome<'_, ()>| { exit.set(exit.get() - 1); Ok(()) },
+/// );
+/// let executor = smol::LocalExecutor::new();
+/// let inside = futures::executor::block_on(executor.run(async {
+///     with_local(ctx, async |_| Ok(open.get())).await
+/// }));
+/// assert_eq!((inside.unwrap(), open.get()), (1, 0));
+/// ```
+pub async fn with_local<C, T, B>(context: C, body: B) -> Result<T, Error<C::Error>>
+where
+    C: IntoLocalContext,
+    C::Error: fmt::Debug,
+    B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
+{
+    Scope::new().with_local(context, body).await
 }
 
 /// How a scope reports what it cannot return; [`Scope::with`] runs a body under it.
@@ -83,6 +112,23 @@ impl Scope {
     }
 }
 
+// One body for both flavours: they differ only in the protocol trait that drives the contexts.
+macro_rules! run_scope {
+    ($hook:expr, $context:expr, $body:expr, $Protocol:ident) => {{
+        let mut unwind = Unwind::new();
+        let mut context = pin!($context);
+        let value = match $Protocol::enter(context.as_mut(), &mut unwind).await {
+            Some(mut value) => {
+                let out = unwind.body(async { $body(&mut value).await }).await;
+                $Protocol::exit(context, value, &mut unwind).await;
+                out
+            }
+            None => None,
+        };
+        unwind.finish(value, &mut $hook)
+    }};
+}
+
 impl<H> Scope<H> {
     /// Sends the exit errors that happen while a panic is propagating to `hook`, one at a time
     /// and in order, instead of the process-wide hook. The panic resumes after the last one.
@@ -113,16 +159,27 @@ impl<H> Scope<H> {
         H: ErrorHook<C::Error>,
         B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
     {
-        let mut unwind = Unwind::new();
-        let mut context = pin!(context.into_context());
-        let value = match context.as_mut().enter(&mut unwind).await {
-            Some(mut value) => {
-                let out = unwind.body(async { body(&mut value).await }).await;
-                context.exit(value, &mut unwind).await;
-                out
-            }
-            None => None,
-        };
-        unwind.finish(value, &mut self.hook)
+        run_scope!(self.hook, context.into_context(), body, SendProtocol)
+    }
+
+    /// Enters `context` around `body`, as [`with_local`] does, reporting through this scope's hook.
+    ///
+    /// ```
+    /// use async_with::{resource, Outcome, Scope};
+    /// use std::rc::Rc;
+    ///
+    /// # futures::executor::block_on(async {
+    /// let ctx = resource(async || Ok::<_, ()>(Rc::new(3)), async |_, _: Outcome<'_, ()>| Ok(()));
+    /// let three = Scope::new().with_local(ctx, async |n| Ok(**n)).await.unwrap();
+    /// assert_eq!(three, 3);
+    /// # });
+    /// ```
+    pub async fn with_local<C, T, B>(mut self, context: C, body: B) -> Result<T, Error<C::Error>>
+    where
+        C: IntoLocalContext,
+        H: ErrorHook<C::Error>,
+        B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
+    {
+        run_scope!(self.hook, context.into_local_context(), body, Protocol)
     }
 }

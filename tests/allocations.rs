@@ -1,0 +1,129 @@
+//! Statically nested scopes allocate nothing: `with` over one context, a tuple, nested `with`s
+//! and an error path with one error. Counted, on this thread only, by a counting allocator, and
+//! polled with a no-op waker so that no executor allocates either.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use async_with::{Outcome, resource, with};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every method forwards its arguments unchanged to the system allocator, which upholds
+// the `GlobalAlloc` contract; counting touches only a const-initialised thread-local `Cell`, which
+// never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Polls `future` to completion and returns its output with the number of allocations made on
+/// this thread while doing so (creating the future included).
+fn allocations<F: Future>(make: impl FnOnce() -> F) -> (F::Output, usize) {
+    let before = ALLOCATIONS.with(Cell::get);
+    let mut future = pin!(make());
+    let mut cx = Context::from_waker(Waker::noop());
+    let out = loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            break out;
+        }
+    };
+    (out, ALLOCATIONS.with(Cell::get) - before)
+}
+
+/// Returns `Pending` once, so that the scope really suspends in every enter and exit.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|_| {
+        if std::mem::replace(&mut yielded, true) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+fn counter(fail_exit: bool) -> impl async_with::IntoContext<Value = u64, Error = &'static str> {
+    resource(
+        async || {
+            yield_once().await;
+            Ok(1)
+        },
+        async move |_, outcome: Outcome<'_, &'static str>| {
+            yield_once().await;
+            let _ = outcome;
+            if fail_exit {
+                Err("exit failed")
+            } else {
+                Ok(())
+            }
+        },
+    )
+}
+
+#[test]
+fn one_context_allocates_nothing() {
+    let (out, n) = allocations(|| with(counter(false), async |v| Ok(*v + 1)));
+    assert_eq!(out.unwrap(), 2);
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn a_tuple_of_three_allocates_nothing() {
+    let (out, n) = allocations(|| {
+        with(
+            (counter(false), counter(false), counter(false)),
+            async |(a, b, c)| Ok(*a + *b + *c),
+        )
+    });
+    assert_eq!(out.unwrap(), 3);
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn three_nested_withs_allocate_nothing() {
+    let (out, n) = allocations(|| {
+        with(counter(false), async |a| {
+            let inner = with(counter(false), async |b| {
+                let innermost = with(counter(false), async |c| Ok(*c)).await;
+                Ok(*b + innermost.map_err(|_| "inner")?)
+            })
+            .await;
+            Ok(*a + inner.map_err(|_| "outer")?)
+        })
+    });
+    assert_eq!(out.unwrap(), 3);
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn one_error_allocates_nothing_and_each_further_error_at_most_one() {
+    let (out, n) = allocations(|| with(counter(false), async |_| Err::<(), _>("body failed")));
+    assert_eq!(out.unwrap_err().primary(), Some(&"body failed"));
+    assert_eq!(n, 0);
+
+    // A second error starts the list of suppressed errors: one allocation (`Vec` growth).
+    let (out, n) = allocations(|| with(counter(true), async |_| Err::<(), _>("body failed")));
+    assert_eq!(out.unwrap_err().suppressed(), ["exit failed"]);
+    assert_eq!(n, 1);
+}
