@@ -21,9 +21,40 @@
 //! # Contexts
 //!
 //! A *context* is entered (async, giving a *value*) and exited (async, getting the value back and
-//! the [`Outcome`]). Make one from two closures with [`resource`], or implement [`AsyncContext`]
-//! (or [`LocalAsyncContext`] for `!Send` state) for a type. [`IntoContext`] is the bound that
-//! accepts all of them, and tuples of them.
+//! the [`Outcome`]). There are three ways to write one:
+//!
+//! - [`context`]: one async closure, setup before `cx.provide(value).await`, teardown after it:
+//!   Python's `@asynccontextmanager`. Best when teardown needs what setup had in scope, so that
+//!   the cleanup sits next to what it undoes. One small allocation per entry.
+//! - [`resource`]: an async `enter` closure and an async `exit` closure, Cats Effect's
+//!   `Resource.make`. Best when setup and teardown already exist as two functions. No allocation.
+//! - [`AsyncContext`] (or [`LocalAsyncContext`] for `!Send` state) implemented for a type:
+//!   Python's `__aenter__` / `__aexit__`. Best for a library type that *is* a context.
+//!
+//! ```
+//! use async_with::{context, resource, with, Cx, Outcome};
+//!
+//! # futures::executor::block_on(async {
+//! // Generator style: the teardown sees the setup's locals.
+//! let tmp = context(async |mut cx: Cx<Vec<String>, String>| {
+//!     let path = "/tmp/scratch".to_string();                    // setup
+//!     let (files, outcome) = cx.provide(vec![]).await;          // the body runs here
+//!     println!("removing {path} with {} files ({outcome:?})", files.len()); // teardown
+//!     Ok(())
+//! });
+//! // Closure pair: enter and exit are separate steps.
+//! let db = resource(async || Ok(1_u32), async |_conn, _: Outcome<'_, String>| Ok(()));
+//!
+//! with((tmp, db), async |(files, conn)| {
+//!     files.push(format!("row-{conn}"));
+//!     Ok(())
+//! })
+//! .await
+//! .unwrap();
+//! # });
+//! ```
+//!
+//! [`IntoContext`] is the bound that accepts all of them, and tuples of them.
 //!
 //! # The guarantees
 //!
@@ -51,6 +82,7 @@
 //! | `async with ctx as v: ...` | [`with`]`(ctx, async \|v\| ...).await` |
 //! | `async with a as x, b as y: ...` | `with((a, b), async \|(x, y)\| ...).await` |
 //! | `__aenter__` / `__aexit__(exc_type, exc, tb)` | [`AsyncContext::enter`] / [`AsyncContext::exit`] with an [`Outcome`] |
+//! | `@asynccontextmanager` with setup, `yield v`, teardown | [`context`]`(async \|mut cx\| { ..; let (v, outcome) = cx.provide(v).await; .. })` |
 //! | an exception raised in `__aexit__` during another one | a suppressed error in [`Error`] |
 #![no_std]
 #![warn(
@@ -74,6 +106,8 @@ extern crate std;
 mod catch_unwind;
 mod context;
 mod error;
+#[cfg(feature = "std")]
+mod generator;
 mod hook;
 mod outcome;
 mod protocol;
@@ -84,6 +118,8 @@ mod with;
 
 pub use context::{AsyncContext, IntoContext, IntoLocalContext, LocalAsyncContext};
 pub use error::Error;
+#[cfg(feature = "std")]
+pub use generator::{Cx, Generator, Provide, context};
 #[cfg(feature = "std")]
 pub use hook::set_panic_error_hook;
 pub use hook::{ErrorHook, GlobalHook};

@@ -20,6 +20,15 @@ use core::future::Future;
 use crate::catch_unwind::{Payload, catch_unwind};
 use crate::{Error, ErrorHook, Outcome};
 
+/// What an exit sees, without the error: what a generator context is told when it resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Completed,
+    Failed,
+    Panicked,
+    Cancelled,
+}
+
 /// The state of a scope that is unwinding. Public only so that the sealed protocol can name it.
 #[doc(hidden)]
 pub struct Unwind<E> {
@@ -63,6 +72,31 @@ impl<E> Unwind<E> {
         }
     }
 
+    /// Moves the error the next exit would see out of the list, for an exit that must own it
+    /// for a while (a generator context, whose future was created before the error existed). It
+    /// goes back with [`Unwind::restore`] before anything else is recorded, so the order holds.
+    pub(crate) fn lend(&mut self) -> (Kind, Option<E>) {
+        match self.outcome() {
+            Outcome::Completed => (Kind::Completed, None),
+            Outcome::Panicked => (Kind::Panicked, None),
+            Outcome::Cancelled => (Kind::Cancelled, None),
+            Outcome::Failed(_) => (Kind::Failed, self.later.pop().or_else(|| self.first.take())),
+        }
+    }
+
+    /// Puts back the error [`Unwind::lend`] took, where it was.
+    pub(crate) fn restore(&mut self, error: E) {
+        // It was the newest error, so appending it puts it back in its place.
+        self.fail(error);
+    }
+
+    /// Records a panic raised by the crate itself (misuse detected at run time), so that it
+    /// follows the same path as the user's panics.
+    #[cfg(feature = "std")]
+    pub(crate) fn misuse(&mut self, message: &'static str) {
+        self.panicked(alloc::boxed::Box::new(message));
+    }
+
     /// Runs an enter; `None` when it failed or panicked (then it is recorded).
     pub(crate) async fn enter<V>(
         &mut self,
@@ -96,6 +130,11 @@ impl<E> Unwind<E> {
         }
     }
 
+    /// Records an error that did not come out of `enter`, `body` or `exited`.
+    pub(crate) fn failed(&mut self, error: E) {
+        self.fail(error);
+    }
+
     fn fail(&mut self, error: E) {
         if self.first.is_none() && !self.cancelled {
             self.first = Some(error);
@@ -105,7 +144,7 @@ impl<E> Unwind<E> {
     }
 
     #[cfg_attr(not(feature = "std"), allow(clippy::needless_pass_by_value))]
-    fn panicked(&mut self, payload: Payload) {
+    pub(crate) fn panicked(&mut self, payload: Payload) {
         if self.panic.is_none() {
             self.panic = Some(payload);
         } else {

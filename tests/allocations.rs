@@ -1,5 +1,5 @@
 //! Statically nested scopes allocate nothing: `with` over one context, a tuple, nested `with`s
-//! and an error path with one error. Counted, on this thread only, by a counting allocator, and
+//! and an error path with one error. A generator context allocates once per entry (its slot). Counted, on this thread only, by a counting allocator, and
 //! polled with a no-op waker so that no executor allocates either.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use async_with::{Outcome, resource, with};
+use async_with::{Cx, Outcome, context, resource, with};
 
 struct Counting;
 
@@ -125,5 +125,36 @@ fn one_error_allocates_nothing_and_each_further_error_at_most_one() {
     // A second error starts the list of suppressed errors: one allocation (`Vec` growth).
     let (out, n) = allocations(|| with(counter(true), async |_| Err::<(), _>("body failed")));
     assert_eq!(out.unwrap_err().suppressed(), ["exit failed"]);
+    assert_eq!(n, 1);
+}
+
+fn generator() -> impl async_with::IntoContext<Value = u64, Error = &'static str> {
+    context(async |mut cx: Cx<u64, &'static str>| {
+        yield_once().await;
+        let (value, outcome) = cx.provide(1).await;
+        yield_once().await;
+        let _ = (value, outcome);
+        Ok(())
+    })
+}
+
+#[test]
+fn a_generator_context_allocates_once_per_entry() {
+    let (out, n) = allocations(|| with(generator(), async |v| Ok(*v)));
+    assert_eq!(out.unwrap(), 1);
+    assert_eq!(n, 1);
+
+    let (out, n) = allocations(|| {
+        with(
+            (generator(), generator(), generator()),
+            async |(a, b, c)| Ok(*a + *b + *c),
+        )
+    });
+    assert_eq!(out.unwrap(), 3);
+    assert_eq!(n, 3);
+
+    // Lending the error to the teardown and taking it back allocates nothing more.
+    let (out, n) = allocations(|| with(generator(), async |_| Err::<(), _>("body failed")));
+    assert_eq!(out.unwrap_err().primary(), Some(&"body failed"));
     assert_eq!(n, 1);
 }

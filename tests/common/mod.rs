@@ -154,3 +154,12 @@ pub fn journaling_scope(journal: &Journal) -> async_with::Scope<impl FnMut(Strin
     async_with::Scope::new()
         .on_error_during_panic(move |e: String| journal.push(format!("hook: {e}")))
 }
+
+/// Awaits `future`, returning the panic message if it panicked (for use inside any executor).
+pub async fn catching<F: Future>(future: F) -> Result<F::Output, String> {
+    use futures::FutureExt;
+    AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .map_err(panic_message)
+}

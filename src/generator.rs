@@ -1,0 +1,461 @@
+//! Generator-style contexts: Python's `@asynccontextmanager`.
+//!
+//! One async closure holds setup and teardown around `cx.provide(value).await`, which hands the
+//! value to the body and resumes with it and the outcome. The closure's future lives inline in
+//! the scope's pinned state; the value travels through one shared slot, the only allocation.
+//!
+//! The outcome borrows the scope's error, which did not exist when the closure's future was
+//! created. So the scope *lends* its newest error into the `Cx` for the teardown, and the `Cx`
+//! gives it back when it is dropped (at the latest when the closure returns, or unwinds): a
+//! teardown that ignores the error cannot suppress it.
+
+use alloc::sync::Arc;
+use core::fmt;
+use core::future::{Future, poll_fn};
+use core::marker::PhantomData;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::catch_unwind::catch_unwind;
+use crate::protocol::{Protocol, Sealed, SendProtocol};
+use crate::unwind::{Kind, Unwind};
+use crate::{IntoContext, IntoLocalContext, Outcome};
+
+/// Makes a context from one async closure: setup, then `cx.provide(value).await`, then teardown.
+/// Python's `@asynccontextmanager`.
+///
+/// `provide` hands `value` to the body and resumes, once the body is over, with the value back
+/// and the [`Outcome`] of the body, so that teardown can commit, roll back or log. An error
+/// returned before `provide` is an enter error (no body, no teardown); one returned after it is
+/// an exit error, kept with the others. The outcome's error is only *lent* to the teardown: the
+/// caller gets it whatever the teardown does with it.
+///
+/// ```
+/// use async_with::{context, with, Outcome};
+///
+/// struct Conn { log: Vec<String> }
+///
+/// # futures::executor::block_on(async {
+/// let db = context(async |mut cx| {
+///     let conn = Conn { log: vec!["BEGIN".into()] };           // setup
+///     let (mut conn, outcome) = cx.provide(conn).await;        // the body runs here
+///     let end = if outcome.is_completed() { "COMMIT" } else { "ROLLBACK" };
+///     conn.log.push(end.into());                               // teardown
+///     println!("{:?}", conn.log);
+///     Ok::<_, String>(())
+/// });
+/// let n = with(db, async |conn| {
+///     conn.log.push("INSERT".into());
+///     Ok(conn.log.len())
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(n, 2);
+/// # });
+/// ```
+///
+/// Use `context` when teardown needs what setup had in scope (a lock, a temp path, a child
+/// handle), so that cleanup sits next to what it undoes; use [`resource`](crate::resource) when
+/// setup and teardown are two separate functions already. A generator context costs one small
+/// allocation per entry (the slot that carries the value out and back); `resource` costs none.
+///
+/// Misuse is reported as a panic with a clear message, which the scope treats like any panic
+/// (the other exits run, then it resumes): returning `Ok` without calling `provide` (Python's
+/// "generator didn't yield"), or calling `provide` a second time (Python's "generator didn't
+/// stop"; the second value is dropped and no second body runs).
+pub fn context<F, Fut, V, E>(generator: F) -> Generator<F, V, E>
+where
+    F: FnOnce(Cx<V, E>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    Generator {
+        generator,
+        types: PhantomData,
+    }
+}
+
+/// A generator-style context, built by [`context`].
+///
+/// ```
+/// use async_with::{context, with};
+///
+/// # futures::executor::block_on(async {
+/// let ctx = context(async |mut cx| {
+///     let (_value, _outcome) = cx.provide(1).await;
+///     Ok::<_, ()>(())
+/// });
+/// assert_eq!(with(ctx, async |one| Ok(*one)).await.unwrap(), 1);
+/// # });
+/// ```
+#[must_use = "a context does nothing until a scope enters it"]
+pub struct Generator<F, V, E> {
+    generator: F,
+    // The closure takes a `Cx<V, E>`: recorded here, since a closure type alone does not fix its
+    // argument types. A function pointer keeps `Generator` `Send` and `Sync` whatever `V` is.
+    types: PhantomData<fn(Cx<V, E>)>,
+}
+
+impl<F, V, E> fmt::Debug for Generator<F, V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generator").finish_non_exhaustive()
+    }
+}
+
+/// The handle a generator context's closure gets: [`provide`](Cx::provide) hands the value to
+/// the body.
+///
+/// ```
+/// use async_with::{context, with, Cx, Outcome};
+///
+/// async fn teardown_logged(mut cx: Cx<String, String>) -> Result<(), String> {
+///     let (name, outcome) = cx.provide("db".to_string()).await;
+///     if let Outcome::Failed(e) = outcome {
+///         println!("closing {name} after: {e}");
+///     }
+///     Ok(())
+/// }
+///
+/// # futures::executor::block_on(async {
+/// let err = with(context(teardown_logged), async |_| Err::<(), _>("boom".to_string())).await.unwrap_err();
+/// assert_eq!(err.primary().unwrap(), "boom"); // the teardown only borrowed it
+/// # });
+/// ```
+pub struct Cx<V, E> {
+    slot: Arc<Slot<V, E>>,
+    /// The scope's error, while the teardown borrows it; given back on drop.
+    lent: Option<E>,
+}
+
+impl<V, E> fmt::Debug for Cx<V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cx").finish_non_exhaustive()
+    }
+}
+
+impl<V, E> Cx<V, E> {
+    /// Hands `value` to the body and waits until the body is over; resumes with the value back
+    /// and how the body ended. Call it once.
+    ///
+    /// ```
+    /// use async_with::{context, with};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let ctx = context(async |mut cx| {
+    ///     let (v, outcome) = cx.provide(vec![1, 2]).await;
+    ///     assert_eq!(v, [1, 2, 3]);
+    ///     assert!(outcome.is_completed());
+    ///     Ok::<_, ()>(())
+    /// });
+    /// with(ctx, async |v| { v.push(3); Ok(()) }).await.unwrap();
+    /// # });
+    /// ```
+    pub fn provide(&mut self, value: V) -> Provide<'_, V, E> {
+        Provide {
+            cx: Some(self),
+            value: Some(value),
+        }
+    }
+}
+
+impl<V, E> Drop for Cx<V, E> {
+    fn drop(&mut self) {
+        if let Some(error) = self.lent.take() {
+            self.slot.lock().returned = Some(error);
+        }
+    }
+}
+
+/// The future of [`Cx::provide`].
+///
+/// ```
+/// use async_with::{context, Provide};
+/// let ctx = context(async |mut cx| {
+///     let provide: Provide<'_, u8, ()> = cx.provide(7);
+///     let (_seven, _outcome) = provide.await;
+///     Ok(())
+/// });
+/// # let _ = ctx;
+/// ```
+#[must_use = "futures do nothing unless you .await or poll them"]
+pub struct Provide<'cx, V, E> {
+    cx: Option<&'cx mut Cx<V, E>>,
+    value: Option<V>,
+}
+
+impl<V, E> fmt::Debug for Provide<'_, V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provide")
+            .field("handed_over", &self.value.is_none())
+            .finish()
+    }
+}
+
+// Nothing in `Provide` is pinned: it holds a reference and an optional value.
+impl<V, E> Unpin for Provide<'_, V, E> {}
+
+impl<'cx, V, E> Future for Provide<'cx, V, E> {
+    type Output = (V, Outcome<'cx, E>);
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let cx = this
+            .cx
+            .as_mut()
+            .expect("async-with: `Provide` polled after completion");
+        let mut slot = cx.slot.lock();
+        if let Some(value) = this.value.take() {
+            match slot.state {
+                State::Setup => slot.state = State::Provided(value),
+                _ => panic!("async-with: `provide` was called twice in one generator context"),
+            }
+            return Poll::Pending;
+        }
+        // No waker is needed: the scope itself polls the generator again when it resumes it.
+        match core::mem::replace(&mut slot.state, State::Teardown) {
+            State::Resumed(value, kind, lent) => {
+                drop(slot);
+                let cx = this.cx.take().expect("checked above");
+                cx.lent = lent;
+                let outcome = match (kind, &cx.lent) {
+                    (Kind::Completed, _) => Outcome::Completed,
+                    (Kind::Failed, Some(error)) => Outcome::Failed(error),
+                    (Kind::Failed, None) => {
+                        unreachable!("async-with: a failed outcome lends its error")
+                    }
+                    (Kind::Panicked, _) => Outcome::Panicked,
+                    (Kind::Cancelled, _) => Outcome::Cancelled,
+                };
+                Poll::Ready((value, outcome))
+            }
+            state => {
+                slot.state = state;
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// What the scope and the closure's future share.
+struct Slot<V, E> {
+    inner: Mutex<Shared<V, E>>,
+}
+
+struct Shared<V, E> {
+    state: State<V, E>,
+    returned: Option<E>,
+}
+
+enum State<V, E> {
+    /// The closure runs its setup.
+    Setup,
+    /// `provide` handed this over; the scope takes it.
+    Provided(V),
+    /// The body has the value.
+    Body,
+    /// The scope gives the value back, with the outcome and the error it lends.
+    Resumed(V, Kind, Option<E>),
+    /// The closure took it back and runs its teardown.
+    Teardown,
+}
+
+impl<V, E> Slot<V, E> {
+    fn lock(&self) -> MutexGuard<'_, Shared<V, E>> {
+        // A panic while the lock is held cannot leave `Shared` half-updated: every update is a
+        // single assignment. So a poisoned lock is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The protocol state of a [`Generator`] (sealed).
+    #[doc(hidden)]
+    pub struct Running<F, Fut, V, E> {
+        generator: Option<F>,
+        #[pin]
+        future: Option<Fut>,
+        slot: Option<Arc<Slot<V, E>>>,
+        types: PhantomData<fn() -> (V, E)>,
+    }
+}
+
+impl<F, Fut, V, E> fmt::Debug for Running<F, Fut, V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running")
+            .field("started", &self.generator.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, Fut, V, E> Sealed for Running<F, Fut, V, E> {}
+
+impl<F, Fut, V, E> IntoLocalContext for Generator<F, V, E>
+where
+    F: FnOnce(Cx<V, E>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    type Value = V;
+    type Error = E;
+    type Context = Running<F, Fut, V, E>;
+
+    fn into_local_context(self) -> Self::Context {
+        Running {
+            generator: Some(self.generator),
+            future: None,
+            slot: None,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<F, Fut, V, E> IntoContext for Generator<F, V, E>
+where
+    F: FnOnce(Cx<V, E>) -> Fut + Send,
+    Fut: Future<Output = Result<(), E>> + Send,
+    V: Send,
+    E: Send + Sync,
+{
+    type Value = V;
+    type Error = E;
+    type Context = Running<F, Fut, V, E>;
+
+    fn into_context(self) -> Self::Context {
+        self.into_local_context()
+    }
+}
+
+/// Where the closure's future ended up after one poll.
+enum Step<V, E> {
+    Provided(V),
+    Finished(Result<(), E>),
+}
+
+impl<F, Fut, V, E> Running<F, Fut, V, E>
+where
+    F: FnOnce(Cx<V, E>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    /// Starts the closure and runs its setup until it provides a value or returns.
+    fn poll_setup(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Step<V, E>> {
+        let mut this = self.project();
+        if let Some(generator) = this.generator.take() {
+            let slot = Arc::new(Slot {
+                inner: Mutex::new(Shared {
+                    state: State::Setup,
+                    returned: None,
+                }),
+            });
+            *this.slot = Some(slot.clone());
+            this.future.set(Some(generator(Cx { slot, lent: None })));
+        }
+        let polled = this
+            .future
+            .as_mut()
+            .as_pin_mut()
+            .expect("started above")
+            .poll(task);
+        let slot = this.slot.as_ref().expect("started above");
+        let mut shared = slot.lock();
+        match (polled, core::mem::replace(&mut shared.state, State::Body)) {
+            (Poll::Pending, State::Provided(value)) => Poll::Ready(Step::Provided(value)),
+            (Poll::Pending, state) => {
+                shared.state = state;
+                Poll::Pending
+            }
+            (Poll::Ready(Ok(())), State::Setup) => {
+                drop(shared);
+                this.future.set(None);
+                panic!("async-with: a generator context returned without calling `provide`")
+            }
+            (Poll::Ready(result), State::Setup) => {
+                drop(shared);
+                this.future.set(None);
+                Poll::Ready(Step::Finished(result))
+            }
+            (Poll::Ready(_), _) => {
+                drop(shared);
+                this.future.set(None);
+                panic!(
+                    "async-with: a generator context returned while its body had the value (was the `provide` future dropped?)"
+                )
+            }
+        }
+    }
+
+    /// Runs the teardown to its end.
+    fn poll_teardown(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Result<(), E>> {
+        let mut this = self.project();
+        let future = this
+            .future
+            .as_mut()
+            .as_pin_mut()
+            .expect("async-with: a context is exited once");
+        let result = core::task::ready!(future.poll(task));
+        this.future.set(None);
+        Poll::Ready(result)
+    }
+
+    async fn enter_in(mut self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> Option<V> {
+        let step = catch_unwind(poll_fn(|task| self.as_mut().poll_setup(task))).await;
+        match step {
+            Ok(Step::Provided(value)) => return Some(value),
+            Ok(Step::Finished(Ok(()))) => {
+                unreachable!("a setup that returns `Ok` without providing panics")
+            }
+            Ok(Step::Finished(Err(error))) => unwind.failed(error),
+            Err(payload) => unwind.panicked(payload),
+        }
+        None
+    }
+
+    async fn exit_in(mut self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
+        let (kind, lent) = unwind.lend();
+        let was_lent = lent.is_some();
+        let slot = self
+            .as_mut()
+            .project()
+            .slot
+            .clone()
+            .expect("async-with: exit before enter");
+        slot.lock().state = State::Resumed(value, kind, lent);
+        let result = catch_unwind(poll_fn(|task| self.as_mut().poll_teardown(task))).await;
+        // The closure has returned or unwound, dropping its `Cx`, which gave the error back.
+        let returned = slot.lock().returned.take();
+        match returned {
+            Some(error) => unwind.restore(error),
+            None if was_lent => unwind.misuse(
+                "async-with: a generator context's `Cx` outlived its closure and kept the scope's error",
+            ),
+            None => {}
+        }
+        unwind.exited(result);
+    }
+}
+
+macro_rules! generator_protocol {
+    ($Protocol:ident $(, $bound:ident)*) => {
+        impl<F, Fut, V, E> $Protocol for Running<F, Fut, V, E>
+        where
+            F: FnOnce(Cx<V, E>) -> Fut $(+ $bound)*,
+            Fut: Future<Output = Result<(), E>> $(+ $bound)*,
+            V: $($bound +)*,
+            E: $($bound + Sync +)*,
+        {
+            type Value = V;
+            type Error = E;
+
+            async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> Option<V> {
+                self.enter_in(unwind).await
+            }
+
+            async fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
+                self.exit_in(value, unwind).await
+            }
+        }
+    };
+}
+
+generator_protocol!(Protocol);
+generator_protocol!(SendProtocol, Send);
