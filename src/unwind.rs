@@ -21,6 +21,7 @@ use crate::catch_unwind::{Payload, catch_unwind};
 use crate::{Error, ErrorHook, Outcome};
 
 /// What an exit sees, without the error: what a generator context is told when it resumes.
+#[cfg(feature = "std")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Completed,
@@ -75,6 +76,7 @@ impl<E> Unwind<E> {
     /// Moves the error the next exit would see out of the list, for an exit that must own it
     /// for a while (a generator context, whose future was created before the error existed). It
     /// goes back with [`Unwind::restore`] before anything else is recorded, so the order holds.
+    #[cfg(feature = "std")]
     pub(crate) fn lend(&mut self) -> (Kind, Option<E>) {
         match self.outcome() {
             Outcome::Completed => (Kind::Completed, None),
@@ -85,6 +87,7 @@ impl<E> Unwind<E> {
     }
 
     /// Puts back the error [`Unwind::lend`] took, where it was.
+    #[cfg(feature = "std")]
     pub(crate) fn restore(&mut self, error: E) {
         // It was the newest error, so appending it puts it back in its place.
         self.fail(error);
@@ -131,6 +134,7 @@ impl<E> Unwind<E> {
     }
 
     /// Records an error that did not come out of `enter`, `body` or `exited`.
+    #[cfg(feature = "std")]
     pub(crate) fn failed(&mut self, error: E) {
         self.fail(error);
     }
