@@ -19,10 +19,7 @@ use smol::net::{TcpListener, TcpStream};
 static LINE: AtomicUsize = AtomicUsize::new(1);
 
 fn say(who: &str, what: impl std::fmt::Display) {
-    println!(
-        "{:>2}. {who:<7} {what}",
-        LINE.fetch_add(1, Ordering::SeqCst)
-    );
+    println!("{:>2}. {who:<7} {what}", LINE.fetch_add(1, Ordering::SeqCst));
 }
 
 // One error type for enters, bodies and exits. `std::io::Error` fits: sockets produce it, and
@@ -55,10 +52,7 @@ impl AsyncContext for HttpClient {
     async fn enter(&mut self) -> Result<Session, Error> {
         let stream = TcpStream::connect(self.addr).await?;
         say("client", format!("connected to {}", self.addr));
-        Ok(Session {
-            conn: BufReader::new(stream),
-            requests: 0,
-        })
+        Ok(Session { conn: BufReader::new(stream), requests: 0 })
     }
 
     async fn exit(self, session: Session, outcome: Outcome<'_, Error>) -> Result<(), Error> {
@@ -66,10 +60,7 @@ impl AsyncContext for HttpClient {
         stream.close().await?; // flush and shut down our side; the server sees end-of-stream
         let n = session.requests;
         let requests = if n == 1 { "request" } else { "requests" };
-        say(
-            "client",
-            format!("closed the connection after {n} {requests} ({outcome:?})"),
-        );
+        say("client", format!("closed the connection after {n} {requests} ({outcome:?})"));
         Ok(())
     }
 }
@@ -77,12 +68,10 @@ impl AsyncContext for HttpClient {
 impl Session {
     /// `GET path` on the open connection, parsed as JSON.
     async fn get_json(&mut self, path: &str) -> Result<serde_json::Value, Error> {
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n");
         self.conn.get_mut().write_all(request.as_bytes()).await?;
-        let (status, body) = read_message(&mut self.conn)
-            .await?
-            .ok_or_else(|| error("the server closed the connection"))?;
+        let (status, body) =
+            read_message(&mut self.conn).await?.ok_or_else(|| error("the server closed the connection"))?;
         self.requests += 1;
         if !status.contains(" 200 ") {
             return Err(error(format!("{path}: {status}")));
@@ -108,10 +97,7 @@ async fn read_message(conn: &mut BufReader<TcpStream>) -> Result<Option<(String,
         }
         if let Some((name, value)) = header.split_once(':') {
             if name.eq_ignore_ascii_case("content-length") {
-                length = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| error("bad content-length"))?;
+                length = value.trim().parse().map_err(|_| error("bad content-length"))?;
             }
         }
     }
@@ -125,32 +111,22 @@ async fn serve(listener: TcpListener) -> Result<(), Error> {
     loop {
         let (stream, peer) = listener.accept().await?;
         smol::spawn(async move {
-            say(
-                "server",
-                format!("connection from port {} opened", peer.port()),
-            );
+            say("server", format!("connection from port {} opened", peer.port()));
             let mut conn = BufReader::new(stream);
             while let Ok(Some((request, _))) = read_message(&mut conn).await {
                 let path = request.split(' ').nth(1).unwrap_or("/").to_string();
                 let (status, body) = match path.strip_prefix("/users/") {
-                    Some(name) => (
-                        "200 OK",
-                        serde_json::json!({ "login": name, "repos": name.len() }).to_string(),
-                    ),
+                    Some(name) => {
+                        ("200 OK", serde_json::json!({ "login": name, "repos": name.len() }).to_string())
+                    }
                     None => ("404 Not Found", String::new()),
                 };
-                let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
+                let response = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
                 if conn.get_mut().write_all(response.as_bytes()).await.is_err() {
                     break;
                 }
             }
-            say(
-                "server",
-                format!("connection from port {} closed", peer.port()),
-            );
+            say("server", format!("connection from port {} closed", peer.port()));
         })
         .detach();
     }
@@ -210,14 +186,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
 
         println!("\n(c) two contexts on one line, exited in reverse");
-        with(
-            (database("primary"), HttpClient { addr }),
-            async |(db, session)| {
-                let user = session.get_json("/users/linus").await?;
-                say("body", format!("storing {user} through {db}"));
-                Ok(())
-            },
-        )
+        with((database("primary"), HttpClient { addr }), async |(db, session)| {
+            let user = session.get_json("/users/linus").await?;
+            say("body", format!("storing {user} through {db}"));
+            Ok(())
+        })
         .await?;
         smol::Timer::after(Duration::from_millis(20)).await;
 

@@ -182,6 +182,22 @@ pub trait IntoContext {
     /// Converts into that state (sealed).
     #[doc(hidden)]
     fn into_context(self) -> Self::Context;
+
+    /// Enters into an exit stack (sealed). By default the protocol state is boxed and exits
+    /// through its own protocol; leaf contexts override this with a cheaper path.
+    #[doc(hidden)]
+    #[cfg(feature = "std")]
+    fn enter_stack(
+        self,
+        stack: &crate::ExitStack<Self::Error>,
+    ) -> impl Future<Output = Result<(crate::Key, &mut Self::Value), Self::Error>> + Send
+    where
+        Self: Sized + Send + 'static,
+        Self::Value: 'static,
+        Self::Error: 'static,
+    {
+        crate::stack::enter_composite(self, stack)
+    }
 }
 
 /// Anything [`with_local`](crate::with_local) can enter: what [`IntoContext`] accepts, plus
@@ -213,6 +229,21 @@ pub trait IntoLocalContext {
     /// Converts into that state (sealed).
     #[doc(hidden)]
     fn into_local_context(self) -> Self::Context;
+
+    /// Enters into a local exit stack (sealed); see [`IntoContext::enter_stack`].
+    #[doc(hidden)]
+    #[cfg(feature = "std")]
+    fn enter_local_stack<'a, 'env>(
+        self,
+        stack: &'a crate::LocalExitStack<'env, Self::Error>,
+    ) -> impl Future<Output = Result<(crate::Key, &'a mut Self::Value), Self::Error>>
+    where
+        Self: Sized + 'env,
+        Self::Value: 'env,
+        Self::Error: 'env,
+    {
+        crate::stack::enter_local_composite(self, stack)
+    }
 }
 
 /// The protocol state of an [`AsyncContext`] or [`LocalAsyncContext`].
@@ -233,9 +264,21 @@ impl<C: AsyncContext> IntoContext for C {
     type Context = Leaf<C>;
 
     fn into_context(self) -> Leaf<C> {
-        Leaf {
-            context: Some(self),
-        }
+        Leaf { context: Some(self) }
+    }
+
+    #[cfg(feature = "std")]
+    async fn enter_stack(
+        mut self,
+        stack: &crate::ExitStack<C::Error>,
+    ) -> Result<(crate::Key, &mut C::Value), C::Error>
+    where
+        Self: 'static,
+        Self::Value: 'static,
+        Self::Error: 'static,
+    {
+        let value = AsyncContext::enter(&mut self).await?;
+        Ok(stack.push_context(self, value, crate::stack::context_exit::<C>))
     }
 }
 
@@ -245,9 +288,21 @@ impl<C: LocalAsyncContext> IntoLocalContext for C {
     type Context = Leaf<C>;
 
     fn into_local_context(self) -> Leaf<C> {
-        Leaf {
-            context: Some(self),
-        }
+        Leaf { context: Some(self) }
+    }
+
+    #[cfg(feature = "std")]
+    async fn enter_local_stack<'a, 'env>(
+        mut self,
+        stack: &'a crate::LocalExitStack<'env, C::Error>,
+    ) -> Result<(crate::Key, &'a mut C::Value), C::Error>
+    where
+        Self: 'env,
+        Self::Value: 'env,
+        Self::Error: 'env,
+    {
+        let value = LocalAsyncContext::enter(&mut self).await?;
+        Ok(stack.push_context(self, value, crate::stack::local_context_exit::<C>))
     }
 }
 
@@ -259,24 +314,17 @@ macro_rules! leaf_protocol {
             type Value = C::Value;
             type Error = C::Error;
 
-            async fn enter(
-                self: Pin<&mut Self>,
-                unwind: &mut Unwind<C::Error>,
-            ) -> Option<C::Value> {
+            async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<C::Error>) -> Option<C::Value> {
                 let context = self.get_mut().context.as_mut();
                 let context = context.expect("async-with: a context is entered once");
-                unwind
-                    .enter(async move { $Context::enter(context).await })
-                    .await
+                unwind.enter(async move { $Context::enter(context).await }).await
             }
 
             async fn exit(self: Pin<&mut Self>, value: C::Value, unwind: &mut Unwind<C::Error>) {
                 let context = self.get_mut().context.take();
                 let context = context.expect("async-with: a context is exited once");
                 let outcome = unwind.outcome();
-                let result =
-                    catch_unwind(async move { $Context::exit(context, value, outcome).await })
-                        .await;
+                let result = catch_unwind(async move { $Context::exit(context, value, outcome).await }).await;
                 unwind.exited(result);
             }
         }

@@ -37,17 +37,11 @@ pub struct Error<E> {
 
 impl<E> Error<E> {
     pub(crate) fn failed(primary: E, suppressed: Vec<E>) -> Self {
-        Error {
-            primary: Some(primary),
-            suppressed,
-        }
+        Error { primary: Some(primary), suppressed }
     }
 
     pub(crate) fn cancelled(suppressed: Vec<E>) -> Self {
-        Error {
-            primary: None,
-            suppressed,
-        }
+        Error { primary: None, suppressed }
     }
 
     /// The first error, or `None` when the scope was cancelled.
@@ -150,10 +144,7 @@ impl<E> Error<E> {
     /// # });
     /// ```
     pub fn map<F>(self, mut f: impl FnMut(E) -> F) -> Error<F> {
-        Error {
-            primary: self.primary.map(&mut f),
-            suppressed: self.suppressed.into_iter().map(f).collect(),
-        }
+        Error { primary: self.primary.map(&mut f), suppressed: self.suppressed.into_iter().map(f).collect() }
     }
 }
 
@@ -216,9 +207,7 @@ impl<E: fmt::Debug + fmt::Display + 'static> core::error::Error for Boxed<E> {
         if let Some(e) = primary.downcast_ref::<Box<dyn core::error::Error + Send>>() {
             return Some(&**e);
         }
-        primary
-            .downcast_ref::<Box<dyn core::error::Error>>()
-            .map(|e| &**e)
+        primary.downcast_ref::<Box<dyn core::error::Error>>().map(|e| &**e)
     }
 }
 

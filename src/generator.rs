@@ -69,10 +69,7 @@ where
     F: FnOnce(Cx<V, E>) -> Fut,
     Fut: Future<Output = Result<(), E>>,
 {
-    Generator {
-        generator,
-        types: PhantomData,
-    }
+    Generator { generator, types: PhantomData }
 }
 
 /// A generator-style context, built by [`context`].
@@ -151,10 +148,7 @@ impl<V, E> Cx<V, E> {
     /// # });
     /// ```
     pub fn provide(&mut self, value: V) -> Provide<'_, V, E> {
-        Provide {
-            cx: Some(self),
-            value: Some(value),
-        }
+        Provide { cx: Some(self), value: Some(value) }
     }
 }
 
@@ -185,9 +179,7 @@ pub struct Provide<'cx, V, E> {
 
 impl<V, E> fmt::Debug for Provide<'_, V, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Provide")
-            .field("handed_over", &self.value.is_none())
-            .finish()
+        f.debug_struct("Provide").field("handed_over", &self.value.is_none()).finish()
     }
 }
 
@@ -199,10 +191,7 @@ impl<'cx, V, E> Future for Provide<'cx, V, E> {
 
     fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let cx = this
-            .cx
-            .as_mut()
-            .expect("async-with: `Provide` polled after completion");
+        let cx = this.cx.as_mut().expect("async-with: `Provide` polled after completion");
         let mut slot = cx.slot.lock();
         if let Some(value) = this.value.take() {
             match slot.state {
@@ -236,6 +225,22 @@ impl<'cx, V, E> Future for Provide<'cx, V, E> {
     }
 }
 
+/// A generator closure seen as a function of `Cx<V, E>`, naming its future (which the
+/// parenthesized `FnOnce(..)` syntax cannot do on stable Rust), so that the protocol state can hold
+/// it and be `'static` whenever the closure is.
+#[doc(hidden)]
+pub trait GeneratorFn<V, E>: FnOnce(Cx<V, E>) -> <Self as GeneratorFn<V, E>>::Future {
+    type Future: Future<Output = Result<(), E>>;
+}
+
+impl<F, Fut, V, E> GeneratorFn<V, E> for F
+where
+    F: FnOnce(Cx<V, E>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    type Future = Fut;
+}
+
 /// What the scope and the closure's future share.
 struct Slot<V, E> {
     inner: Mutex<Shared<V, E>>,
@@ -263,33 +268,34 @@ impl<V, E> Slot<V, E> {
     fn lock(&self) -> MutexGuard<'_, Shared<V, E>> {
         // A panic while the lock is held cannot leave `Shared` half-updated: every update is a
         // single assignment. So a poisoned lock is still usable.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 pin_project_lite::pin_project! {
     /// The protocol state of a [`Generator`] (sealed).
     #[doc(hidden)]
-    pub struct Running<F, Fut, V, E> {
+    pub struct Running<F, V, E>
+    where
+        F: GeneratorFn<V, E>,
+    {
         generator: Option<F>,
         #[pin]
-        future: Option<Fut>,
+        future: Option<<F as GeneratorFn<V, E>>::Future>,
         slot: Option<Arc<Slot<V, E>>>,
+        // Whether the teardown was lent the scope's error (which must come back).
+        lent: bool,
         types: PhantomData<fn() -> (V, E)>,
     }
 }
 
-impl<F, Fut, V, E> fmt::Debug for Running<F, Fut, V, E> {
+impl<F: GeneratorFn<V, E>, V, E> fmt::Debug for Running<F, V, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Running")
-            .field("started", &self.generator.is_none())
-            .finish_non_exhaustive()
+        f.debug_struct("Running").field("started", &self.generator.is_none()).finish_non_exhaustive()
     }
 }
 
-impl<F, Fut, V, E> Sealed for Running<F, Fut, V, E> {}
+impl<F: GeneratorFn<V, E>, V, E> Sealed for Running<F, V, E> {}
 
 impl<F, Fut, V, E> IntoLocalContext for Generator<F, V, E>
 where
@@ -298,15 +304,28 @@ where
 {
     type Value = V;
     type Error = E;
-    type Context = Running<F, Fut, V, E>;
+    type Context = Running<F, V, E>;
+
+    async fn enter_local_stack<'a, 'env>(
+        self,
+        stack: &'a crate::LocalExitStack<'env, E>,
+    ) -> Result<(crate::Key, &'a mut V), E>
+    where
+        Self: 'env,
+        Self::Value: 'env,
+        Self::Error: 'env,
+    {
+        let mut entry = alloc::boxed::Box::pin(GeneratorEntry::new(self));
+        let mut unwind = Unwind::new();
+        if entry.as_mut().enter(&mut unwind).await {
+            Ok(stack.push_entry(entry, GeneratorEntry::value))
+        } else {
+            Err(stack.failed(unwind))
+        }
+    }
 
     fn into_local_context(self) -> Self::Context {
-        Running {
-            generator: Some(self.generator),
-            future: None,
-            slot: None,
-            types: PhantomData,
-        }
+        Running { generator: Some(self.generator), future: None, slot: None, lent: false, types: PhantomData }
     }
 }
 
@@ -319,10 +338,25 @@ where
 {
     type Value = V;
     type Error = E;
-    type Context = Running<F, Fut, V, E>;
+    type Context = Running<F, V, E>;
 
     fn into_context(self) -> Self::Context {
         self.into_local_context()
+    }
+
+    async fn enter_stack(self, stack: &crate::ExitStack<E>) -> Result<(crate::Key, &mut V), E>
+    where
+        Self: 'static,
+        Self::Value: 'static,
+        Self::Error: 'static,
+    {
+        let mut entry = alloc::boxed::Box::pin(GeneratorEntry::new(self));
+        let mut unwind = Unwind::new();
+        if entry.as_mut().enter(&mut unwind).await {
+            Ok(stack.push_entry(entry, GeneratorEntry::value))
+        } else {
+            Err(stack.failed(unwind))
+        }
     }
 }
 
@@ -332,7 +366,7 @@ enum Step<V, E> {
     Finished(Result<(), E>),
 }
 
-impl<F, Fut, V, E> Running<F, Fut, V, E>
+impl<F, Fut, V, E> Running<F, V, E>
 where
     F: FnOnce(Cx<V, E>) -> Fut,
     Fut: Future<Output = Result<(), E>>,
@@ -341,21 +375,11 @@ where
     fn poll_setup(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Step<V, E>> {
         let mut this = self.project();
         if let Some(generator) = this.generator.take() {
-            let slot = Arc::new(Slot {
-                inner: Mutex::new(Shared {
-                    state: State::Setup,
-                    returned: None,
-                }),
-            });
+            let slot = Arc::new(Slot { inner: Mutex::new(Shared { state: State::Setup, returned: None }) });
             *this.slot = Some(slot.clone());
             this.future.set(Some(generator(Cx { slot, lent: None })));
         }
-        let polled = this
-            .future
-            .as_mut()
-            .as_pin_mut()
-            .expect("started above")
-            .poll(task);
+        let polled = this.future.as_mut().as_pin_mut().expect("started above").poll(task);
         let slot = this.slot.as_ref().expect("started above");
         let mut shared = slot.lock();
         match (polled, core::mem::replace(&mut shared.state, State::Body)) {
@@ -387,11 +411,7 @@ where
     /// Runs the teardown to its end.
     fn poll_teardown(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Result<(), E>> {
         let mut this = self.project();
-        let future = this
-            .future
-            .as_mut()
-            .as_pin_mut()
-            .expect("async-with: a context is exited once");
+        let future = this.future.as_mut().as_pin_mut().expect("async-with: a context is exited once");
         let result = core::task::ready!(future.poll(task));
         this.future.set(None);
         Poll::Ready(result)
@@ -410,33 +430,100 @@ where
         None
     }
 
-    async fn exit_in(mut self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
-        let (kind, lent) = unwind.lend();
-        let was_lent = lent.is_some();
-        let slot = self
-            .as_mut()
-            .project()
-            .slot
-            .clone()
-            .expect("async-with: exit before enter");
-        slot.lock().state = State::Resumed(value, kind, lent);
-        let result = catch_unwind(poll_fn(|task| self.as_mut().poll_teardown(task))).await;
+    /// Runs the teardown: resumes the closure with `value` (taken on the first poll), the
+    /// outcome and the lent error, and records how it ended. Polled in place by scopes and by
+    /// exit stacks.
+    pub(crate) fn poll_exit(
+        mut self: Pin<&mut Self>,
+        value: &mut Option<V>,
+        task: &mut Context<'_>,
+        unwind: &mut Unwind<E>,
+    ) -> Poll<()> {
+        if let Some(value) = value.take() {
+            let (kind, lent) = unwind.lend();
+            let this = self.as_mut().project();
+            *this.lent = lent.is_some();
+            this.slot.as_ref().expect("async-with: exit before enter").lock().state =
+                State::Resumed(value, kind, lent);
+        }
+        let polled =
+            std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| self.as_mut().poll_teardown(task)));
+        let result = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(result)) => Ok(result),
+            Err(payload) => {
+                self.as_mut().project().future.set(None);
+                Err(payload)
+            }
+        };
         // The closure has returned or unwound, dropping its `Cx`, which gave the error back.
-        let returned = slot.lock().returned.take();
+        let this = self.project();
+        let returned = this.slot.as_ref().expect("entered").lock().returned.take();
         match returned {
             Some(error) => unwind.restore(error),
-            None if was_lent => unwind.misuse(
+            None if *this.lent => unwind.misuse(
                 "async-with: a generator context's `Cx` outlived its closure and kept the scope's error",
             ),
             None => {}
         }
         unwind.exited(result);
+        Poll::Ready(())
+    }
+
+    async fn exit_in(mut self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
+        let mut value = Some(value);
+        poll_fn(|task| self.as_mut().poll_exit(&mut value, task, unwind)).await
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A generator context entered into an exit stack: its running closure and its value, in
+    /// the entry's one allocation.
+    pub(crate) struct GeneratorEntry<F, V, E>
+    where
+        F: GeneratorFn<V, E>,
+    {
+        #[pin]
+        running: Running<F, V, E>,
+        value: Option<V>,
+    }
+}
+
+impl<F, Fut, V, E> GeneratorEntry<F, V, E>
+where
+    F: FnOnce(Cx<V, E>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    pub(crate) fn new(generator: Generator<F, V, E>) -> Self {
+        GeneratorEntry { running: generator.into_local_context(), value: None }
+    }
+
+    /// Runs the setup; `false` (recorded in `unwind`) when it failed or panicked.
+    pub(crate) async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> bool {
+        let this = self.project();
+        *this.value = this.running.enter_in(unwind).await;
+        this.value.is_some()
+    }
+
+    pub(crate) fn value(self: Pin<&mut Self>) -> &mut V {
+        self.project().value.as_mut().expect("async-with: the value is lent after a successful enter")
+    }
+}
+
+impl<F, Fut, V, E> crate::stack::Entry<E> for GeneratorEntry<F, V, E>
+where
+    F: FnOnce(Cx<V, E>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    fn poll_exit(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()> {
+        let this = self.project();
+        this.running.poll_exit(this.value, task, unwind)
     }
 }
 
 macro_rules! generator_protocol {
     ($Protocol:ident $(, $bound:ident)*) => {
-        impl<F, Fut, V, E> $Protocol for Running<F, Fut, V, E>
+        impl<F, Fut, V, E> $Protocol for Running<F, V, E>
         where
             F: FnOnce(Cx<V, E>) -> Fut $(+ $bound)*,
             Fut: Future<Output = Result<(), E>> $(+ $bound)*,

@@ -89,9 +89,7 @@ mod global {
     /// # fn log_somewhere(_: String) {}
     /// ```
     pub fn set_panic_error_hook(hook: impl Fn(&dyn fmt::Debug) + Send + Sync + 'static) {
-        let mut slot = HOOK
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = HOOK.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         *slot = Some(Box::new(hook));
     }
 

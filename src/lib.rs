@@ -56,6 +56,36 @@
 //!
 //! [`IntoContext`] is the bound that accepts all of them, and tuples of them.
 //!
+//! # Exit stacks
+//!
+//! [`scope`] gives the body an [`ExitStack`] for contexts known only at run time (Python's
+//! `AsyncExitStack`): [`enter`](ExitStack::enter) lends each value for the rest of the scope,
+//! [`defer`](ExitStack::defer), [`push_exit`](ExitStack::push_exit) and
+//! [`callback`](ExitStack::callback) push cleanups, [`release`](ExitStack::release) exits one entry
+//! early, [`pop_all`](ExitStack::pop_all) hands everything to the caller. Everything pushed is
+//! exited in reverse order when the scope ends, however it ends.
+//!
+//! ```
+//! use async_with::{resource, scope, ExitStack, Outcome};
+//!
+//! # futures::executor::block_on(async {
+//! let sizes = scope(async |stack: &mut ExitStack<String>| {
+//!     let mut files = Vec::new();
+//!     for name in ["a.txt", "b.txt"] {
+//!         let file = resource(
+//!             async move || Ok(format!("contents of {name}")),
+//!             async |file, _: Outcome<'_, String>| { println!("closing {file}"); Ok(()) },
+//!         );
+//!         files.push(stack.enter(file).await?);
+//!     }
+//!     Ok(files.iter().map(|f| f.len()).collect::<Vec<_>>())
+//! })
+//! .await
+//! .unwrap();
+//! assert_eq!(sizes, [17, 17]);
+//! # });
+//! ```
+//!
 //! # The guarantees
 //!
 //! - **G1, exactly once.** Every context whose enter succeeded is exited exactly once; a context
@@ -83,6 +113,7 @@
 //! | `async with a as x, b as y: ...` | `with((a, b), async \|(x, y)\| ...).await` |
 //! | `__aenter__` / `__aexit__(exc_type, exc, tb)` | [`AsyncContext::enter`] / [`AsyncContext::exit`] with an [`Outcome`] |
 //! | `@asynccontextmanager` with setup, `yield v`, teardown | [`context`]`(async \|mut cx\| { ..; let (v, outcome) = cx.provide(v).await; .. })` |
+//! | `AsyncExitStack`, `enter_async_context`, `push_async_callback`, `pop_all` | [`scope`]`(async \|stack\| ..)`, [`ExitStack::enter`], [`ExitStack::defer`], [`ExitStack::pop_all`] |
 //! | an exception raised in `__aexit__` during another one | a suppressed error in [`Error`] |
 #![no_std]
 #![warn(
@@ -94,6 +125,7 @@
     clippy::std_instead_of_alloc,
     clippy::std_instead_of_core
 )]
+// The one exception is `stack/arena.rs`, which lends `&mut` values from a growing stack.
 #![deny(unsafe_code)]
 
 #[cfg(not(feature = "alloc"))]
@@ -112,6 +144,8 @@ mod hook;
 mod outcome;
 mod protocol;
 mod resource;
+#[cfg(feature = "std")]
+mod stack;
 mod tuple;
 mod unwind;
 mod with;
@@ -125,6 +159,8 @@ pub use hook::set_panic_error_hook;
 pub use hook::{ErrorHook, GlobalHook};
 pub use outcome::Outcome;
 pub use resource::{Resource, resource};
+#[cfg(feature = "std")]
+pub use stack::{ExitStack, Key, LocalExitStack, scope, scope_local};
 pub use with::{Scope, with, with_local};
 
 /// The sealed protocol between scopes and contexts. Not part of the public API: it may change in
@@ -132,8 +168,12 @@ pub use with::{Scope, with, with_local};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::context::Leaf;
+    #[cfg(feature = "std")]
+    pub use crate::generator::GeneratorFn;
     pub use crate::protocol::{Protocol, SendProtocol};
     pub use crate::resource::ExitFn;
+    #[cfg(feature = "std")]
+    pub use crate::stack::{Nested, OutcomeFn};
     pub use crate::tuple::{Chain, Flat, Nest};
     pub use crate::unwind::Unwind;
 }

@@ -50,10 +50,7 @@ where
     En: AsyncFnOnce() -> Result<V, E>,
     Ex: AsyncFnOnce(V, Outcome<'_, E>) -> Result<(), E>,
 {
-    Resource {
-        enter: Some(enter),
-        exit: Some(exit),
-    }
+    Resource { enter: Some(enter), exit: Some(exit) }
 }
 
 /// A context made of two closures; built by [`resource`].
@@ -96,6 +93,22 @@ where
     fn into_local_context(self) -> Self {
         self
     }
+
+    #[cfg(feature = "std")]
+    async fn enter_local_stack<'a, 'env>(
+        mut self,
+        stack: &'a crate::LocalExitStack<'env, E>,
+    ) -> Result<(crate::Key, &'a mut V), E>
+    where
+        Self: 'env,
+        Self::Value: 'env,
+        Self::Error: 'env,
+    {
+        let enter = self.enter.take().expect("async-with: a context is entered once");
+        let value = enter().await?;
+        let exit = self.exit.take().expect("async-with: a context is exited once");
+        Ok(stack.push_context(exit, value, crate::stack::local_closure_exit::<Ex, V, E>))
+    }
 }
 
 impl<En, Ex, EnFut, V, E> IntoContext for Resource<En, Ex>
@@ -114,6 +127,19 @@ where
     fn into_context(self) -> Self {
         self
     }
+
+    #[cfg(feature = "std")]
+    async fn enter_stack(mut self, stack: &crate::ExitStack<E>) -> Result<(crate::Key, &mut V), E>
+    where
+        Self: 'static,
+        Self::Value: 'static,
+        Self::Error: 'static,
+    {
+        let enter = self.enter.take().expect("async-with: a context is entered once");
+        let value = enter().await?;
+        let exit = self.exit.take().expect("async-with: a context is exited once");
+        Ok(stack.push_context(exit, value, crate::stack::closure_exit::<Ex, V, E>))
+    }
 }
 
 impl<En, Ex> Sealed for Resource<En, Ex> {}
@@ -127,20 +153,12 @@ where
     type Error = E;
 
     async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> Option<V> {
-        let enter = self
-            .get_mut()
-            .enter
-            .take()
-            .expect("async-with: a context is entered once");
+        let enter = self.get_mut().enter.take().expect("async-with: a context is entered once");
         unwind.enter(async move { enter().await }).await
     }
 
     async fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
-        let exit = self
-            .get_mut()
-            .exit
-            .take()
-            .expect("async-with: a context is exited once");
+        let exit = self.get_mut().exit.take().expect("async-with: a context is exited once");
         let outcome = unwind.outcome();
         let result = catch_unwind(async move { exit(value, outcome).await }).await;
         unwind.exited(result);
@@ -162,20 +180,12 @@ where
     type Error = E;
 
     async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> Option<V> {
-        let enter = self
-            .get_mut()
-            .enter
-            .take()
-            .expect("async-with: a context is entered once");
+        let enter = self.get_mut().enter.take().expect("async-with: a context is entered once");
         unwind.enter(async move { enter().await }).await
     }
 
     async fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
-        let exit = self
-            .get_mut()
-            .exit
-            .take()
-            .expect("async-with: a context is exited once");
+        let exit = self.get_mut().exit.take().expect("async-with: a context is exited once");
         let outcome = unwind.outcome();
         let result = catch_unwind(async move { exit(value, outcome).await }).await;
         unwind.exited(result);
@@ -185,9 +195,7 @@ where
 /// An exit closure seen as a plain function: `FnOnce(V, Outcome<'a, E>)` returning a future that
 /// may borrow the outcome. It names that future, which `AsyncFnOnce` does not on stable Rust.
 #[doc(hidden)]
-pub trait ExitFn<'a, V, E: 'a>:
-    FnOnce(V, Outcome<'a, E>) -> <Self as ExitFn<'a, V, E>>::Future
-{
+pub trait ExitFn<'a, V, E: 'a>: FnOnce(V, Outcome<'a, E>) -> <Self as ExitFn<'a, V, E>>::Future {
     type Future: Future<Output = Result<(), E>>;
 }
 

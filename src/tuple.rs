@@ -31,10 +31,7 @@ macro_rules! chain_protocol {
             type Value = (A::Value, B::Value);
             type Error = A::Error;
 
-            async fn enter(
-                self: Pin<&mut Self>,
-                unwind: &mut Unwind<A::Error>,
-            ) -> Option<Self::Value> {
+            async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<A::Error>) -> Option<Self::Value> {
                 let mut this = self.project();
                 let first = this.first.as_mut().enter(unwind).await?;
                 match this.second.enter(unwind).await {
@@ -48,11 +45,7 @@ macro_rules! chain_protocol {
                 }
             }
 
-            async fn exit(
-                self: Pin<&mut Self>,
-                (first, second): Self::Value,
-                unwind: &mut Unwind<A::Error>,
-            ) {
+            async fn exit(self: Pin<&mut Self>, (first, second): Self::Value, unwind: &mut Unwind<A::Error>) {
                 let this = self.project();
                 this.second.exit(second, unwind).await;
                 this.first.exit(first, unwind).await;

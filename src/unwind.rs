@@ -36,6 +36,8 @@ pub struct Unwind<E> {
     first: Option<E>,
     later: Vec<E>,
     panic: Option<Payload>,
+    /// A panic is pending in the scope this one runs an exit for (see [`Unwind::seeded`]).
+    inherited_panic: bool,
     cancelled: bool,
 }
 
@@ -44,7 +46,7 @@ impl<E: core::fmt::Debug> core::fmt::Debug for Unwind<E> {
         f.debug_struct("Unwind")
             .field("first", &self.first)
             .field("later", &self.later)
-            .field("panicking", &self.panic.is_some())
+            .field("panicking", &(self.panic.is_some() || self.inherited_panic))
             .field("cancelled", &self.cancelled)
             .finish()
     }
@@ -52,17 +54,50 @@ impl<E: core::fmt::Debug> core::fmt::Debug for Unwind<E> {
 
 impl<E> Unwind<E> {
     pub(crate) fn new() -> Self {
-        Unwind {
-            first: None,
-            later: Vec::new(),
-            panic: None,
-            cancelled: false,
+        Unwind { first: None, later: Vec::new(), panic: None, inherited_panic: false, cancelled: false }
+    }
+
+    /// An unwind for running one exit away from the scope (in a stack entry): it starts out
+    /// seeing what the scope's next exit would see, owning the lent error. Its results go back
+    /// with [`Unwind::merge`].
+    #[cfg(feature = "std")]
+    pub(crate) fn seeded(kind: Kind, lent: Option<E>) -> Self {
+        let mut unwind = Self::new();
+        match kind {
+            Kind::Completed => {}
+            Kind::Failed => unwind.first = lent,
+            Kind::Panicked => unwind.inherited_panic = true,
+            Kind::Cancelled => unwind.cancelled = true,
         }
+        unwind
+    }
+
+    /// Takes back what a [`seeded`](Unwind::seeded) unwind recorded: the lent error first (it
+    /// was the newest here), then its new errors in order, then its panic.
+    #[cfg(feature = "std")]
+    pub(crate) fn merge(&mut self, other: Unwind<E>) {
+        let Unwind { first, later, panic, .. } = other;
+        for error in first.into_iter().chain(later) {
+            self.fail(error);
+        }
+        if let Some(payload) = panic {
+            self.panicked(payload);
+        }
+    }
+
+    /// Splits a finished unwind into its errors, oldest first, and its panic.
+    #[cfg(feature = "std")]
+    pub(crate) fn into_parts(self) -> (Vec<E>, Option<Payload>) {
+        let Unwind { first, mut later, panic, .. } = self;
+        if let Some(first) = first {
+            later.insert(0, first);
+        }
+        (later, panic)
     }
 
     /// What the next exit sees.
     pub(crate) fn outcome(&self) -> Outcome<'_, E> {
-        if self.panic.is_some() {
+        if self.panic.is_some() || self.inherited_panic {
             Outcome::Panicked
         } else if self.cancelled {
             Outcome::Cancelled
@@ -101,10 +136,7 @@ impl<E> Unwind<E> {
     }
 
     /// Runs an enter; `None` when it failed or panicked (then it is recorded).
-    pub(crate) async fn enter<V>(
-        &mut self,
-        enter: impl Future<Output = Result<V, E>>,
-    ) -> Option<V> {
+    pub(crate) async fn enter<V>(&mut self, enter: impl Future<Output = Result<V, E>>) -> Option<V> {
         self.settle(catch_unwind(enter).await)
     }
 
@@ -155,34 +187,21 @@ impl<E> Unwind<E> {
             // Only the first panic resumes. Dropping a payload runs user code, which may panic
             // in turn: that must not become a double panic.
             #[cfg(feature = "std")]
-            drop(std::panic::catch_unwind(core::panic::AssertUnwindSafe(
-                move || drop(payload),
-            )));
+            drop(std::panic::catch_unwind(core::panic::AssertUnwindSafe(move || drop(payload))));
         }
     }
 
     /// Ends the scope: resumes the first panic (after handing every error to `hook`), or returns
     /// the body's value, or every error.
-    pub(crate) fn finish<T>(
-        self,
-        value: Option<T>,
-        hook: &mut impl ErrorHook<E>,
-    ) -> Result<T, Error<E>> {
-        let Unwind {
-            first,
-            later,
-            panic,
-            cancelled,
-        } = self;
+    pub(crate) fn finish<T>(self, value: Option<T>, hook: &mut impl ErrorHook<E>) -> Result<T, Error<E>> {
+        let Unwind { first, later, panic, cancelled, .. } = self;
         if let Some(payload) = panic {
             resume(payload, first.into_iter().chain(later), hook);
         }
         match (first, cancelled) {
             (Some(primary), _) => Err(Error::failed(primary, later)),
             (None, true) => Err(Error::cancelled(later)),
-            (None, false) => {
-                Ok(value.expect("async-with: a scope without errors has its body's value"))
-            }
+            (None, false) => Ok(value.expect("async-with: a scope without errors has its body's value")),
         }
     }
 }

@@ -97,7 +97,7 @@ where
 #[derive(Debug, Clone, Default)]
 #[must_use = "a scope does nothing until `with` is called and awaited"]
 pub struct Scope<H = GlobalHook> {
-    hook: H,
+    pub(crate) hook: H,
 }
 
 impl Scope {

@@ -1,5 +1,6 @@
 //! Statically nested scopes allocate nothing: `with` over one context, a tuple, nested `with`s
-//! and an error path with one error. A generator context allocates once per entry (its slot). Counted, on this thread only, by a counting allocator, and
+//! and an error path with one error. A generator context allocates once per entry (its slot).
+//! An exit stack allocates once per entry, plus the amortized growth of its list. Counted, on this thread only, by a counting allocator, and
 //! polled with a no-op waker so that no executor allocates either.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -8,12 +9,13 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use async_with::{Cx, Outcome, context, resource, with};
+use async_with::{Cx, ExitStack, Outcome, context, resource, scope, with};
 
 struct Counting;
 
 thread_local! {
     static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    static BYTES: Cell<usize> = const { Cell::new(0) };
 }
 
 // SAFETY: every method forwards its arguments unchanged to the system allocator, which upholds
@@ -22,6 +24,7 @@ thread_local! {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        BYTES.with(|n| n.set(n.get() + layout.size()));
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -29,6 +32,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        BYTES.with(|n| n.set(n.get() + new_size.saturating_sub(layout.size())));
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -53,13 +57,11 @@ fn allocations<F: Future>(make: impl FnOnce() -> F) -> (F::Output, usize) {
 /// Returns `Pending` once, so that the scope really suspends in every enter and exit.
 async fn yield_once() {
     let mut yielded = false;
-    std::future::poll_fn(|_| {
-        if std::mem::replace(&mut yielded, true) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
+    std::future::poll_fn(
+        |_| {
+            if std::mem::replace(&mut yielded, true) { Poll::Ready(()) } else { Poll::Pending }
+        },
+    )
     .await
 }
 
@@ -72,11 +74,7 @@ fn counter(fail_exit: bool) -> impl async_with::IntoContext<Value = u64, Error =
         async move |_, outcome: Outcome<'_, &'static str>| {
             yield_once().await;
             let _ = outcome;
-            if fail_exit {
-                Err("exit failed")
-            } else {
-                Ok(())
-            }
+            if fail_exit { Err("exit failed") } else { Ok(()) }
         },
     )
 }
@@ -91,10 +89,7 @@ fn one_context_allocates_nothing() {
 #[test]
 fn a_tuple_of_three_allocates_nothing() {
     let (out, n) = allocations(|| {
-        with(
-            (counter(false), counter(false), counter(false)),
-            async |(a, b, c)| Ok(*a + *b + *c),
-        )
+        with((counter(false), counter(false), counter(false)), async |(a, b, c)| Ok(*a + *b + *c))
     });
     assert_eq!(out.unwrap(), 3);
     assert_eq!(n, 0);
@@ -144,12 +139,8 @@ fn a_generator_context_allocates_once_per_entry() {
     assert_eq!(out.unwrap(), 1);
     assert_eq!(n, 1);
 
-    let (out, n) = allocations(|| {
-        with(
-            (generator(), generator(), generator()),
-            async |(a, b, c)| Ok(*a + *b + *c),
-        )
-    });
+    let (out, n) =
+        allocations(|| with((generator(), generator(), generator()), async |(a, b, c)| Ok(*a + *b + *c)));
     assert_eq!(out.unwrap(), 3);
     assert_eq!(n, 3);
 
@@ -157,4 +148,54 @@ fn a_generator_context_allocates_once_per_entry() {
     let (out, n) = allocations(|| with(generator(), async |_| Err::<(), _>("body failed")));
     assert_eq!(out.unwrap_err().primary(), Some(&"body failed"));
     assert_eq!(n, 1);
+}
+
+/// Runs a scope whose body runs `$push` (an expression using `stack`) `$n` times, returning
+/// (allocations, bytes).
+macro_rules! stack_of {
+    ($n:expr, |$stack:ident| $push:expr) => {{
+        let bytes_before = BYTES.with(Cell::get);
+        let (out, count) = allocations(|| {
+            scope(async |$stack: &mut ExitStack<&'static str>| {
+                for _ in 0..$n {
+                    $push;
+                }
+                Ok(())
+            })
+        });
+        out.unwrap();
+        (count, BYTES.with(Cell::get) - bytes_before)
+    }};
+}
+
+/// The list of entries doubles as it grows: about log2(n) reallocations in all.
+fn growth(n: usize) -> usize {
+    (usize::BITS - n.leading_zeros()) as usize + 1
+}
+
+#[test]
+fn an_exit_stack_allocates_once_per_entry() {
+    const N: usize = if cfg!(miri) { 100 } else { 1000 };
+    let cases = [
+        ("callback", stack_of!(N, |stack| stack.callback(|| Ok(()))), 1),
+        ("defer", stack_of!(N, |stack| stack.defer(async || Ok(()))), 1),
+        ("push_exit", stack_of!(N, |stack| stack.push_exit(async |_: Outcome<'_, &'static str>| Ok(()))), 1),
+        (
+            "resource",
+            stack_of!(N, |stack| stack
+                .enter(resource(async || Ok(1_u64), async |_, _: Outcome<'_, &'static str>| Ok(())))
+                .await?),
+            1,
+        ),
+        ("generator", stack_of!(N, |stack| stack.enter(generator()).await?), 2),
+    ];
+    for (name, (count, bytes), per_entry) in cases {
+        println!("{name}: {count} allocations for {N} entries, {} bytes per entry", bytes / N);
+        assert!(
+            count <= per_entry * N + growth(N),
+            "{name}: {count} allocations for {N} entries (expected at most {} and the list's growth)",
+            per_entry * N
+        );
+        assert!(count >= per_entry * N, "{name}: fewer allocations than entries? {count}");
+    }
 }

@@ -42,15 +42,8 @@ where
                 Outcome::Failed(e) => format!("Failed({e})"),
                 other => format!("{other:?}"),
             };
-            exit_log
-                .lock()
-                .unwrap()
-                .push(format!("exit {name}: {seen}"));
-            if fail_exit {
-                Err(format!("exit {name} failed"))
-            } else {
-                Ok(())
-            }
+            exit_log.lock().unwrap().push(format!("exit {name}: {seen}"));
+            if fail_exit { Err(format!("exit {name} failed")) } else { Ok(()) }
         },
     )
 }
@@ -65,40 +58,20 @@ where
     let mut results = Vec::new();
 
     let log = Log::default();
-    let ctxs = (
-        timed(&log, "a", sleep.clone(), false),
-        timed(&log, "b", sleep.clone(), false),
-    );
+    let ctxs = (timed(&log, "a", sleep.clone(), false), timed(&log, "b", sleep.clone(), false));
     let out = with(ctxs, async |(a, b)| Ok(format!("{a}{b}"))).await;
-    results.push((
-        format!("{out:?}"),
-        std::mem::take(&mut *log.lock().unwrap()),
-    ));
+    results.push((format!("{out:?}"), std::mem::take(&mut *log.lock().unwrap())));
 
-    let ctxs = (
-        timed(&log, "a", sleep.clone(), false),
-        timed(&log, "b", sleep.clone(), true),
-    );
+    let ctxs = (timed(&log, "a", sleep.clone(), false), timed(&log, "b", sleep.clone(), true));
     let out: Result<(), Error<String>> = with(ctxs, async |_| Err("body failed".to_string())).await;
-    results.push((
-        format!("{out:?}"),
-        std::mem::take(&mut *log.lock().unwrap()),
-    ));
+    results.push((format!("{out:?}"), std::mem::take(&mut *log.lock().unwrap())));
 
-    let ctxs = (
-        timed(&log, "a", sleep.clone(), false),
-        timed(&log, "b", sleep.clone(), false),
-    );
-    let out = AssertUnwindSafe(with(ctxs, async |_| -> Result<(), String> {
-        panic!("body panicked")
-    }))
-    .catch_unwind()
-    .await
-    .map_err(panic_message);
-    results.push((
-        format!("{out:?}"),
-        std::mem::take(&mut *log.lock().unwrap()),
-    ));
+    let ctxs = (timed(&log, "a", sleep.clone(), false), timed(&log, "b", sleep.clone(), false));
+    let out = AssertUnwindSafe(with(ctxs, async |_| -> Result<(), String> { panic!("body panicked") }))
+        .catch_unwind()
+        .await
+        .map_err(panic_message);
+    results.push((format!("{out:?}"), std::mem::take(&mut *log.lock().unwrap())));
 
     results
 }
@@ -106,23 +79,10 @@ where
 fn expected() -> Vec<(String, Vec<String>)> {
     let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     vec![
-        (
-            r#"Ok("ab")"#.into(),
-            s(&[
-                "enter a",
-                "enter b",
-                "exit b: Completed",
-                "exit a: Completed",
-            ]),
-        ),
+        (r#"Ok("ab")"#.into(), s(&["enter a", "enter b", "exit b: Completed", "exit a: Completed"])),
         (
             r#"Err(Error { primary: "body failed", suppressed: ["exit b failed"] })"#.into(),
-            s(&[
-                "enter a",
-                "enter b",
-                "exit b: Failed(body failed)",
-                "exit a: Failed(exit b failed)",
-            ]),
+            s(&["enter a", "enter b", "exit b: Failed(body failed)", "exit a: Failed(exit b failed)"]),
         ),
         (
             r#"Err("body panicked")"#.into(),
@@ -143,10 +103,7 @@ fn thread_sleep(d: Duration) -> impl Future<Output = ()> + Send {
 
 #[test]
 fn futures_block_on() {
-    assert_eq!(
-        futures::executor::block_on(scenarios(thread_sleep)),
-        expected()
-    );
+    assert_eq!(futures::executor::block_on(scenarios(thread_sleep)), expected());
 }
 
 #[test]
@@ -160,6 +117,7 @@ fn futures_thread_pool() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn smol_block_on() {
     let sleep = |d| async move {
         smol::Timer::after(d).await;
@@ -168,6 +126,7 @@ fn smol_block_on() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn smol_multi_threaded_executor() {
     let ex = Arc::new(smol::Executor::new());
     let (stop, shutdown) = smol::channel::unbounded::<()>();
@@ -189,6 +148,7 @@ fn smol_multi_threaded_executor() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn async_std() {
     assert_eq!(
         async_std::task::block_on(async_std::task::spawn(scenarios(async_std::task::sleep))),
@@ -197,41 +157,27 @@ fn async_std() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn tokio_current_thread() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     assert_eq!(rt.block_on(scenarios(tokio::time::sleep)), expected());
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn tokio_multi_thread() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
     // `spawn` requires the scope future to be `Send + 'static`: it moves between worker threads.
-    assert_eq!(
-        rt.block_on(rt.spawn(scenarios(tokio::time::sleep)))
-            .unwrap(),
-        expected()
-    );
+    assert_eq!(rt.block_on(rt.spawn(scenarios(tokio::time::sleep))).unwrap(), expected());
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn tokio_spawned_scope_resumes_its_panic_in_the_join_handle() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
     let log = Log::default();
     let ctx = timed(&log, "a", tokio::time::sleep, false);
-    let join = rt.block_on(rt.spawn(with(ctx, async |_| -> Result<(), String> {
-        panic!("inside a task")
-    })));
+    let join = rt.block_on(rt.spawn(with(ctx, async |_| -> Result<(), String> { panic!("inside a task") })));
     let payload = join.unwrap_err().into_panic();
     assert_eq!(panic_message(payload), "inside a task");
     assert_eq!(*log.lock().unwrap(), ["enter a", "exit a: Panicked"]);

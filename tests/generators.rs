@@ -48,13 +48,10 @@ fn ok(j: &Journal, name: &'static str) -> impl IntoContext<Value = String, Error
 #[test]
 fn setup_body_and_teardown_run_in_order_among_other_contexts() {
     let j = Journal::new();
-    let out = block_on(with(
-        (j.probe("a"), ok(&j, "g"), j.probe("c")),
-        async |(_, g, _)| {
-            j.push(format!("body with {g}"));
-            Ok(g.len())
-        },
-    ));
+    let out = block_on(with((j.probe("a"), ok(&j, "g"), j.probe("c")), async |(_, g, _)| {
+        j.push(format!("body with {g}"));
+        Ok(g.len())
+    }));
     assert_eq!(out.unwrap(), 1);
     assert_eq!(
         j.take(),
@@ -79,30 +76,19 @@ fn a_failed_setup_means_no_body_and_no_teardown() {
     ))
     .unwrap_err();
     assert_eq!(err.primary().unwrap(), "setup g failed");
-    assert_eq!(
-        j.take(),
-        ["enter a", "setup g", "exit a: Failed(setup g failed)"]
-    );
+    assert_eq!(j.take(), ["enter a", "setup g", "exit a: Failed(setup g failed)"]);
 }
 
 #[test]
 fn teardown_sees_the_body_error_and_its_own_error_is_suppressed() {
     let j = Journal::new();
     let ctxs = (j.probe("a"), generator(&j, "g", Act::Succeed, Act::Fail));
-    let err = block_on(with(ctxs, async |_| {
-        Err::<(), _>("body failed".to_string())
-    }))
-    .unwrap_err();
+    let err = block_on(with(ctxs, async |_| Err::<(), _>("body failed".to_string()))).unwrap_err();
     assert_eq!(err.primary().unwrap(), "body failed");
     assert_eq!(err.suppressed(), ["teardown g failed"]);
     assert_eq!(
         j.take(),
-        [
-            "enter a",
-            "setup g",
-            "teardown g: Failed(body failed)",
-            "exit a: Failed(teardown g failed)"
-        ]
+        ["enter a", "setup g", "teardown g: Failed(body failed)", "exit a: Failed(teardown g failed)"]
     );
 }
 
@@ -115,25 +101,13 @@ fn teardown_sees_the_newest_error_and_gives_it_back() {
     let err = block_on(with(ctxs, async |_| Ok(()))).unwrap_err();
     assert_eq!(err.primary().unwrap(), "exit b failed");
     assert!(err.suppressed().is_empty());
-    assert_eq!(
-        j.take(),
-        [
-            "setup g",
-            "enter b",
-            "exit b: Completed",
-            "teardown g: Failed(exit b failed)"
-        ]
-    );
+    assert_eq!(j.take(), ["setup g", "enter b", "exit b: Completed", "teardown g: Failed(exit b failed)"]);
 }
 
 #[test]
 fn a_lent_suppressed_error_goes_back_in_its_place() {
     let j = Journal::new();
-    let ctxs = (
-        j.probe("a").exit(Act::Fail),
-        ok(&j, "g"),
-        j.probe("c").exit(Act::Fail),
-    );
+    let ctxs = (j.probe("a").exit(Act::Fail), ok(&j, "g"), j.probe("c").exit(Act::Fail));
     let err = block_on(with(ctxs, async |_| Err::<(), _>("body".to_string()))).unwrap_err();
     assert_eq!(
         err.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -155,43 +129,27 @@ fn a_lent_suppressed_error_goes_back_in_its_place() {
 #[test]
 fn panics_in_setup_body_and_teardown_follow_g6() {
     let j = Journal::new();
-    let panic = block_on_catching(with(
-        (j.probe("a"), generator(&j, "g", Act::Panic, Act::Succeed)),
-        async |_| Ok(()),
-    ));
+    let panic =
+        block_on_catching(with((j.probe("a"), generator(&j, "g", Act::Panic, Act::Succeed)), async |_| {
+            Ok(())
+        }));
     assert_eq!(panic.unwrap_err(), "setup g panicked");
     assert_eq!(j.take(), ["enter a", "setup g", "exit a: Panicked"]);
 
-    let panic = block_on_catching(with(
-        (j.probe("a"), ok(&j, "g")),
-        async |_| -> Result<(), String> { panic!("body panicked") },
-    ));
+    let panic = block_on_catching(with((j.probe("a"), ok(&j, "g")), async |_| -> Result<(), String> {
+        panic!("body panicked")
+    }));
     assert_eq!(panic.unwrap_err(), "body panicked");
-    assert_eq!(
-        j.take(),
-        [
-            "enter a",
-            "setup g",
-            "teardown g: Panicked",
-            "exit a: Panicked"
-        ]
-    );
+    assert_eq!(j.take(), ["enter a", "setup g", "teardown g: Panicked", "exit a: Panicked"]);
 
     let ctxs = (j.probe("a"), generator(&j, "g", Act::Succeed, Act::Panic));
-    let panic = block_on_catching(
-        journaling_scope(&j).with(ctxs, async |_| Err::<(), _>("body".to_string())),
-    );
+    let panic =
+        block_on_catching(journaling_scope(&j).with(ctxs, async |_| Err::<(), _>("body".to_string())));
     assert_eq!(panic.unwrap_err(), "teardown g panicked");
     // The lent error came back although the teardown unwound, and reached the hook.
     assert_eq!(
         j.take(),
-        [
-            "enter a",
-            "setup g",
-            "teardown g: Failed(body)",
-            "exit a: Panicked",
-            "hook: body"
-        ]
+        ["enter a", "setup g", "teardown g: Failed(body)", "exit a: Panicked", "hook: body"]
     );
 }
 
@@ -203,18 +161,10 @@ fn returning_without_provide_is_reported_as_a_panic_and_cleans_up() {
         jj.push("setup without provide");
         Ok(())
     });
-    let panic = block_on_catching(with(
-        (j.probe("a"), silent),
-        async |_| -> Result<(), String> { unreachable!() },
-    ));
-    assert_eq!(
-        panic.unwrap_err(),
-        "async-with: a generator context returned without calling `provide`"
-    );
-    assert_eq!(
-        j.take(),
-        ["enter a", "setup without provide", "exit a: Panicked"]
-    );
+    let panic =
+        block_on_catching(with((j.probe("a"), silent), async |_| -> Result<(), String> { unreachable!() }));
+    assert_eq!(panic.unwrap_err(), "async-with: a generator context returned without calling `provide`");
+    assert_eq!(j.take(), ["enter a", "setup without provide", "exit a: Panicked"]);
 }
 
 #[test]
@@ -240,16 +190,9 @@ fn a_second_provide_is_reported_runs_no_second_body_and_drops_the_value() {
         bodies.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }));
-    assert_eq!(
-        panic.unwrap_err(),
-        "async-with: `provide` was called twice in one generator context"
-    );
+    assert_eq!(panic.unwrap_err(), "async-with: `provide` was called twice in one generator context");
     assert_eq!(bodies.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        DROPPED.load(Ordering::SeqCst),
-        2,
-        "both values dropped, neither leaked"
-    );
+    assert_eq!(DROPPED.load(Ordering::SeqCst), 2, "both values dropped, neither leaked");
     assert_eq!(j.take(), ["enter a", "provide again", "exit a: Panicked"]);
 }
 
@@ -300,14 +243,13 @@ fn a_scope_future_polled_after_completion_panics_clearly() {
         }
     };
     assert!(done.is_ok());
-    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        future.as_mut().poll(&mut cx)
-    }));
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
     let message = common::panic_message(again.unwrap_err());
     assert!(message.contains("resumed after completion"), "{message}");
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn generator_scopes_are_send_and_run_on_a_multi_threaded_runtime() {
     fn db(name: &'static str) -> impl IntoContext<Value = String, Error = String> {
         context(async move |mut cx: Cx<String, String>| {
@@ -320,28 +262,18 @@ fn generator_scopes_are_send_and_run_on_a_multi_threaded_runtime() {
             Ok(())
         })
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
-    let out = rt
-        .block_on(rt.spawn(with((db("a"), db("b")), async |(a, b)| {
-            Ok(format!("{a}+{b}"))
-        })))
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+    let out = rt.block_on(rt.spawn(with((db("a"), db("b")), async |(a, b)| Ok(format!("{a}+{b}"))))).unwrap();
     assert_eq!(out.unwrap(), "a-conn+b-conn");
     let err = rt
         .block_on(rt.spawn(with(db("a"), async |_| Err::<(), _>("boom".to_string()))))
         .unwrap()
         .unwrap_err();
-    assert_eq!(
-        err.iter().map(String::as_str).collect::<Vec<_>>(),
-        ["boom", "a-conn rolled back after boom"]
-    );
+    assert_eq!(err.iter().map(String::as_str).collect::<Vec<_>>(), ["boom", "a-conn rolled back after boom"]);
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn a_not_send_generator_runs_with_with_local() {
     let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let inner = log.clone();
@@ -349,11 +281,7 @@ fn a_not_send_generator_runs_with_with_local() {
         inner.borrow_mut().push("setup");
         yield_now().await;
         let (n, _) = cx.provide(41).await;
-        inner.borrow_mut().push(if n == 42 {
-            "teardown saw 42"
-        } else {
-            "teardown saw something else"
-        });
+        inner.borrow_mut().push(if n == 42 { "teardown saw 42" } else { "teardown saw something else" });
         Ok(())
     });
     let ex = smol::LocalExecutor::new();

@@ -12,8 +12,7 @@ use common::{Act, Journal, block_on_catching, journaling_scope};
 #[test]
 fn a_panicking_enter_is_not_exited_and_the_panic_resumes() {
     let j = Journal::new();
-    let panic =
-        block_on_catching(with(j.probe("a").enter(Act::Panic), async |_| Ok(()))).unwrap_err();
+    let panic = block_on_catching(with(j.probe("a").enter(Act::Panic), async |_| Ok(()))).unwrap_err();
     assert_eq!(panic, "enter a panicked");
     assert_eq!(j.take(), ["enter a"]);
 }
@@ -30,25 +29,13 @@ fn a_panicking_second_enter_exits_the_first_with_panicked() {
 #[test]
 fn a_panicking_body_runs_every_exit_with_panicked_then_resumes() {
     let j = Journal::new();
-    let panic = block_on_catching(with(
-        (j.probe("a"), j.probe("b")),
-        async |_| -> Result<(), String> {
-            j.push("body");
-            panic!("body panicked")
-        },
-    ))
+    let panic = block_on_catching(with((j.probe("a"), j.probe("b")), async |_| -> Result<(), String> {
+        j.push("body");
+        panic!("body panicked")
+    }))
     .unwrap_err();
     assert_eq!(panic, "body panicked");
-    assert_eq!(
-        j.take(),
-        [
-            "enter a",
-            "enter b",
-            "body",
-            "exit b: Panicked",
-            "exit a: Panicked"
-        ]
-    );
+    assert_eq!(j.take(), ["enter a", "enter b", "body", "exit b: Panicked", "exit a: Panicked"]);
 }
 
 #[test]
@@ -59,14 +46,7 @@ fn a_panicking_exit_lets_the_outer_exits_run_with_panicked() {
     assert_eq!(panic, "exit c panicked");
     assert_eq!(
         j.take(),
-        [
-            "enter a",
-            "enter b",
-            "enter c",
-            "exit c: Completed",
-            "exit b: Panicked",
-            "exit a: Panicked"
-        ]
+        ["enter a", "enter b", "enter c", "exit c: Completed", "exit b: Panicked", "exit a: Panicked"]
     );
 }
 
@@ -74,15 +54,10 @@ fn a_panicking_exit_lets_the_outer_exits_run_with_panicked() {
 fn the_first_panic_wins_and_later_ones_do_not_abort() {
     let j = Journal::new();
     let ctxs = (j.probe("a").exit(Act::Panic), j.probe("b").exit(Act::Panic));
-    let panic = block_on_catching(with(ctxs, async |_| -> Result<(), String> {
-        panic!("body panicked")
-    }))
-    .unwrap_err();
+    let panic = block_on_catching(with(ctxs, async |_| -> Result<(), String> { panic!("body panicked") }))
+        .unwrap_err();
     assert_eq!(panic, "body panicked");
-    assert_eq!(
-        j.take(),
-        ["enter a", "enter b", "exit b: Panicked", "exit a: Panicked"]
-    );
+    assert_eq!(j.take(), ["enter a", "enter b", "exit b: Panicked", "exit a: Panicked"]);
 }
 
 #[test]
@@ -104,15 +79,10 @@ fn the_original_payload_is_resumed_unchanged() {
 fn errors_that_cannot_ride_on_the_panic_reach_the_hook_in_order() {
     let j = Journal::new();
     // The body fails first; then an exit fails; then another exit panics; then one more fails.
-    let ctxs = (
-        j.probe("a").exit(Act::Fail),
-        j.probe("b").exit(Act::Panic),
-        j.probe("c").exit(Act::Fail),
-    );
-    let panic = block_on_catching(
-        journaling_scope(&j).with(ctxs, async |_| Err::<(), _>("body failed".to_string())),
-    )
-    .unwrap_err();
+    let ctxs = (j.probe("a").exit(Act::Fail), j.probe("b").exit(Act::Panic), j.probe("c").exit(Act::Fail));
+    let panic =
+        block_on_catching(journaling_scope(&j).with(ctxs, async |_| Err::<(), _>("body failed".to_string())))
+            .unwrap_err();
     assert_eq!(panic, "exit b panicked");
     assert_eq!(
         j.take(),
@@ -132,15 +102,12 @@ fn errors_that_cannot_ride_on_the_panic_reach_the_hook_in_order() {
 
 #[test]
 fn a_hook_that_panics_does_not_replace_the_panic() {
-    let ctx = resource(
-        async || Ok::<_, String>(()),
-        async |(), _: Outcome<'_, String>| Err("close".to_string()),
-    );
+    let ctx =
+        resource(async || Ok::<_, String>(()), async |(), _: Outcome<'_, String>| Err("close".to_string()));
     let scope = Scope::new().on_error_during_panic(|_: String| panic!("hook panicked"));
-    let panic = block_on_catching(scope.with(ctx, async |_| -> Result<(), String> {
-        panic!("body panicked")
-    }))
-    .unwrap_err();
+    let panic =
+        block_on_catching(scope.with(ctx, async |_| -> Result<(), String> { panic!("body panicked") }))
+            .unwrap_err();
     assert_eq!(panic, "body panicked");
 }
 
@@ -159,8 +126,5 @@ fn a_panic_while_building_an_exit_future_is_caught_too() {
     let outer = j.probe("outer");
     let panic = block_on_catching(with((outer, ctx), async |_| Ok(()))).unwrap_err();
     assert_eq!(panic, "exit closure panicked");
-    assert_eq!(
-        j.take(),
-        ["enter outer", "exit called", "exit outer: Panicked"]
-    );
+    assert_eq!(j.take(), ["enter outer", "exit called", "exit outer: Panicked"]);
 }

@@ -26,37 +26,16 @@ fn pair_is_entered_left_to_right_and_exited_right_to_left() {
         Ok(format!("{}{}", a.name, b.name))
     }));
     assert_eq!(out.unwrap(), "ab");
-    assert_eq!(
-        j.take(),
-        [
-            "enter a",
-            "enter b",
-            "body",
-            "exit b: Completed",
-            "exit a: Completed"
-        ]
-    );
+    assert_eq!(j.take(), ["enter a", "enter b", "body", "exit b: Completed", "exit a: Completed"]);
 }
 
 #[test]
 fn eight_contexts_exit_in_exact_reverse() {
     let j = Journal::new();
     let p = |n| j.probe(n);
-    let ctxs = (
-        p("1"),
-        p("2"),
-        p("3"),
-        p("4"),
-        p("5"),
-        p("6"),
-        p("7"),
-        p("8"),
-    );
+    let ctxs = (p("1"), p("2"), p("3"), p("4"), p("5"), p("6"), p("7"), p("8"));
     let names = block_on(with(ctxs, async |(a, b, c, d, e, f, g, h)| {
-        Ok([
-            a.name, b.name, c.name, d.name, e.name, f.name, g.name, h.name,
-        ]
-        .concat())
+        Ok([a.name, b.name, c.name, d.name, e.name, f.name, g.name, h.name].concat())
     }));
     assert_eq!(names.unwrap(), "12345678");
     let expected: Vec<String> = (1..=8)
@@ -80,22 +59,11 @@ fn every_arity_from_two_to_seven_keeps_the_order() {
     assert_eq!(j.take(), expected(3));
     block_on(with((p("1"), p("2"), p("3"), p("4")), async |_| Ok(()))).unwrap();
     assert_eq!(j.take(), expected(4));
-    block_on(with((p("1"), p("2"), p("3"), p("4"), p("5")), async |_| {
-        Ok(())
-    }))
-    .unwrap();
+    block_on(with((p("1"), p("2"), p("3"), p("4"), p("5")), async |_| Ok(()))).unwrap();
     assert_eq!(j.take(), expected(5));
-    block_on(with(
-        (p("1"), p("2"), p("3"), p("4"), p("5"), p("6")),
-        async |_| Ok(()),
-    ))
-    .unwrap();
+    block_on(with((p("1"), p("2"), p("3"), p("4"), p("5"), p("6")), async |_| Ok(()))).unwrap();
     assert_eq!(j.take(), expected(6));
-    block_on(with(
-        (p("1"), p("2"), p("3"), p("4"), p("5"), p("6"), p("7")),
-        async |_| Ok(()),
-    ))
-    .unwrap();
+    block_on(with((p("1"), p("2"), p("3"), p("4"), p("5"), p("6"), p("7")), async |_| Ok(()))).unwrap();
     assert_eq!(j.take(), expected(7));
 }
 

@@ -32,10 +32,8 @@ fn connection(name: &'static str) -> impl IntoContext<Value = String, Error = St
 fn scopes_over_send_contexts_are_send() {
     let j = Journal::new();
     let single = assert_send(with(j.probe("a"), async |a| Ok(a.uses)));
-    let tuple = assert_send(with(
-        (j.probe("a"), connection("b"), j.probe("c")),
-        async |(_, b, _)| Ok(b.len()),
-    ));
+    let tuple =
+        assert_send(with((j.probe("a"), connection("b"), j.probe("c")), async |(_, b, _)| Ok(b.len())));
     let nested = assert_send(with(connection("outer"), async |outer| {
         let inner = with(connection("inner"), async |inner| Ok(inner.len())).await;
         Ok(outer.len() + inner.map_err(|e| e.into_primary().unwrap())?)
@@ -48,23 +46,18 @@ fn scopes_over_send_contexts_are_send() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn opaque_contexts_keep_send_on_a_multi_threaded_runtime() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
     let n = rt
-        .block_on(
-            rt.spawn(with((connection("a"), connection("bb")), async |(a, b)| {
-                Ok(a.len() + b.len())
-            })),
-        )
+        .block_on(rt.spawn(with((connection("a"), connection("bb")), async |(a, b)| Ok(a.len() + b.len()))))
         .unwrap()
         .unwrap();
     assert_eq!(n, 3);
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn a_not_send_body_runs_on_local_executors() {
     let body = async |conn: &mut String| {
         let shared = Rc::new(conn.clone()); // held across an await: the body is !Send
@@ -72,30 +65,18 @@ fn a_not_send_body_runs_on_local_executors() {
         Ok::<_, String>(shared.len())
     };
     let mut pool = futures::executor::LocalPool::new();
-    assert_eq!(
-        pool.run_until(with(connection("futures"), body)).unwrap(),
-        7
-    );
+    assert_eq!(pool.run_until(with(connection("futures"), body)).unwrap(), 7);
 
     let ex = smol::LocalExecutor::new();
-    assert_eq!(
-        smol::block_on(ex.run(with(connection("smol"), body))).unwrap(),
-        4
-    );
+    assert_eq!(smol::block_on(ex.run(with(connection("smol"), body))).unwrap(), 4);
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let local = tokio::task::LocalSet::new();
-    assert_eq!(
-        local
-            .block_on(&rt, with(connection("tokio"), body))
-            .unwrap(),
-        5
-    );
+    assert_eq!(local.block_on(&rt, with(connection("tokio"), body)).unwrap(), 5);
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn not_send_contexts_run_with_with_local() {
     let count = Rc::new(std::cell::Cell::new(0));
     let (enter, exit) = (count.clone(), count.clone());

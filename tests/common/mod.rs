@@ -37,12 +37,7 @@ impl Journal {
     }
 
     pub fn probe(&self, name: &'static str) -> Probe {
-        Probe {
-            name,
-            journal: self.clone(),
-            enter: Act::Succeed,
-            exit: Act::Succeed,
-        }
+        Probe { name, journal: self.clone(), enter: Act::Succeed, exit: Act::Succeed }
     }
 }
 
@@ -99,14 +94,10 @@ impl AsyncContext for Probe {
     }
 
     async fn exit(self, handle: Handle, outcome: Outcome<'_, String>) -> Result<(), String> {
-        assert_eq!(
-            handle.name, self.name,
-            "an exit got another context's value"
-        );
+        assert_eq!(handle.name, self.name, "an exit got another context's value");
         yield_now().await;
         let name = self.name;
-        self.journal
-            .push(format!("exit {name}: {}", describe(outcome)));
+        self.journal.push(format!("exit {name}: {}", describe(outcome)));
         match self.exit {
             Act::Succeed => Ok(()),
             Act::Fail => Err(format!("exit {name} failed")),
@@ -151,15 +142,11 @@ pub fn block_on_catching<F: Future>(future: F) -> Result<F::Output, String> {
 /// A scope whose errors-during-panic hook writes `hook: {error}` to the journal.
 pub fn journaling_scope(journal: &Journal) -> async_with::Scope<impl FnMut(String) + use<>> {
     let journal = journal.clone();
-    async_with::Scope::new()
-        .on_error_during_panic(move |e: String| journal.push(format!("hook: {e}")))
+    async_with::Scope::new().on_error_during_panic(move |e: String| journal.push(format!("hook: {e}")))
 }
 
 /// Awaits `future`, returning the panic message if it panicked (for use inside any executor).
 pub async fn catching<F: Future>(future: F) -> Result<F::Output, String> {
     use futures::FutureExt;
-    AssertUnwindSafe(future)
-        .catch_unwind()
-        .await
-        .map_err(panic_message)
+    AssertUnwindSafe(future).catch_unwind().await.map_err(panic_message)
 }

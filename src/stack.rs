@@ -1,0 +1,953 @@
+//! Exit stacks: Python's `AsyncExitStack`, JavaScript's `AsyncDisposableStack`, Haskell's
+//! `ResourceT`. Contexts entered at run time, exited in reverse order when the stack closes.
+
+mod arena;
+mod entry;
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+pub(crate) use entry::Entry;
+pub use entry::OutcomeFn;
+
+use self::arena::Arena;
+use self::entry::Owned;
+use crate::protocol::{Protocol, Sealed, SendProtocol};
+use crate::unwind::Unwind;
+use crate::{Error, ErrorHook, GlobalHook, IntoContext, IntoLocalContext, Outcome, Scope};
+
+/// Identifies one entry of one stack, for [`ExitStack::release`].
+///
+/// ```
+/// use async_with::{scope, ExitStack};
+///
+/// # futures::executor::block_on(async {
+/// scope(async |stack: &mut ExitStack<String>| {
+///     let key = stack.callback(|| { println!("released early"); Ok(()) });
+///     stack.release(key).await?; // runs now, not at the end of the scope
+///     Ok(())
+/// })
+/// .await
+/// .unwrap();
+/// # });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    stack: u64,
+    index: usize,
+}
+
+/// Stack identities, so that a key cannot release an entry of another stack.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn new_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What the `Send` and the local stacks share.
+struct Core<D: ?Sized, E> {
+    id: u64,
+    entries: Arena<D>,
+    /// Errors that belong to no caller: the suppressed errors of an enter that failed half-way
+    /// (its primary error went to the caller) or of a release. Reported when the stack closes.
+    orphans: Mutex<Vec<E>>,
+}
+
+impl<D: ?Sized + Entry<E>, E> Core<D, E> {
+    fn new() -> Self {
+        Core { id: new_id(), entries: Arena::new(), orphans: Mutex::new(Vec::new()) }
+    }
+
+    fn push<T, V>(
+        &self,
+        entry: Pin<Box<T>>,
+        erase: fn(*mut T) -> *mut D,
+        value: fn(Pin<&mut T>) -> &mut V,
+    ) -> (Key, &mut V) {
+        let (index, value) = self.entries.push(entry, erase, value);
+        (Key { stack: self.id, index }, value)
+    }
+
+    /// The caller of an enter that failed gets its first error; the others are kept.
+    fn failed(&self, unwind: Unwind<E>) -> E {
+        let (errors, panic) = unwind.into_parts();
+        let mut errors = errors.into_iter();
+        let first = errors.next();
+        self.orphans.lock().unwrap_or_else(|p| p.into_inner()).extend(errors);
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
+        first.expect("async-with: a failed enter records an error or a panic")
+    }
+
+    async fn release(&mut self, key: Key) -> Result<(), E> {
+        assert_eq!(key.stack, self.id, "async-with: this key belongs to another exit stack");
+        let mut entry = self
+            .entries
+            .take(key.index)
+            .expect("async-with: this entry was already released (or closed with the stack)");
+        let mut unwind = Unwind::new();
+        poll_fn(|task| entry.as_mut().poll_exit(task, &mut unwind)).await;
+        drop(entry);
+        let (errors, panic) = unwind.into_parts();
+        let mut errors = errors.into_iter();
+        let first = errors.next();
+        self.orphans.get_mut().unwrap_or_else(|p| p.into_inner()).extend(errors);
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    fn pop_all(&mut self) -> Self {
+        let orphans = core::mem::take(self.orphans.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let taken = Core { id: self.id, entries: self.entries.split(), orphans: Mutex::new(orphans) };
+        // The keys given out so far follow the entries.
+        self.id = new_id();
+        taken
+    }
+
+    /// Runs every exit, newest first, recording into `unwind`; then the orphaned errors.
+    async fn close_into(&mut self, unwind: &mut Unwind<E>) {
+        while let Some(mut entry) = self.entries.pop() {
+            poll_fn(|task| entry.as_mut().poll_exit(task, unwind)).await;
+        }
+        let orphans = core::mem::take(self.orphans.get_mut().unwrap_or_else(|p| p.into_inner()));
+        for error in orphans {
+            unwind.failed(error);
+        }
+    }
+}
+
+impl<D: ?Sized, E> fmt::Debug for Core<D, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExitStack").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// A stack of exits: contexts entered at run time and callbacks pushed along the way, all exited
+/// in reverse order, exactly once, when the stack closes. Python's `AsyncExitStack`.
+///
+/// Get one from [`scope`], which closes it however the body ends (G1-G6), or make one with
+/// [`ExitStack::new`] and [`close`](ExitStack::close) it yourself.
+///
+/// [`enter`](ExitStack::enter) takes `&self` and lends the value for as long as the stack is
+/// borrowed, so the values of everything entered can be used together, while more is entered:
+///
+/// ```
+/// use async_with::{resource, scope, ExitStack, Outcome};
+///
+/// # futures::executor::block_on(async {
+/// let total = scope(async |stack: &mut ExitStack<String>| {
+///     let mut conns = Vec::new();
+///     for shard in 0..4 {
+///         let conn = resource(
+///             async move || Ok(format!("shard-{shard}")),
+///             async |conn, _: Outcome<'_, String>| { println!("closing {conn}"); Ok(()) },
+///         );
+///         conns.push(stack.enter(conn).await?); // &mut String, valid until the scope ends
+///     }
+///     stack.defer(async || { println!("flushing metrics"); Ok(()) });
+///     Ok(conns.iter().map(|c| c.len()).sum::<usize>())
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(total, 28); // then: flushing metrics, closing shard-3, ..., closing shard-0
+/// # });
+/// ```
+///
+/// Everything a `Send` stack holds is `Send` and `'static`, so that [`scope`] futures can be
+/// spawned on multi-threaded executors. For entries that borrow from their surroundings, or
+/// that are not `Send`, use [`LocalExitStack`].
+///
+/// Each entry costs one heap allocation (plus, for a [`context`](crate::context), the one every
+/// generator context needs; a tuple entered as one context costs one more). Closing runs in a
+/// loop, so a stack of a million entries closes on a small thread stack. Dropping a stack without
+/// closing it runs no async exit: its entries are dropped newest first.
+pub struct ExitStack<E> {
+    core: Core<dyn Entry<E> + Send, E>,
+}
+
+impl<E> fmt::Debug for ExitStack<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.core.fmt(f)
+    }
+}
+
+impl<E: Send + Sync + 'static> Default for ExitStack<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn erase_send<T: Entry<E> + Send + 'static, E: 'static>(entry: *mut T) -> *mut (dyn Entry<E> + Send) {
+    entry
+}
+
+impl<E: Send + Sync + 'static> ExitStack<E> {
+    /// An empty stack. Close it with [`close`](ExitStack::close), or let [`scope`] do it.
+    ///
+    /// ```
+    /// use async_with::ExitStack;
+    /// # futures::executor::block_on(async {
+    /// let stack = ExitStack::<std::io::Error>::new();
+    /// stack.callback(|| Ok(()));
+    /// stack.close().await.unwrap();
+    /// # });
+    /// ```
+    pub fn new() -> Self {
+        ExitStack { core: Core::new() }
+    }
+
+    /// Enters `context` and lends its value until the stack is next borrowed mutably (to close,
+    /// release or [`pop_all`](ExitStack::pop_all)). Python's `enter_async_context`.
+    ///
+    /// If the enter fails, nothing is pushed and the error is returned; a context that fails
+    /// half-way (a tuple whose second enter fails) has already exited what it entered, and any
+    /// further errors of that cleanup are kept by the stack and reported when it closes.
+    ///
+    /// ```
+    /// use async_with::{resource, ExitStack, Outcome};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let stack = ExitStack::<String>::new();
+    /// let a = stack.enter(resource(async || Ok(vec![1]), async |_, _: Outcome<'_, String>| Ok(()))).await?;
+    /// let b = stack.enter(resource(async || Ok(vec![2]), async |_, _: Outcome<'_, String>| Ok(()))).await?;
+    /// a.push(10);
+    /// b.push(20);
+    /// assert_eq!((a.len(), b.len()), (2, 2));
+    /// stack.close().await.map_err(|e| e.to_string())
+    /// # }).unwrap();
+    /// ```
+    pub async fn enter<C>(&self, context: C) -> Result<&mut C::Value, E>
+    where
+        C: IntoContext<Error = E> + Send + 'static,
+    {
+        Ok(context.enter_stack(self).await?.1)
+    }
+
+    /// [`enter`](ExitStack::enter), also returning a [`Key`] to exit this context early with
+    /// [`release`](ExitStack::release) (resourcet's `allocate`).
+    ///
+    /// ```
+    /// use async_with::{resource, scope, ExitStack, Outcome};
+    ///
+    /// # futures::executor::block_on(async {
+    /// scope(async |stack: &mut ExitStack<String>| {
+    ///     let (lock, key) = stack.enter_with_key(resource(async || Ok("lock"), async |_, _: Outcome<'_, String>| Ok(()))).await?;
+    ///     println!("holding {lock}");
+    ///     stack.release(key).await // give it back before the rest of the scope
+    /// })
+    /// .await
+    /// .unwrap();
+    /// # });
+    /// ```
+    pub async fn enter_with_key<C>(&self, context: C) -> Result<(&mut C::Value, Key), E>
+    where
+        C: IntoContext<Error = E> + Send + 'static,
+    {
+        let (key, value) = context.enter_stack(self).await?;
+        Ok((value, key))
+    }
+
+    /// Pushes an async callback, run when the stack closes: Python's `push_async_callback`,
+    /// JavaScript's `defer`. It does not see the outcome (see [`push_exit`](ExitStack::push_exit)).
+    ///
+    /// ```
+    /// # use async_with::ExitStack;
+    /// # futures::executor::block_on(async {
+    /// let stack = ExitStack::<String>::new();
+    /// stack.defer(async || { println!("flush"); Ok(()) });
+    /// stack.close().await.unwrap();
+    /// # });
+    /// ```
+    pub fn defer<F, Fut>(&self, callback: F) -> Key
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        self.push_owned(callback, (), entry::deferred::<F, Fut, E>).0
+    }
+
+    /// Pushes an async exit that sees the outcome: Python's `push_async_exit`.
+    ///
+    /// ```
+    /// # use async_with::{ExitStack, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let stack = ExitStack::<String>::new();
+    /// stack.push_exit(async |outcome: Outcome<'_, String>| {
+    ///     println!("the stack closed after {outcome:?}");
+    ///     Ok(())
+    /// });
+    /// stack.close_with("failed".to_string()).await.unwrap_err();
+    /// # });
+    /// ```
+    pub fn push_exit<F>(&self, exit: F) -> Key
+    where
+        F: AsyncFnOnce(Outcome<'_, E>) -> Result<(), E> + for<'a> OutcomeFn<'a, E> + Send + 'static,
+        for<'a> <F as OutcomeFn<'a, E>>::Future: Send,
+    {
+        self.push_owned(exit, (), entry::outcome_exit::<F, E>).0
+    }
+
+    /// Pushes a synchronous callback: Python's `callback`.
+    ///
+    /// ```
+    /// # use async_with::ExitStack;
+    /// # futures::executor::block_on(async {
+    /// let stack = ExitStack::<String>::new();
+    /// stack.callback(|| { println!("done"); Ok(()) });
+    /// stack.close().await.unwrap();
+    /// # });
+    /// ```
+    pub fn callback<F>(&self, callback: F) -> Key
+    where
+        F: FnOnce() -> Result<(), E> + Send + 'static,
+    {
+        self.push_owned(callback, (), entry::called::<F, E>).0
+    }
+
+    /// Exits one entry now, seeing [`Outcome::Completed`], instead of when the stack closes
+    /// (resourcet's `release`). Returns the exit's error; further errors of a composite exit
+    /// are kept and reported when the stack closes.
+    ///
+    /// # Panics
+    ///
+    /// If `key` was already released, or belongs to another stack: a programming error, as in
+    /// Python's `RuntimeError` for misuse. A key given out before [`pop_all`](ExitStack::pop_all)
+    /// belongs to the stack that `pop_all` returned.
+    ///
+    /// ```
+    /// # use async_with::ExitStack;
+    /// # futures::executor::block_on(async {
+    /// let mut stack = ExitStack::<String>::new();
+    /// let key = stack.callback(|| Err("boom".to_string()));
+    /// assert_eq!(stack.release(key).await, Err("boom".to_string()));
+    /// stack.close().await.unwrap(); // nothing left to run
+    /// # });
+    /// ```
+    pub async fn release(&mut self, key: Key) -> Result<(), E> {
+        self.core.release(key).await
+    }
+
+    /// Moves every pending exit into a new stack, leaving this one empty: Python's `pop_all`,
+    /// JavaScript's `move`. The constructor pattern: acquire several things in a scope, and hand
+    /// their exits to the caller only if all succeeded.
+    ///
+    /// ```
+    /// use async_with::{resource, scope, ExitStack, Outcome};
+    ///
+    /// # futures::executor::block_on(async {
+    /// // Opens two files, or none: if the second fails, the scope closes the first.
+    /// let cleanup = scope(async |stack: &mut ExitStack<String>| {
+    ///     for name in ["a", "b"] {
+    ///         let file = resource(async move || Ok(name), async |name, _: Outcome<'_, String>| { println!("close {name}"); Ok(()) });
+    ///         stack.enter(file).await?;
+    ///     }
+    ///     Ok(stack.pop_all())
+    /// })
+    /// .await
+    /// .unwrap();
+    /// // ...later, when the caller is done with them:
+    /// cleanup.close().await.unwrap(); // close b, close a
+    /// # });
+    /// ```
+    #[doc(alias = "move")]
+    pub fn pop_all(&mut self) -> ExitStack<E> {
+        ExitStack { core: self.core.pop_all() }
+    }
+
+    /// Runs every exit, newest first, seeing [`Outcome::Completed`] at first; returns every error
+    /// (Python's `aclose`). A panic in an exit is resumed after the others ran.
+    ///
+    /// ```
+    /// # use async_with::ExitStack;
+    /// # futures::executor::block_on(async {
+    /// let stack = ExitStack::<String>::new();
+    /// stack.callback(|| Err("first pushed".to_string()));
+    /// stack.callback(|| Err("last pushed".to_string()));
+    /// let err = stack.close().await.unwrap_err();
+    /// assert_eq!(err.primary().unwrap(), "last pushed");
+    /// assert_eq!(err.suppressed(), ["first pushed"]);
+    /// # });
+    /// ```
+    pub async fn close(self) -> Result<(), Error<E>>
+    where
+        E: fmt::Debug,
+    {
+        self.close_from(Unwind::new()).await
+    }
+
+    /// Closes the stack because of `error`: the exits see [`Outcome::Failed`] with it, and it is
+    /// the primary error of the result (Python's `__aexit__` with an exception).
+    ///
+    /// ```
+    /// # use async_with::{ExitStack, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let stack = ExitStack::<String>::new();
+    /// stack.push_exit(async |outcome: Outcome<'_, String>| {
+    ///     assert_eq!(outcome, Outcome::Failed(&"timeout".to_string()));
+    ///     Ok(())
+    /// });
+    /// let err = stack.close_with("timeout".to_string()).await.unwrap_err();
+    /// assert_eq!(err.primary().unwrap(), "timeout");
+    /// # });
+    /// ```
+    pub async fn close_with(self, error: E) -> Result<(), Error<E>>
+    where
+        E: fmt::Debug,
+    {
+        let mut unwind = Unwind::new();
+        unwind.failed(error);
+        self.close_from(unwind).await
+    }
+
+    async fn close_from(mut self, mut unwind: Unwind<E>) -> Result<(), Error<E>>
+    where
+        E: fmt::Debug,
+    {
+        self.core.close_into(&mut unwind).await;
+        unwind.finish(Some(()), &mut GlobalHook)
+    }
+
+    pub(crate) async fn close_into(&mut self, unwind: &mut Unwind<E>) {
+        self.core.close_into(unwind).await
+    }
+
+    fn push_owned<X, V, F>(&self, exit: X, value: V, make: entry::MakeExit<X, V, E, F>) -> (Key, &mut V)
+    where
+        X: Send + 'static,
+        V: Send + 'static,
+        F: Future<Output = Unwind<E>> + Send + 'static,
+    {
+        let entry = Box::pin(Owned::new(exit, value, make));
+        self.core.push(entry, erase_send, Owned::value)
+    }
+
+    pub(crate) fn push_entry<T, V>(
+        &self,
+        entry: Pin<Box<T>>,
+        value: fn(Pin<&mut T>) -> &mut V,
+    ) -> (Key, &mut V)
+    where
+        T: Entry<E> + Send + 'static,
+    {
+        self.core.push(entry, erase_send, value)
+    }
+
+    pub(crate) fn failed(&self, unwind: Unwind<E>) -> E {
+        self.core.failed(unwind)
+    }
+}
+
+/// [`ExitStack`] for entries that are not `Send` or that borrow from their surroundings (`'env`):
+/// the stack of [`scope_local`].
+///
+/// ```
+/// use async_with::{resource, scope_local, LocalExitStack, Outcome};
+/// use std::cell::RefCell;
+///
+/// let log = RefCell::new(Vec::new()); // borrowed by the entries: fine in a local stack
+/// futures::executor::block_on(scope_local(async |stack: &mut LocalExitStack<'_, String>| {
+///     for name in ["a", "b"] {
+///         let log = &log;
+///         stack.enter(resource(async move || Ok(name), async move |name, _: Outcome<'_, String>| {
+///             log.borrow_mut().push(name);
+///             Ok(())
+///         })).await?;
+///     }
+///     Ok(())
+/// }))
+/// .unwrap();
+/// assert_eq!(*log.borrow(), ["b", "a"]);
+/// ```
+pub struct LocalExitStack<'env, E> {
+    core: Core<dyn Entry<E> + 'env, E>,
+}
+
+impl<E> fmt::Debug for LocalExitStack<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.core.fmt(f)
+    }
+}
+
+impl<'env, E: 'env> Default for LocalExitStack<'env, E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn erase_local<'env, T: Entry<E> + 'env, E: 'env>(entry: *mut T) -> *mut (dyn Entry<E> + 'env) {
+    entry
+}
+
+impl<'env, E: 'env> LocalExitStack<'env, E> {
+    /// An empty stack; see [`ExitStack::new`].
+    ///
+    /// ```
+    /// # use async_with::LocalExitStack;
+    /// # futures::executor::block_on(async {
+    /// let stack = LocalExitStack::<()>::new();
+    /// stack.close().await.unwrap();
+    /// # });
+    /// ```
+    pub fn new() -> Self {
+        LocalExitStack { core: Core::new() }
+    }
+
+    /// Enters `context` and lends its value; see [`ExitStack::enter`].
+    ///
+    /// ```
+    /// # use async_with::{resource, LocalExitStack, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let stack = LocalExitStack::<()>::new();
+    /// let n = stack.enter(resource(async || Ok(std::rc::Rc::new(1)), async |_, _: Outcome<'_, ()>| Ok(()))).await?;
+    /// assert_eq!(**n, 1);
+    /// stack.close().await.map_err(|_| ())
+    /// # }).unwrap();
+    /// ```
+    pub async fn enter<C>(&self, context: C) -> Result<&mut C::Value, E>
+    where
+        C: IntoLocalContext<Error = E> + 'env,
+    {
+        Ok(context.enter_local_stack(self).await?.1)
+    }
+
+    /// Enters `context` and returns a key to release it early; see [`ExitStack::enter_with_key`].
+    ///
+    /// ```
+    /// # use async_with::{resource, LocalExitStack, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let mut stack = LocalExitStack::<()>::new();
+    /// let (_, key) = stack.enter_with_key(resource(async || Ok(1), async |_, _: Outcome<'_, ()>| Ok(()))).await?;
+    /// stack.release(key).await
+    /// # }).unwrap();
+    /// ```
+    pub async fn enter_with_key<C>(&self, context: C) -> Result<(&mut C::Value, Key), E>
+    where
+        C: IntoLocalContext<Error = E> + 'env,
+    {
+        let (key, value) = context.enter_local_stack(self).await?;
+        Ok((value, key))
+    }
+
+    /// Pushes an async callback; see [`ExitStack::defer`].
+    ///
+    /// ```
+    /// # use async_with::LocalExitStack;
+    /// # futures::executor::block_on(async {
+    /// let stack = LocalExitStack::<()>::new();
+    /// stack.defer(async || Ok(()));
+    /// stack.close().await.unwrap();
+    /// # });
+    /// ```
+    pub fn defer<F, Fut>(&self, callback: F) -> Key
+    where
+        F: FnOnce() -> Fut + 'env,
+        Fut: Future<Output = Result<(), E>> + 'env,
+    {
+        self.push_owned(callback, (), entry::deferred::<F, Fut, E>).0
+    }
+
+    /// Pushes an async exit that sees the outcome; see [`ExitStack::push_exit`].
+    ///
+    /// ```
+    /// # use async_with::{LocalExitStack, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let stack = LocalExitStack::<()>::new();
+    /// stack.push_exit(async |outcome: Outcome<'_, ()>| { assert!(outcome.is_completed()); Ok(()) });
+    /// stack.close().await.unwrap();
+    /// # });
+    /// ```
+    pub fn push_exit<F>(&self, exit: F) -> Key
+    where
+        F: AsyncFnOnce(Outcome<'_, E>) -> Result<(), E> + 'env,
+    {
+        self.push_owned(exit, (), entry::local_outcome_exit::<F, E>).0
+    }
+
+    /// Pushes a synchronous callback; see [`ExitStack::callback`].
+    ///
+    /// ```
+    /// # use async_with::LocalExitStack;
+    /// # futures::executor::block_on(async {
+    /// let stack = LocalExitStack::<()>::new();
+    /// stack.callback(|| Ok(()));
+    /// stack.close().await.unwrap();
+    /// # });
+    /// ```
+    pub fn callback<F>(&self, callback: F) -> Key
+    where
+        F: FnOnce() -> Result<(), E> + 'env,
+    {
+        self.push_owned(callback, (), entry::called::<F, E>).0
+    }
+
+    /// Exits one entry now; see [`ExitStack::release`].
+    ///
+    /// # Panics
+    ///
+    /// If `key` was already released, or belongs to another stack.
+    ///
+    /// ```
+    /// # use async_with::LocalExitStack;
+    /// # futures::executor::block_on(async {
+    /// let mut stack = LocalExitStack::<()>::new();
+    /// let key = stack.callback(|| Ok(()));
+    /// stack.release(key).await.unwrap();
+    /// # });
+    /// ```
+    pub async fn release(&mut self, key: Key) -> Result<(), E> {
+        self.core.release(key).await
+    }
+
+    /// Moves every pending exit into a new stack; see [`ExitStack::pop_all`].
+    ///
+    /// ```
+    /// # use async_with::LocalExitStack;
+    /// # futures::executor::block_on(async {
+    /// let mut stack = LocalExitStack::<()>::new();
+    /// stack.callback(|| Ok(()));
+    /// let moved = stack.pop_all();
+    /// moved.close().await.unwrap();
+    /// # });
+    /// ```
+    #[doc(alias = "move")]
+    pub fn pop_all(&mut self) -> LocalExitStack<'env, E> {
+        LocalExitStack { core: self.core.pop_all() }
+    }
+
+    /// Runs every exit, newest first; see [`ExitStack::close`].
+    ///
+    /// ```
+    /// # use async_with::LocalExitStack;
+    /// # futures::executor::block_on(async {
+    /// LocalExitStack::<()>::new().close().await.unwrap();
+    /// # });
+    /// ```
+    pub async fn close(self) -> Result<(), Error<E>>
+    where
+        E: fmt::Debug,
+    {
+        self.close_from(Unwind::new()).await
+    }
+
+    /// Closes the stack because of `error`; see [`ExitStack::close_with`].
+    ///
+    /// ```
+    /// # use async_with::LocalExitStack;
+    /// # futures::executor::block_on(async {
+    /// let err = LocalExitStack::new().close_with("why").await.unwrap_err();
+    /// assert_eq!(err.primary(), Some(&"why"));
+    /// # });
+    /// ```
+    pub async fn close_with(self, error: E) -> Result<(), Error<E>>
+    where
+        E: fmt::Debug,
+    {
+        let mut unwind = Unwind::new();
+        unwind.failed(error);
+        self.close_from(unwind).await
+    }
+
+    async fn close_from(mut self, mut unwind: Unwind<E>) -> Result<(), Error<E>>
+    where
+        E: fmt::Debug,
+    {
+        self.core.close_into(&mut unwind).await;
+        unwind.finish(Some(()), &mut GlobalHook)
+    }
+
+    pub(crate) async fn close_into(&mut self, unwind: &mut Unwind<E>) {
+        self.core.close_into(unwind).await
+    }
+
+    fn push_owned<X, V, F>(&self, exit: X, value: V, make: entry::MakeExit<X, V, E, F>) -> (Key, &mut V)
+    where
+        X: 'env,
+        V: 'env,
+        F: Future<Output = Unwind<E>> + 'env,
+    {
+        let entry = Box::pin(Owned::new(exit, value, make));
+        self.core.push(entry, erase_local, Owned::value)
+    }
+
+    pub(crate) fn push_entry<T, V>(
+        &self,
+        entry: Pin<Box<T>>,
+        value: fn(Pin<&mut T>) -> &mut V,
+    ) -> (Key, &mut V)
+    where
+        T: Entry<E> + 'env,
+    {
+        self.core.push(entry, erase_local, value)
+    }
+
+    pub(crate) fn failed(&self, unwind: Unwind<E>) -> E {
+        self.core.failed(unwind)
+    }
+}
+
+// ----- Entering contexts into stacks: the paths `IntoContext::enter_stack` takes. -----
+
+/// Enters a context that has no cheaper path: its protocol state is boxed (so that it stays
+/// pinned) and exits through its own protocol. Used by tuples and nested stacks.
+pub(crate) async fn enter_composite<C>(
+    context: C,
+    stack: &ExitStack<C::Error>,
+) -> Result<(Key, &mut C::Value), C::Error>
+where
+    C: IntoContext + 'static,
+    C::Error: 'static,
+    C::Context: 'static,
+{
+    let mut state = Box::pin(context.into_context());
+    let mut unwind = Unwind::new();
+    match SendProtocol::enter(state.as_mut(), &mut unwind).await {
+        Some(value) => Ok(stack.push_owned(state, value, entry::composite_exit::<C::Context>)),
+        None => Err(stack.failed(unwind)),
+    }
+}
+
+/// [`enter_composite`] for local stacks.
+pub(crate) async fn enter_local_composite<'a, 'env, C>(
+    context: C,
+    stack: &'a LocalExitStack<'env, C::Error>,
+) -> Result<(Key, &'a mut C::Value), C::Error>
+where
+    C: IntoLocalContext + 'env,
+    C::Error: 'env,
+{
+    let mut state = Box::pin(context.into_local_context());
+    let mut unwind = Unwind::new();
+    match Protocol::enter(state.as_mut(), &mut unwind).await {
+        Some(value) => Ok(stack.push_owned(state, value, entry::local_composite_exit::<C::Context>)),
+        None => Err(stack.failed(unwind)),
+    }
+}
+
+pub(crate) use entry::{closure_exit, context_exit, local_closure_exit, local_context_exit};
+
+impl<E: Send + Sync + 'static> ExitStack<E> {
+    pub(crate) fn push_context<X, V, F>(
+        &self,
+        exit: X,
+        value: V,
+        make: entry::MakeExit<X, V, E, F>,
+    ) -> (Key, &mut V)
+    where
+        X: Send + 'static,
+        V: Send + 'static,
+        F: Future<Output = Unwind<E>> + Send + 'static,
+    {
+        self.push_owned(exit, value, make)
+    }
+}
+
+impl<'env, E: 'env> LocalExitStack<'env, E> {
+    pub(crate) fn push_context<X, V, F>(
+        &self,
+        exit: X,
+        value: V,
+        make: entry::MakeExit<X, V, E, F>,
+    ) -> (Key, &mut V)
+    where
+        X: 'env,
+        V: 'env,
+        F: Future<Output = Unwind<E>> + 'env,
+    {
+        self.push_owned(exit, value, make)
+    }
+}
+
+// ----- A stack is a context itself (a stack inside a stack, or `with(ExitStack::new(), ..)`). -----
+
+/// The protocol state of an exit stack entered as a context (sealed).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Nested<S> {
+    stack: Option<S>,
+}
+
+impl<S> Unpin for Nested<S> {}
+impl<S> Sealed for Nested<S> {}
+
+/// Entering a stack gives the stack itself as the value; exiting it closes it, its exits seeing
+/// the outcome of the scope around it.
+impl<E: Send + Sync + 'static> IntoContext for ExitStack<E> {
+    type Value = ExitStack<E>;
+    type Error = E;
+    type Context = Nested<ExitStack<E>>;
+
+    fn into_context(self) -> Self::Context {
+        Nested { stack: Some(self) }
+    }
+}
+
+impl<'env, E: 'env> IntoLocalContext for LocalExitStack<'env, E> {
+    type Value = LocalExitStack<'env, E>;
+    type Error = E;
+    type Context = Nested<LocalExitStack<'env, E>>;
+
+    fn into_local_context(self) -> Self::Context {
+        Nested { stack: Some(self) }
+    }
+}
+
+impl<E: Send + Sync + 'static> SendProtocol for Nested<ExitStack<E>> {
+    type Value = ExitStack<E>;
+    type Error = E;
+
+    async fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> Option<ExitStack<E>> {
+        self.get_mut().stack.take()
+    }
+
+    async fn exit(self: Pin<&mut Self>, mut stack: ExitStack<E>, unwind: &mut Unwind<E>) {
+        stack.close_into(unwind).await
+    }
+}
+
+impl<E: Send + Sync + 'static> Protocol for Nested<ExitStack<E>> {
+    type Value = ExitStack<E>;
+    type Error = E;
+
+    async fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> Option<ExitStack<E>> {
+        self.get_mut().stack.take()
+    }
+
+    async fn exit(self: Pin<&mut Self>, mut stack: ExitStack<E>, unwind: &mut Unwind<E>) {
+        stack.close_into(unwind).await
+    }
+}
+
+impl<'env, E: 'env> Protocol for Nested<LocalExitStack<'env, E>> {
+    type Value = LocalExitStack<'env, E>;
+    type Error = E;
+
+    async fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> Option<LocalExitStack<'env, E>> {
+        self.get_mut().stack.take()
+    }
+
+    async fn exit(self: Pin<&mut Self>, mut stack: LocalExitStack<'env, E>, unwind: &mut Unwind<E>) {
+        stack.close_into(unwind).await
+    }
+}
+
+// ----- scope() -----
+
+/// Runs `body` with a fresh [`ExitStack`] and closes the stack however the body ends: every exit
+/// runs, newest first, seeing how the body ended (G1-G6). Python's
+/// `async with AsyncExitStack() as stack:`.
+///
+/// The body borrows the stack; values lent by [`ExitStack::enter`] cannot outlive it (the body
+/// cannot return them). Returns the body's value, or every error: the body's (or the first
+/// exit's) first, then the others.
+///
+/// ```
+/// use async_with::{context, scope, Cx, ExitStack};
+///
+/// # futures::executor::block_on(async {
+/// let shards = ["eu", "us", "ap"];
+/// let rows = scope(async |stack: &mut ExitStack<String>| {
+///     let mut conns = Vec::new();
+///     for shard in shards {
+///         let conn = context(async move |mut cx: Cx<String, String>| {
+///             let (_conn, outcome) = cx.provide(format!("conn-{shard}")).await;
+///             println!("closing {shard} ({outcome:?})");
+///             Ok(())
+///         });
+///         conns.push(stack.enter(conn).await?);
+///     }
+///     Ok(conns.len())
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(rows, 3);
+/// # });
+/// ```
+pub async fn scope<E, T, B>(body: B) -> Result<T, Error<E>>
+where
+    E: Send + Sync + fmt::Debug + 'static,
+    B: AsyncFnOnce(&mut ExitStack<E>) -> Result<T, E>,
+{
+    Scope::new().scope(body).await
+}
+
+/// [`scope`] with a [`LocalExitStack`], for entries that are not `Send` or that borrow from the
+/// surroundings of the call.
+///
+/// ```
+/// use async_with::{scope_local, LocalExitStack};
+///
+/// let mut closed = Vec::new();
+/// futures::executor::block_on(scope_local(async |stack: &mut LocalExitStack<'_, ()>| {
+///     let closed = &mut closed;
+///     stack.callback(move || { closed.push("cleanup"); Ok(()) });
+///     Ok(())
+/// }))
+/// .unwrap();
+/// assert_eq!(closed, ["cleanup"]);
+/// ```
+pub async fn scope_local<'env, E, T, B>(body: B) -> Result<T, Error<E>>
+where
+    E: fmt::Debug + 'env,
+    B: AsyncFnOnce(&mut LocalExitStack<'env, E>) -> Result<T, E>,
+{
+    Scope::new().scope_local(body).await
+}
+
+impl<H> Scope<H> {
+    /// Runs `body` with a fresh stack, as [`scope`] does, reporting through this scope's hook.
+    ///
+    /// ```
+    /// use async_with::{ExitStack, Scope};
+    /// # futures::executor::block_on(async {
+    /// let n = Scope::new()
+    ///     .on_error_during_panic(|e: String| eprintln!("{e}"))
+    ///     .scope(async |stack: &mut ExitStack<String>| { stack.callback(|| Ok(())); Ok(1) })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(n, 1);
+    /// # });
+    /// ```
+    pub async fn scope<E, T, B>(mut self, body: B) -> Result<T, Error<E>>
+    where
+        E: Send + Sync + 'static,
+        H: ErrorHook<E>,
+        B: AsyncFnOnce(&mut ExitStack<E>) -> Result<T, E>,
+    {
+        let mut unwind = Unwind::new();
+        let mut stack = ExitStack::new();
+        let out = unwind.body(async { body(&mut stack).await }).await;
+        stack.close_into(&mut unwind).await;
+        unwind.finish(out, &mut self.hook)
+    }
+
+    /// Runs `body` with a fresh local stack, as [`scope_local`] does, reporting through this
+    /// scope's hook.
+    ///
+    /// ```
+    /// use async_with::{LocalExitStack, Scope};
+    /// # futures::executor::block_on(async {
+    /// let n = Scope::new().scope_local(async |_: &mut LocalExitStack<'_, ()>| Ok(2)).await.unwrap();
+    /// assert_eq!(n, 2);
+    /// # });
+    /// ```
+    pub async fn scope_local<'env, E, T, B>(mut self, body: B) -> Result<T, Error<E>>
+    where
+        E: 'env,
+        H: ErrorHook<E>,
+        B: AsyncFnOnce(&mut LocalExitStack<'env, E>) -> Result<T, E>,
+    {
+        let mut unwind = Unwind::new();
+        let mut stack = LocalExitStack::new();
+        let out = unwind.body(async { body(&mut stack).await }).await;
+        stack.close_into(&mut unwind).await;
+        unwind.finish(out, &mut self.hook)
+    }
+}

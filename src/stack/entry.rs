@@ -1,0 +1,204 @@
+//! What an exit stack keeps for each entry, and how each kind of entry runs its exit in place.
+//!
+//! An entry's exit runs where the entry lives (inside its one allocation): at close, the entry
+//! builds its *exit block*, an async block that owns what the exit needs (the context, the value,
+//! and the error the scope lends it), and polls it there. The block's type is fixed when the
+//! entry is created, by the function that makes it, so no second allocation is needed.
+
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, ready};
+
+use crate::catch_unwind::catch_unwind;
+use crate::protocol::{Protocol, SendProtocol};
+use crate::resource::ExitFn;
+use crate::unwind::{Kind, Unwind};
+use crate::{AsyncContext, LocalAsyncContext, Outcome};
+
+/// An entry of an exit stack, as the stack sees it.
+pub(crate) trait Entry<E> {
+    /// Runs the entry's exit, seeing the stack's current outcome and recording into it.
+    fn poll_exit(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()>;
+}
+
+/// Makes an entry's exit block from what it owns, the outcome kind and the lent error.
+pub(crate) type MakeExit<X, V, E, F> = fn(X, V, Kind, Option<E>) -> F;
+
+pin_project_lite::pin_project! {
+    /// An entry whose exit owns what it needs: a context, exit closure or callback `X` and its
+    /// value `V`.
+    pub(crate) struct Owned<X, V, E, F> {
+        exit: Option<X>,
+        value: Option<V>,
+        make: MakeExit<X, V, E, F>,
+        #[pin]
+        running: Option<F>,
+    }
+}
+
+impl<X, V, E, F> Owned<X, V, E, F> {
+    pub(crate) fn new(exit: X, value: V, make: MakeExit<X, V, E, F>) -> Self {
+        Owned { exit: Some(exit), value: Some(value), make, running: None }
+    }
+
+    /// Where the value lives, for the stack to lend it.
+    pub(crate) fn value(self: Pin<&mut Self>) -> &mut V {
+        self.project().value.as_mut().expect("async-with: the value is lent before the exit")
+    }
+}
+
+impl<X, V, E, F: Future<Output = Unwind<E>>> Entry<E> for Owned<X, V, E, F> {
+    fn poll_exit(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()> {
+        let mut this = self.project();
+        // Whether the block was started is read from `exit`, never from `running`: the block may
+        // hold references into itself, so it is only ever touched through `Pin<&mut>` (a shared
+        // borrow of it would invalidate them, which Miri reports).
+        if let Some(exit) = this.exit.take() {
+            let (kind, lent) = unwind.lend();
+            let value = this.value.take().expect("async-with: an entry is exited once");
+            this.running.set(Some((this.make)(exit, value, kind, lent)));
+        }
+        let running = this.running.as_mut().as_pin_mut().expect("set above");
+        let done = ready!(running.poll(task));
+        this.running.set(None);
+        unwind.merge(done);
+        Poll::Ready(())
+    }
+}
+
+// The exit blocks. Each runs one exit under an unwind seeded with the scope's outcome and the
+// lent error, and hands that unwind back; the scope merges it. The `Send` flavours call the
+// traits whose futures are declared `Send`, so that the block is `Send` too.
+
+pub(crate) async fn context_exit<C: AsyncContext>(
+    context: C,
+    value: C::Value,
+    kind: Kind,
+    lent: Option<C::Error>,
+) -> Unwind<C::Error> {
+    let mut unwind = Unwind::seeded(kind, lent);
+    let outcome = unwind.outcome();
+    let result = catch_unwind(async move { AsyncContext::exit(context, value, outcome).await }).await;
+    unwind.exited(result);
+    unwind
+}
+
+pub(crate) async fn local_context_exit<C: LocalAsyncContext>(
+    context: C,
+    value: C::Value,
+    kind: Kind,
+    lent: Option<C::Error>,
+) -> Unwind<C::Error> {
+    let mut unwind = Unwind::seeded(kind, lent);
+    let outcome = unwind.outcome();
+    let result = catch_unwind(async move { LocalAsyncContext::exit(context, value, outcome).await }).await;
+    unwind.exited(result);
+    unwind
+}
+
+pub(crate) async fn closure_exit<Ex, V, E>(exit: Ex, value: V, kind: Kind, lent: Option<E>) -> Unwind<E>
+where
+    Ex: for<'a> ExitFn<'a, V, E>,
+{
+    let mut unwind = Unwind::seeded(kind, lent);
+    let outcome = unwind.outcome();
+    let result = catch_unwind(async move { exit(value, outcome).await }).await;
+    unwind.exited(result);
+    unwind
+}
+
+pub(crate) async fn local_closure_exit<Ex, V, E>(exit: Ex, value: V, kind: Kind, lent: Option<E>) -> Unwind<E>
+where
+    Ex: AsyncFnOnce(V, Outcome<'_, E>) -> Result<(), E>,
+{
+    let mut unwind = Unwind::seeded(kind, lent);
+    let outcome = unwind.outcome();
+    let result = catch_unwind(async move { exit(value, outcome).await }).await;
+    unwind.exited(result);
+    unwind
+}
+
+/// `push_exit`: an exit closure without a value of its own.
+pub(crate) async fn outcome_exit<F, E>(exit: F, (): (), kind: Kind, lent: Option<E>) -> Unwind<E>
+where
+    F: for<'a> OutcomeFn<'a, E>,
+{
+    let mut unwind = Unwind::seeded(kind, lent);
+    let outcome = unwind.outcome();
+    let result = catch_unwind(async move { exit(outcome).await }).await;
+    unwind.exited(result);
+    unwind
+}
+
+pub(crate) async fn local_outcome_exit<F, E>(exit: F, (): (), kind: Kind, lent: Option<E>) -> Unwind<E>
+where
+    F: AsyncFnOnce(Outcome<'_, E>) -> Result<(), E>,
+{
+    let mut unwind = Unwind::seeded(kind, lent);
+    let outcome = unwind.outcome();
+    let result = catch_unwind(async move { exit(outcome).await }).await;
+    unwind.exited(result);
+    unwind
+}
+
+/// `defer`: an async callback that does not see the outcome.
+pub(crate) async fn deferred<F, Fut, E>(callback: F, (): (), kind: Kind, lent: Option<E>) -> Unwind<E>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    let mut unwind = Unwind::seeded(kind, lent);
+    let result = catch_unwind(async move { callback().await }).await;
+    unwind.exited(result);
+    unwind
+}
+
+/// `callback`: a synchronous callback.
+pub(crate) async fn called<F, E>(callback: F, (): (), kind: Kind, lent: Option<E>) -> Unwind<E>
+where
+    F: FnOnce() -> Result<(), E>,
+{
+    let mut unwind = Unwind::seeded(kind, lent);
+    let result = catch_unwind(async move { callback() }).await;
+    unwind.exited(result);
+    unwind
+}
+
+/// A composite context (a tuple, a nested stack): its protocol state, boxed so that it stays
+/// pinned while the block owns it, runs its own exits under the seeded unwind.
+pub(crate) async fn composite_exit<S: SendProtocol>(
+    mut state: Pin<alloc::boxed::Box<S>>,
+    value: S::Value,
+    kind: Kind,
+    lent: Option<S::Error>,
+) -> Unwind<S::Error> {
+    let mut unwind = Unwind::seeded(kind, lent);
+    SendProtocol::exit(state.as_mut(), value, &mut unwind).await;
+    unwind
+}
+
+pub(crate) async fn local_composite_exit<S: Protocol>(
+    mut state: Pin<alloc::boxed::Box<S>>,
+    value: S::Value,
+    kind: Kind,
+    lent: Option<S::Error>,
+) -> Unwind<S::Error> {
+    let mut unwind = Unwind::seeded(kind, lent);
+    Protocol::exit(state.as_mut(), value, &mut unwind).await;
+    unwind
+}
+
+/// An exit closure that sees only the outcome (`push_exit`), seen as a plain function so that
+/// its future can be named (and required to be `Send`); see [`ExitFn`].
+#[doc(hidden)]
+pub trait OutcomeFn<'a, E: 'a>: FnOnce(Outcome<'a, E>) -> <Self as OutcomeFn<'a, E>>::Future {
+    type Future: Future<Output = Result<(), E>>;
+}
+
+impl<'a, E: 'a, F, Fut> OutcomeFn<'a, E> for F
+where
+    F: FnOnce(Outcome<'a, E>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    type Future = Fut;
+}
