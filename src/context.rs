@@ -5,9 +5,8 @@ use core::future::Future;
 use core::pin::Pin;
 
 use crate::Outcome;
-use crate::catch_unwind::catch_unwind;
 use crate::protocol::{Protocol, Sealed, SendProtocol};
-use crate::unwind::Unwind;
+use crate::unwind::{Unwind, exit_within};
 
 /// A type that is a context itself: Python's `__aenter__` / `__aexit__`.
 ///
@@ -77,6 +76,36 @@ pub trait AsyncContext: Send {
         value: Self::Value,
         outcome: Outcome<'_, Self::Error>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The synchronous fallback, run instead of `exit` when the scope is dropped before it could
+    /// exit (a `select!` or a runtime's timeout dropped it; see the crate docs on cancellation).
+    /// It runs inside `Drop`: it must not block or wait. By default the value is dropped.
+    ///
+    /// ```
+    /// use async_with::{AsyncContext, Outcome};
+    ///
+    /// struct Child;
+    /// struct Process { pid: u32 }
+    ///
+    /// impl AsyncContext for Child {
+    ///     type Value = Process;
+    ///     type Error = std::io::Error;
+    ///     async fn enter(&mut self) -> std::io::Result<Process> { Ok(Process { pid: 42 }) }
+    ///     async fn exit(self, p: Process, _: Outcome<'_, std::io::Error>) -> std::io::Result<()> {
+    ///         println!("terminating {} and waiting for it", p.pid);
+    ///         Ok(())
+    ///     }
+    ///     fn exit_on_drop(self, p: Process) {
+    ///         println!("sending a kill signal to {}, without waiting", p.pid);
+    ///     }
+    /// }
+    /// ```
+    fn exit_on_drop(self, value: Self::Value)
+    where
+        Self: Sized,
+    {
+        drop(value);
+    }
 }
 
 /// [`AsyncContext`] without the `Send` requirement, for contexts that hold `!Send` state and run
@@ -121,6 +150,28 @@ pub trait LocalAsyncContext {
         value: Self::Value,
         outcome: Outcome<'_, Self::Error>,
     ) -> impl Future<Output = Result<(), Self::Error>>;
+
+    /// The synchronous fallback; see [`AsyncContext::exit_on_drop`].
+    ///
+    /// ```
+    /// # use async_with::{LocalAsyncContext, Outcome};
+    /// struct Tmp;
+    /// impl LocalAsyncContext for Tmp {
+    ///     type Value = std::path::PathBuf;
+    ///     type Error = ();
+    ///     async fn enter(&mut self) -> Result<Self::Value, ()> { Ok("/tmp/x".into()) }
+    ///     async fn exit(self, _: Self::Value, _: Outcome<'_, ()>) -> Result<(), ()> { Ok(()) }
+    ///     fn exit_on_drop(self, path: Self::Value) {
+    ///         let _ = std::fs::remove_file(path); // best effort, synchronous
+    ///     }
+    /// }
+    /// ```
+    fn exit_on_drop(self, value: Self::Value)
+    where
+        Self: Sized,
+    {
+        drop(value);
+    }
 }
 
 impl<C: AsyncContext> LocalAsyncContext for C {
@@ -137,6 +188,10 @@ impl<C: AsyncContext> LocalAsyncContext for C {
         outcome: Outcome<'_, Self::Error>,
     ) -> impl Future<Output = Result<(), Self::Error>> {
         AsyncContext::exit(self, value, outcome)
+    }
+
+    fn exit_on_drop(self, value: Self::Value) {
+        AsyncContext::exit_on_drop(self, value)
     }
 }
 
@@ -190,7 +245,7 @@ pub trait IntoContext {
     fn enter_stack(
         self,
         stack: &crate::ExitStack<Self::Error>,
-    ) -> impl Future<Output = Result<(crate::Key, &mut Self::Value), Self::Error>> + Send
+    ) -> impl Future<Output = Result<(crate::Key, &mut Self::Value), Option<Self::Error>>> + Send
     where
         Self: Sized + Send + 'static,
         Self::Value: 'static,
@@ -236,7 +291,7 @@ pub trait IntoLocalContext {
     fn enter_local_stack<'a, 'env>(
         self,
         stack: &'a crate::LocalExitStack<'env, Self::Error>,
-    ) -> impl Future<Output = Result<(crate::Key, &'a mut Self::Value), Self::Error>>
+    ) -> impl Future<Output = Result<(crate::Key, &'a mut Self::Value), Option<Self::Error>>>
     where
         Self: Sized + 'env,
         Self::Value: 'env,
@@ -271,14 +326,19 @@ impl<C: AsyncContext> IntoContext for C {
     async fn enter_stack(
         mut self,
         stack: &crate::ExitStack<C::Error>,
-    ) -> Result<(crate::Key, &mut C::Value), C::Error>
+    ) -> Result<(crate::Key, &mut C::Value), Option<C::Error>>
     where
         Self: 'static,
         Self::Value: 'static,
         Self::Error: 'static,
     {
-        let value = AsyncContext::enter(&mut self).await?;
-        Ok(stack.push_context(self, value, crate::stack::context_exit::<C>))
+        let value = AsyncContext::enter(&mut self).await.map_err(Some)?;
+        Ok(stack.push_context(
+            self,
+            value,
+            crate::stack::context_exit::<C>,
+            <C as AsyncContext>::exit_on_drop,
+        ))
     }
 }
 
@@ -295,14 +355,19 @@ impl<C: LocalAsyncContext> IntoLocalContext for C {
     async fn enter_local_stack<'a, 'env>(
         mut self,
         stack: &'a crate::LocalExitStack<'env, C::Error>,
-    ) -> Result<(crate::Key, &'a mut C::Value), C::Error>
+    ) -> Result<(crate::Key, &'a mut C::Value), Option<C::Error>>
     where
         Self: 'env,
         Self::Value: 'env,
         Self::Error: 'env,
     {
-        let value = LocalAsyncContext::enter(&mut self).await?;
-        Ok(stack.push_context(self, value, crate::stack::local_context_exit::<C>))
+        let value = LocalAsyncContext::enter(&mut self).await.map_err(Some)?;
+        Ok(stack.push_context(
+            self,
+            value,
+            crate::stack::local_context_exit::<C>,
+            <C as LocalAsyncContext>::exit_on_drop,
+        ))
     }
 }
 
@@ -323,9 +388,18 @@ macro_rules! leaf_protocol {
             async fn exit(self: Pin<&mut Self>, value: C::Value, unwind: &mut Unwind<C::Error>) {
                 let context = self.get_mut().context.take();
                 let context = context.expect("async-with: a context is exited once");
+                let deadline = unwind.deadline();
                 let outcome = unwind.outcome();
-                let result = catch_unwind(async move { $Context::exit(context, value, outcome).await }).await;
+                let result =
+                    exit_within(deadline, async move { $Context::exit(context, value, outcome).await }).await;
                 unwind.exited(result);
+            }
+
+            fn fallback(self: Pin<&mut Self>, value: C::Value) {
+                match self.get_mut().context.take() {
+                    Some(context) => $Context::exit_on_drop(context, value),
+                    None => drop(value),
+                }
             }
         }
     };

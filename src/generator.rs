@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::catch_unwind::catch_unwind;
 use crate::protocol::{Protocol, Sealed, SendProtocol};
-use crate::unwind::{Kind, Unwind};
+use crate::unwind::{Deadline, Kind, Unwind};
 use crate::{IntoContext, IntoLocalContext, Outcome};
 
 /// Makes a context from one async closure: setup, then `cx.provide(value).await`, then teardown.
@@ -285,6 +285,8 @@ pin_project_lite::pin_project! {
         slot: Option<Arc<Slot<V, E>>>,
         // Whether the teardown was lent the scope's error (which must come back).
         lent: bool,
+        // The scope's deadline for this exit, if it has one.
+        deadline: Option<Deadline<E>>,
         types: PhantomData<fn() -> (V, E)>,
     }
 }
@@ -309,7 +311,7 @@ where
     async fn enter_local_stack<'a, 'env>(
         self,
         stack: &'a crate::LocalExitStack<'env, E>,
-    ) -> Result<(crate::Key, &'a mut V), E>
+    ) -> Result<(crate::Key, &'a mut V), Option<E>>
     where
         Self: 'env,
         Self::Value: 'env,
@@ -325,7 +327,14 @@ where
     }
 
     fn into_local_context(self) -> Self::Context {
-        Running { generator: Some(self.generator), future: None, slot: None, lent: false, types: PhantomData }
+        Running {
+            generator: Some(self.generator),
+            future: None,
+            slot: None,
+            lent: false,
+            deadline: None,
+            types: PhantomData,
+        }
     }
 }
 
@@ -344,7 +353,7 @@ where
         self.into_local_context()
     }
 
-    async fn enter_stack(self, stack: &crate::ExitStack<E>) -> Result<(crate::Key, &mut V), E>
+    async fn enter_stack(self, stack: &crate::ExitStack<E>) -> Result<(crate::Key, &mut V), Option<E>>
     where
         Self: 'static,
         Self::Value: 'static,
@@ -441,21 +450,35 @@ where
     ) -> Poll<()> {
         if let Some(value) = value.take() {
             let (kind, lent) = unwind.lend();
+            let deadline = unwind.deadline();
             let this = self.as_mut().project();
             *this.lent = lent.is_some();
+            *this.deadline = deadline;
             this.slot.as_ref().expect("async-with: exit before enter").lock().state =
                 State::Resumed(value, kind, lent);
         }
         let polled =
             std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| self.as_mut().poll_teardown(task)));
         let result = match polled {
-            Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(result)) => Ok(result),
+            Ok(Poll::Pending) => {
+                let this = self.as_mut().project();
+                match this.deadline.as_mut().map(|deadline| deadline.as_mut().poll(task)) {
+                    Some(Poll::Ready(late)) => {
+                        // Past its deadline: the teardown is dropped (its `Cx` gives the error back).
+                        let mut future = this.future;
+                        crate::unwind::quietly(|| future.set(None));
+                        Ok(Err(late))
+                    }
+                    _ => return Poll::Pending,
+                }
+            }
             Err(payload) => {
                 self.as_mut().project().future.set(None);
                 Err(payload)
             }
         };
+        *self.as_mut().project().deadline = None;
         // The closure has returned or unwound, dropping its `Cx`, which gave the error back.
         let this = self.project();
         let returned = this.slot.as_ref().expect("entered").lock().returned.take();
@@ -539,6 +562,13 @@ macro_rules! generator_protocol {
 
             async fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
                 self.exit_in(value, unwind).await
+            }
+
+            fn fallback(self: Pin<&mut Self>, value: V) {
+                // Nothing async can run: the value is dropped, then the closure's future, here and
+                // now (its locals' destructors run in their turn, not later with the state).
+                drop(value);
+                self.project().future.set(None);
             }
         }
     };

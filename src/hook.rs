@@ -6,7 +6,7 @@
 //! it. They are handed, one by one and in the order they happened, to the scope's
 //! [`ErrorHook`]: the one given with [`Scope::on_error_during_panic`](crate::Scope::on_error_during_panic),
 //! or else the process-wide one, which prints them to standard error unless replaced with
-//! [`set_panic_error_hook`].
+//! [`set_error_hook`].
 
 use core::fmt;
 
@@ -44,9 +44,9 @@ impl<E, F: FnMut(E)> ErrorHook<E> for F {
 
 /// The default [`ErrorHook`]: forwards each error to the process-wide hook.
 ///
-/// That hook writes `async-with: an exit error could not be returned because a panic was
-/// propagating: {error:?}` to standard error, unless [`set_panic_error_hook`] replaced it. Without
-/// the `std` feature panics are not caught, so there is nothing to report.
+/// That hook writes `async-with: an exit error could not be returned: {error:?}` to standard
+/// error, unless [`set_error_hook`] replaced it. Without the `std` feature panics are not caught,
+/// so there is nothing to report.
 ///
 /// ```
 /// use async_with::{GlobalHook, Scope};
@@ -66,7 +66,48 @@ impl<E: fmt::Debug> ErrorHook<E> for GlobalHook {
 }
 
 #[cfg(feature = "std")]
-pub use global::set_panic_error_hook;
+pub use global::{set_drop_hook, set_error_hook};
+
+/// What the process-wide drop hook is told: a scope future was dropped before it finished, and
+/// its remaining contexts ran their synchronous fallbacks instead of their async exits (see
+/// [`Scope`](crate::Scope) on cancellation by drop).
+///
+/// ```
+/// async_with::set_drop_hook(|dropped| eprintln!("{dropped}"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    scope: &'static str,
+}
+
+impl Dropped {
+    /// Which kind of scope was dropped: `"with"` or `"scope"`.
+    ///
+    /// ```
+    /// async_with::set_drop_hook(|dropped| assert!(["with", "scope"].contains(&dropped.scope())));
+    /// ```
+    pub fn scope(&self) -> &'static str {
+        self.scope
+    }
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a `{}` scope was dropped before it finished: its remaining contexts ran their synchronous fallbacks",
+            self.scope
+        )
+    }
+}
+
+/// Tells the process-wide drop hook (std only; without std there is no hook to set).
+pub(crate) fn report_dropped(scope: &'static str) {
+    #[cfg(feature = "std")]
+    global::dropped(&Dropped { scope });
+    #[cfg(not(feature = "std"))]
+    let _ = Dropped { scope };
+}
 
 #[cfg(feature = "std")]
 mod global {
@@ -75,31 +116,52 @@ mod global {
     use std::sync::RwLock;
 
     type Hook = Box<dyn Fn(&dyn fmt::Debug) + Send + Sync>;
+    type DropHook = Box<dyn Fn(&super::Dropped) + Send + Sync>;
 
     static HOOK: RwLock<Option<Hook>> = RwLock::new(None);
+    static DROP_HOOK: RwLock<Option<DropHook>> = RwLock::new(None);
 
-    /// Replaces the process-wide hook that [`GlobalHook`](crate::GlobalHook) forwards to.
+    /// Replaces the process-wide hook for errors that cannot be returned: exit errors while a
+    /// panic propagates (unless the scope has its own hook, see
+    /// [`Scope::on_error_during_panic`](crate::Scope::on_error_during_panic)), and the errors of
+    /// scopes finished in a detached task (see [`detach_on_drop`](crate::detach_on_drop)).
     ///
-    /// Like [`std::panic::set_hook`]: it applies to every scope that was not given its own hook
-    /// with [`Scope::on_error_during_panic`](crate::Scope::on_error_during_panic), on every
-    /// thread.
+    /// Like [`std::panic::set_hook`], it applies on every thread. By default the errors are printed
+    /// to standard error.
     ///
     /// ```
-    /// async_with::set_panic_error_hook(|error| log_somewhere(format!("{error:?}")));
+    /// async_with::set_error_hook(|error| log_somewhere(format!("{error:?}")));
     /// # fn log_somewhere(_: String) {}
     /// ```
-    pub fn set_panic_error_hook(hook: impl Fn(&dyn fmt::Debug) + Send + Sync + 'static) {
+    pub fn set_error_hook(hook: impl Fn(&dyn fmt::Debug) + Send + Sync + 'static) {
         let mut slot = HOOK.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         *slot = Some(Box::new(hook));
+    }
+
+    /// Replaces the process-wide hook told when a scope future is dropped before it finished (its
+    /// contexts then ran their synchronous fallbacks). By default nothing is reported: dropping a
+    /// scope is how `select!` and timeouts cancel, and the fallbacks did run.
+    ///
+    /// ```
+    /// async_with::set_drop_hook(|dropped| eprintln!("warning: {dropped}"));
+    /// ```
+    pub fn set_drop_hook(hook: impl Fn(&super::Dropped) + Send + Sync + 'static) {
+        let mut slot = DROP_HOOK.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *slot = Some(Box::new(hook));
+    }
+
+    pub(super) fn dropped(report: &super::Dropped) {
+        let slot = DROP_HOOK.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(hook) = &*slot {
+            hook(report);
+        }
     }
 
     pub(super) fn report(error: &dyn fmt::Debug) {
         let slot = HOOK.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         match &*slot {
             Some(hook) => hook(error),
-            None => std::eprintln!(
-                "async-with: an exit error could not be returned because a panic was propagating: {error:?}"
-            ),
+            None => std::eprintln!("async-with: an exit error could not be returned: {error:?}"),
         }
     }
 }

@@ -86,6 +86,49 @@
 //! # });
 //! ```
 //!
+//! # Cancellation
+//!
+//! Rust cancels a future by dropping it, and no destructor can await. So there are two kinds.
+//!
+//! **Cooperative**: [`Scope::cancel_on`] races a signal (any future: a timer of any runtime, a
+//! channel, a [`CancellationToken`]) against the scope. During the body, the body is dropped at
+//! its current await and every exit then runs to completion, seeing [`Outcome::Cancelled`];
+//! during an enter, the enter finishes (or, with [`Scope::interrupt_enters`], is dropped and never
+//! exited), nothing more is entered and what was entered is exited at once. Exits are shielded,
+//! each bounded by [`Scope::exit_deadline`] if given. The result is an [`Error`] that
+//! [`is_cancelled`](Error::is_cancelled), with every exit error kept.
+//!
+//! ```
+//! use async_with::{resource, Outcome, Scope};
+//! use std::time::Duration;
+//!
+//! # smol::block_on(async {
+//! let conn = resource(async || Ok::<_, String>("conn"), async |_, outcome: Outcome<'_, String>| {
+//!     smol::Timer::after(Duration::from_millis(1)).await; // async cleanup still runs
+//!     assert!(outcome.is_cancelled());
+//!     Ok(())
+//! });
+//! let timeout = smol::Timer::after(Duration::from_millis(5));
+//! let err = Scope::new()
+//!     .cancel_on(timeout)
+//!     .with(conn, async |_| { smol::Timer::after(Duration::from_secs(60)).await; Ok(()) })
+//!     .await
+//!     .unwrap_err();
+//! assert!(err.is_cancelled());
+//! # });
+//! ```
+//!
+//! **By drop** (a `select!`, a runtime's `timeout`, a dropped task): the remaining exits cannot
+//! be awaited in place, and nothing blocks, in `poll` or in `Drop`. By default each remaining
+//! context runs its synchronous fallback, newest first ([`AsyncContext::exit_on_drop`],
+//! [`Resource::on_drop`]; by default, dropping the value) and the [drop hook](set_drop_hook) is
+//! told. [`detach_on_drop`] instead hands the unfinished scope to a task you spawn, which runs
+//! every exit to completion with [`Outcome::Cancelled`], an exit interrupted mid-way included.
+//!
+//! A scope future that is `mem::forget`-ten runs nothing: no exit, no fallback, no report. Its
+//! contexts and values are leaked. No library can promise anything there, since forgetting is
+//! safe Rust; do not forget scopes.
+//!
 //! # The guarantees
 //!
 //! - **G1, exactly once.** Every context whose enter succeeded is exited exactly once; a context
@@ -102,6 +145,8 @@
 //!   first panic resumes with its original payload. Errors that cannot ride on it go to an
 //!   [`ErrorHook`]. Catching needs the `std` feature (on by default); without it a panic unwinds
 //!   straight through the scope, dropping what it holds without running the async exits.
+//! - **G7, cancellation is explicit.** A cooperative cancel runs every exit to completion; a dropped
+//!   scope runs its fallbacks or finishes in a detached task; see above.
 //! - **G8, any executor.** No runtime dependency, no blocking in `poll` or `Drop`; the futures
 //!   are `Send` when your types are.
 //!
@@ -135,8 +180,12 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "std")]
+mod cancel;
 mod catch_unwind;
 mod context;
+#[cfg(feature = "std")]
+mod detach;
 mod error;
 #[cfg(feature = "std")]
 mod generator;
@@ -150,18 +199,22 @@ mod tuple;
 mod unwind;
 mod with;
 
+#[cfg(feature = "std")]
+pub use cancel::{CancellationToken, Cancelled};
 pub use context::{AsyncContext, IntoContext, IntoLocalContext, LocalAsyncContext};
+#[cfg(feature = "std")]
+pub use detach::{DetachOnDrop, DetachSignal, Detached, detach_on_drop};
 pub use error::Error;
 #[cfg(feature = "std")]
 pub use generator::{Cx, Generator, Provide, context};
+pub use hook::{Dropped, ErrorHook, GlobalHook};
 #[cfg(feature = "std")]
-pub use hook::set_panic_error_hook;
-pub use hook::{ErrorHook, GlobalHook};
+pub use hook::{set_drop_hook, set_error_hook};
 pub use outcome::Outcome;
-pub use resource::{Resource, resource};
+pub use resource::{DropValue, OnDrop, Resource, resource};
 #[cfg(feature = "std")]
 pub use stack::{ExitStack, Key, LocalExitStack, scope, scope_local};
-pub use with::{Scope, with, with_local};
+pub use with::{ExitDeadline, NoDeadline, Scope, with, with_local};
 
 /// The sealed protocol between scopes and contexts. Not part of the public API: it may change in
 /// any release.

@@ -36,6 +36,9 @@ pub trait Protocol: Sealed {
         value: Self::Value,
         unwind: &mut Unwind<Self::Error>,
     ) -> impl Future<Output = ()>;
+    /// What runs instead of `exit` when the scope is dropped before it could exit: synchronous,
+    /// inside `Drop`. By default the value is dropped.
+    fn fallback(self: Pin<&mut Self>, value: Self::Value);
 }
 
 /// The same protocol, with `Send` futures.
@@ -52,4 +55,40 @@ pub trait SendProtocol: Sealed + Send {
         value: Self::Value,
         unwind: &mut Unwind<Self::Error>,
     ) -> impl Future<Output = ()> + Send;
+    /// See [`Protocol::fallback`].
+    fn fallback(self: Pin<&mut Self>, value: Self::Value);
+}
+
+/// A value entered but not exited yet, held with the state that exits it: if the scope is
+/// dropped meanwhile (drop cancellation), `Drop` runs the state's synchronous fallback instead.
+pub(crate) struct Held<'a, T: ?Sized, V> {
+    state: Option<Pin<&'a mut T>>,
+    value: Option<V>,
+    fallback: fn(Pin<&mut T>, V),
+}
+
+impl<'a, T: ?Sized, V> Held<'a, T, V> {
+    pub(crate) fn new(state: Pin<&'a mut T>, value: V, fallback: fn(Pin<&mut T>, V)) -> Self {
+        Held { state: Some(state), value: Some(value), fallback }
+    }
+
+    pub(crate) fn value(&mut self) -> &mut V {
+        self.value.as_mut().expect("held until released")
+    }
+
+    /// Takes the state and the value back, for the async exit.
+    pub(crate) fn release(mut self) -> (Pin<&'a mut T>, V) {
+        let state = self.state.take().expect("held until released");
+        let value = self.value.take().expect("held until released");
+        (state, value)
+    }
+}
+
+impl<T: ?Sized, V> Drop for Held<'_, T, V> {
+    fn drop(&mut self) {
+        if let (Some(state), Some(value)) = (self.state.take(), self.value.take()) {
+            let fallback = self.fallback;
+            crate::unwind::quietly(|| fallback(state, value));
+        }
+    }
 }

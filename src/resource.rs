@@ -4,9 +4,8 @@ use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 
-use crate::catch_unwind::catch_unwind;
 use crate::protocol::{Protocol, Sealed, SendProtocol};
-use crate::unwind::Unwind;
+use crate::unwind::{Unwind, exit_within};
 use crate::{IntoContext, IntoLocalContext, Outcome};
 
 /// Makes a context from an async `enter` closure and an async `exit` closure.
@@ -50,7 +49,7 @@ where
     En: AsyncFnOnce() -> Result<V, E>,
     Ex: AsyncFnOnce(V, Outcome<'_, E>) -> Result<(), E>,
 {
-    Resource { enter: Some(enter), exit: Some(exit) }
+    Resource { enter: Some(enter), exit: Some(exit), on_drop: Some(DropValue) }
 }
 
 /// A context made of two closures; built by [`resource`].
@@ -64,15 +63,16 @@ where
 /// # let _ = scratch();
 /// ```
 #[must_use = "a context does nothing until a scope enters it"]
-pub struct Resource<En, Ex> {
+pub struct Resource<En, Ex, Fb = DropValue> {
     enter: Option<En>,
     exit: Option<Ex>,
+    on_drop: Option<Fb>,
 }
 
 // Nothing in a `Resource` is ever pinned: the closures are moved out before they are called.
-impl<En, Ex> Unpin for Resource<En, Ex> {}
+impl<En, Ex, Fb> Unpin for Resource<En, Ex, Fb> {}
 
-impl<En, Ex> fmt::Debug for Resource<En, Ex> {
+impl<En, Ex, Fb> fmt::Debug for Resource<En, Ex, Fb> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resource")
             .field("entered", &self.enter.is_none())
@@ -81,10 +81,68 @@ impl<En, Ex> fmt::Debug for Resource<En, Ex> {
     }
 }
 
-impl<En, Ex, V, E> IntoLocalContext for Resource<En, Ex>
+impl<En, Ex, Fb, V, E> Resource<En, Ex, Fb>
+where
+    En: AsyncFnOnce() -> Result<V, E>,
+{
+    /// Sets the synchronous fallback: what runs instead of the async exit when the scope is
+    /// dropped before it could exit (see the crate docs on cancellation). It runs inside `Drop`
+    /// and must not block. Without one, the value is dropped.
+    ///
+    /// ```
+    /// use async_with::{resource, Outcome};
+    ///
+    /// let child = resource(async || Ok::<_, String>(4242_u32), async |pid, _: Outcome<'_, String>| {
+    ///     println!("terminate {pid}, then wait for it");
+    ///     Ok(())
+    /// })
+    /// .on_drop(|pid| println!("kill -9 {pid}, no waiting"));
+    /// # let _ = child;
+    /// ```
+    pub fn on_drop<G: FnOnce(V)>(self, fallback: G) -> Resource<En, Ex, G> {
+        Resource { enter: self.enter, exit: self.exit, on_drop: Some(fallback) }
+    }
+}
+
+/// The default fallback of a [`Resource`]: dropping the value.
+///
+/// ```
+/// use async_with::{resource, DropValue, Outcome, Resource};
+/// let r = resource(async || Ok::<_, ()>(1), async |_, _: Outcome<'_, ()>| Ok(()));
+/// let _: &Resource<_, _, DropValue> = &r;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DropValue;
+
+/// A synchronous fallback for a value: implemented by [`DropValue`] and every `FnOnce(V)`.
+///
+/// ```
+/// use async_with::OnDrop;
+/// fn run<V>(fallback: impl OnDrop<V>, value: V) { fallback.on_drop(value) }
+/// run(|n: u8| assert_eq!(n, 1), 1);
+/// ```
+pub trait OnDrop<V> {
+    /// Runs the fallback.
+    fn on_drop(self, value: V);
+}
+
+impl<V> OnDrop<V> for DropValue {
+    fn on_drop(self, value: V) {
+        drop(value);
+    }
+}
+
+impl<V, F: FnOnce(V)> OnDrop<V> for F {
+    fn on_drop(self, value: V) {
+        self(value)
+    }
+}
+
+impl<En, Ex, Fb, V, E> IntoLocalContext for Resource<En, Ex, Fb>
 where
     En: AsyncFnOnce() -> Result<V, E>,
     Ex: AsyncFnOnce(V, Outcome<'_, E>) -> Result<(), E>,
+    Fb: OnDrop<V>,
 {
     type Value = V;
     type Error = E;
@@ -98,25 +156,32 @@ where
     async fn enter_local_stack<'a, 'env>(
         mut self,
         stack: &'a crate::LocalExitStack<'env, E>,
-    ) -> Result<(crate::Key, &'a mut V), E>
+    ) -> Result<(crate::Key, &'a mut V), Option<E>>
     where
         Self: 'env,
         Self::Value: 'env,
         Self::Error: 'env,
     {
         let enter = self.enter.take().expect("async-with: a context is entered once");
-        let value = enter().await?;
+        let value = enter().await.map_err(Some)?;
         let exit = self.exit.take().expect("async-with: a context is exited once");
-        Ok(stack.push_context(exit, value, crate::stack::local_closure_exit::<Ex, V, E>))
+        let on_drop = self.on_drop.take().expect("async-with: a context is exited once");
+        Ok(stack.push_context(
+            (exit, on_drop),
+            value,
+            crate::stack::local_closure_exit::<Ex, Fb, V, E>,
+            fallback_closure::<Ex, Fb, V>,
+        ))
     }
 }
 
-impl<En, Ex, EnFut, V, E> IntoContext for Resource<En, Ex>
+impl<En, Ex, Fb, EnFut, V, E> IntoContext for Resource<En, Ex, Fb>
 where
     En: FnOnce() -> EnFut + Send,
     EnFut: Future<Output = Result<V, E>> + Send,
     Ex: for<'a> ExitFn<'a, V, E> + Send,
     for<'a> <Ex as ExitFn<'a, V, E>>::Future: Send,
+    Fb: OnDrop<V> + Send,
     V: Send,
     E: Send + Sync,
 {
@@ -129,67 +194,88 @@ where
     }
 
     #[cfg(feature = "std")]
-    async fn enter_stack(mut self, stack: &crate::ExitStack<E>) -> Result<(crate::Key, &mut V), E>
+    async fn enter_stack(mut self, stack: &crate::ExitStack<E>) -> Result<(crate::Key, &mut V), Option<E>>
     where
         Self: 'static,
         Self::Value: 'static,
         Self::Error: 'static,
     {
         let enter = self.enter.take().expect("async-with: a context is entered once");
-        let value = enter().await?;
+        let value = enter().await.map_err(Some)?;
         let exit = self.exit.take().expect("async-with: a context is exited once");
-        Ok(stack.push_context(exit, value, crate::stack::closure_exit::<Ex, V, E>))
+        let on_drop = self.on_drop.take().expect("async-with: a context is exited once");
+        Ok(stack.push_context(
+            (exit, on_drop),
+            value,
+            crate::stack::closure_exit::<Ex, Fb, V, E>,
+            fallback_closure::<Ex, Fb, V>,
+        ))
     }
 }
 
-impl<En, Ex> Sealed for Resource<En, Ex> {}
+/// The stack entry fallback of a resource: its `on_drop`, the exit closure unused.
+#[cfg(feature = "std")]
+fn fallback_closure<Ex, Fb: OnDrop<V>, V>((exit, on_drop): (Ex, Fb), value: V) {
+    drop(exit);
+    on_drop.on_drop(value);
+}
 
-impl<En, Ex, V, E> Protocol for Resource<En, Ex>
+impl<En, Ex, Fb> Sealed for Resource<En, Ex, Fb> {}
+
+// The two flavours differ in how the closures are seen: the local one as `AsyncFnOnce`, the `Send`
+// one as plain `FnOnce`s returning named futures, which is what lets its bounds say they are `Send`.
+macro_rules! resource_protocol {
+    ($Protocol:ident) => {
+        async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> Option<V> {
+            let enter = self.get_mut().enter.take().expect("async-with: a context is entered once");
+            unwind.enter(async move { enter().await }).await
+        }
+
+        async fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
+            let this = self.get_mut();
+            let exit = this.exit.take().expect("async-with: a context is exited once");
+            this.on_drop = None;
+            let deadline = unwind.deadline();
+            let outcome = unwind.outcome();
+            let result = exit_within(deadline, async move { exit(value, outcome).await }).await;
+            unwind.exited(result);
+        }
+
+        fn fallback(self: Pin<&mut Self>, value: V) {
+            let this = self.get_mut();
+            this.exit = None;
+            match this.on_drop.take() {
+                Some(on_drop) => on_drop.on_drop(value),
+                None => drop(value),
+            }
+        }
+    };
+}
+
+impl<En, Ex, Fb, V, E> Protocol for Resource<En, Ex, Fb>
 where
     En: AsyncFnOnce() -> Result<V, E>,
     Ex: AsyncFnOnce(V, Outcome<'_, E>) -> Result<(), E>,
+    Fb: OnDrop<V>,
 {
     type Value = V;
     type Error = E;
-
-    async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> Option<V> {
-        let enter = self.get_mut().enter.take().expect("async-with: a context is entered once");
-        unwind.enter(async move { enter().await }).await
-    }
-
-    async fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
-        let exit = self.get_mut().exit.take().expect("async-with: a context is exited once");
-        let outcome = unwind.outcome();
-        let result = catch_unwind(async move { exit(value, outcome).await }).await;
-        unwind.exited(result);
-    }
+    resource_protocol!(Protocol);
 }
 
-// The same steps with the closures seen as plain `FnOnce`s returning named futures: naming them
-// is what lets the bounds above say that they are `Send`.
-impl<En, Ex, EnFut, V, E> SendProtocol for Resource<En, Ex>
+impl<En, Ex, Fb, EnFut, V, E> SendProtocol for Resource<En, Ex, Fb>
 where
     En: FnOnce() -> EnFut + Send,
     EnFut: Future<Output = Result<V, E>> + Send,
     Ex: for<'a> ExitFn<'a, V, E> + Send,
     for<'a> <Ex as ExitFn<'a, V, E>>::Future: Send,
+    Fb: OnDrop<V> + Send,
     V: Send,
     E: Send + Sync,
 {
     type Value = V;
     type Error = E;
-
-    async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> Option<V> {
-        let enter = self.get_mut().enter.take().expect("async-with: a context is entered once");
-        unwind.enter(async move { enter().await }).await
-    }
-
-    async fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
-        let exit = self.get_mut().exit.take().expect("async-with: a context is exited once");
-        let outcome = unwind.outcome();
-        let result = catch_unwind(async move { exit(value, outcome).await }).await;
-        unwind.exited(result);
-    }
+    resource_protocol!(SendProtocol);
 }
 
 /// An exit closure seen as a plain function: `FnOnce(V, Outcome<'a, E>)` returning a future that

@@ -15,11 +15,16 @@ use std::sync::Mutex;
 pub(crate) use entry::Entry;
 pub use entry::OutcomeFn;
 
+use alloc::sync::Arc;
+use core::future::pending;
+use core::pin::pin;
+
 use self::arena::Arena;
 use self::entry::Owned;
 use crate::protocol::{Protocol, Sealed, SendProtocol};
-use crate::unwind::Unwind;
-use crate::{Error, ErrorHook, GlobalHook, IntoContext, IntoLocalContext, Outcome, Scope};
+use crate::unwind::{Control, Entering, Unwind};
+use crate::with::{DropReport, body_watching};
+use crate::{Error, ErrorHook, ExitDeadline, GlobalHook, IntoContext, IntoLocalContext, Outcome, Scope};
 
 /// Identifies one entry of one stack, for [`ExitStack::release`].
 ///
@@ -56,11 +61,27 @@ struct Core<D: ?Sized, E> {
     /// Errors that belong to no caller: the suppressed errors of an enter that failed half-way
     /// (its primary error went to the caller) or of a release. Reported when the stack closes.
     orphans: Mutex<Vec<E>>,
+    /// The cancellation control of the scope that owns the stack, if it is cancellable.
+    control: Option<Arc<Control<E>>>,
 }
 
 impl<D: ?Sized + Entry<E>, E> Core<D, E> {
-    fn new() -> Self {
-        Core { id: new_id(), entries: Arena::new(), orphans: Mutex::new(Vec::new()) }
+    fn new(control: Option<Arc<Control<E>>>) -> Self {
+        Core { id: new_id(), entries: Arena::new(), orphans: Mutex::new(Vec::new()), control }
+    }
+
+    /// Lets an enter start, counted so that a cancellation waits for it. Once the owning scope
+    /// was cancelled, no new enter starts: this never completes, so the body stops right there.
+    async fn begin_enter(&self) -> Option<Entering<'_>> {
+        let control = self.control.as_ref()?;
+        if control.requested() {
+            pending::<()>().await;
+        }
+        Some(control.entering())
+    }
+
+    fn unwind(&self) -> Unwind<E> {
+        Unwind::with_control(self.control.clone())
     }
 
     fn push<T, V>(
@@ -73,16 +94,19 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
         (Key { stack: self.id, index }, value)
     }
 
-    /// The caller of an enter that failed gets its first error; the others are kept.
-    fn failed(&self, unwind: Unwind<E>) -> E {
+    /// The caller of an enter that failed gets its first error; the others are kept. An enter
+    /// that gave up because the scope was cancelled has no error to give (`None`): the caller
+    /// then never completes, and the scope stops the body right there.
+    fn failed(&self, unwind: Unwind<E>) -> Option<E> {
+        let cancelled = unwind.outcome().is_cancelled();
         let (errors, panic) = unwind.into_parts();
         let mut errors = errors.into_iter();
-        let first = errors.next();
+        let first = if cancelled { None } else { errors.next() };
         self.orphans.lock().unwrap_or_else(|p| p.into_inner()).extend(errors);
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }
-        first.expect("async-with: a failed enter records an error or a panic")
+        first
     }
 
     async fn release(&mut self, key: Key) -> Result<(), E> {
@@ -91,7 +115,7 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
             .entries
             .take(key.index)
             .expect("async-with: this entry was already released (or closed with the stack)");
-        let mut unwind = Unwind::new();
+        let mut unwind = self.unwind();
         poll_fn(|task| entry.as_mut().poll_exit(task, &mut unwind)).await;
         drop(entry);
         let (errors, panic) = unwind.into_parts();
@@ -106,7 +130,9 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
 
     fn pop_all(&mut self) -> Self {
         let orphans = core::mem::take(self.orphans.get_mut().unwrap_or_else(|p| p.into_inner()));
-        let taken = Core { id: self.id, entries: self.entries.split(), orphans: Mutex::new(orphans) };
+        // The taken entries leave this scope: its cancellation no longer applies to them.
+        let taken =
+            Core { id: self.id, entries: self.entries.split(), orphans: Mutex::new(orphans), control: None };
         // The keys given out so far follow the entries.
         self.id = new_id();
         taken
@@ -201,7 +227,11 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     /// # });
     /// ```
     pub fn new() -> Self {
-        ExitStack { core: Core::new() }
+        ExitStack { core: Core::new(None) }
+    }
+
+    pub(crate) fn with_control(control: Option<Arc<Control<E>>>) -> Self {
+        ExitStack { core: Core::new(control) }
     }
 
     /// Enters `context` and lends its value until the stack is next borrowed mutably (to close,
@@ -228,7 +258,11 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     where
         C: IntoContext<Error = E> + Send + 'static,
     {
-        Ok(context.enter_stack(self).await?.1)
+        let entered = {
+            let _entering = self.core.begin_enter().await;
+            context.enter_stack(self).await
+        };
+        Ok(entered_or_park(entered).await?.1)
     }
 
     /// [`enter`](ExitStack::enter), also returning a [`Key`] to exit this context early with
@@ -251,7 +285,11 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     where
         C: IntoContext<Error = E> + Send + 'static,
     {
-        let (key, value) = context.enter_stack(self).await?;
+        let entered = {
+            let _entering = self.core.begin_enter().await;
+            context.enter_stack(self).await
+        };
+        let (key, value) = entered_or_park(entered).await?;
         Ok((value, key))
     }
 
@@ -271,7 +309,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
     {
-        self.push_owned(callback, (), entry::deferred::<F, Fut, E>).0
+        self.push_owned(callback, (), entry::deferred::<F, Fut, E>, entry::drop_both).0
     }
 
     /// Pushes an async exit that sees the outcome: Python's `push_async_exit`.
@@ -292,7 +330,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         F: AsyncFnOnce(Outcome<'_, E>) -> Result<(), E> + for<'a> OutcomeFn<'a, E> + Send + 'static,
         for<'a> <F as OutcomeFn<'a, E>>::Future: Send,
     {
-        self.push_owned(exit, (), entry::outcome_exit::<F, E>).0
+        self.push_owned(exit, (), entry::outcome_exit::<F, E>, entry::drop_both).0
     }
 
     /// Pushes a synchronous callback: Python's `callback`.
@@ -309,7 +347,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     where
         F: FnOnce() -> Result<(), E> + Send + 'static,
     {
-        self.push_owned(callback, (), entry::called::<F, E>).0
+        self.push_owned(callback, (), entry::called::<F, E>, entry::drop_both).0
     }
 
     /// Exits one entry now, seeing [`Outcome::Completed`], instead of when the stack closes
@@ -419,13 +457,19 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         self.core.close_into(unwind).await
     }
 
-    fn push_owned<X, V, F>(&self, exit: X, value: V, make: entry::MakeExit<X, V, E, F>) -> (Key, &mut V)
+    fn push_owned<X, V, F>(
+        &self,
+        exit: X,
+        value: V,
+        make: entry::MakeExit<X, V, E, F>,
+        fallback: entry::Fallback<X, V>,
+    ) -> (Key, &mut V)
     where
         X: Send + 'static,
         V: Send + 'static,
         F: Future<Output = Unwind<E>> + Send + 'static,
     {
-        let entry = Box::pin(Owned::new(exit, value, make));
+        let entry = Box::pin(Owned::new(exit, value, make, fallback));
         self.core.push(entry, erase_send, Owned::value)
     }
 
@@ -440,7 +484,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         self.core.push(entry, erase_send, value)
     }
 
-    pub(crate) fn failed(&self, unwind: Unwind<E>) -> E {
+    pub(crate) fn failed(&self, unwind: Unwind<E>) -> Option<E> {
         self.core.failed(unwind)
     }
 }
@@ -497,7 +541,11 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     /// # });
     /// ```
     pub fn new() -> Self {
-        LocalExitStack { core: Core::new() }
+        LocalExitStack { core: Core::new(None) }
+    }
+
+    pub(crate) fn with_control(control: Option<Arc<Control<E>>>) -> Self {
+        LocalExitStack { core: Core::new(control) }
     }
 
     /// Enters `context` and lends its value; see [`ExitStack::enter`].
@@ -515,7 +563,11 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     where
         C: IntoLocalContext<Error = E> + 'env,
     {
-        Ok(context.enter_local_stack(self).await?.1)
+        let entered = {
+            let _entering = self.core.begin_enter().await;
+            context.enter_local_stack(self).await
+        };
+        Ok(entered_or_park(entered).await?.1)
     }
 
     /// Enters `context` and returns a key to release it early; see [`ExitStack::enter_with_key`].
@@ -532,7 +584,11 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     where
         C: IntoLocalContext<Error = E> + 'env,
     {
-        let (key, value) = context.enter_local_stack(self).await?;
+        let entered = {
+            let _entering = self.core.begin_enter().await;
+            context.enter_local_stack(self).await
+        };
+        let (key, value) = entered_or_park(entered).await?;
         Ok((value, key))
     }
 
@@ -551,7 +607,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
         F: FnOnce() -> Fut + 'env,
         Fut: Future<Output = Result<(), E>> + 'env,
     {
-        self.push_owned(callback, (), entry::deferred::<F, Fut, E>).0
+        self.push_owned(callback, (), entry::deferred::<F, Fut, E>, entry::drop_both).0
     }
 
     /// Pushes an async exit that sees the outcome; see [`ExitStack::push_exit`].
@@ -568,7 +624,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     where
         F: AsyncFnOnce(Outcome<'_, E>) -> Result<(), E> + 'env,
     {
-        self.push_owned(exit, (), entry::local_outcome_exit::<F, E>).0
+        self.push_owned(exit, (), entry::local_outcome_exit::<F, E>, entry::drop_both).0
     }
 
     /// Pushes a synchronous callback; see [`ExitStack::callback`].
@@ -585,7 +641,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     where
         F: FnOnce() -> Result<(), E> + 'env,
     {
-        self.push_owned(callback, (), entry::called::<F, E>).0
+        self.push_owned(callback, (), entry::called::<F, E>, entry::drop_both).0
     }
 
     /// Exits one entry now; see [`ExitStack::release`].
@@ -667,13 +723,19 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
         self.core.close_into(unwind).await
     }
 
-    fn push_owned<X, V, F>(&self, exit: X, value: V, make: entry::MakeExit<X, V, E, F>) -> (Key, &mut V)
+    fn push_owned<X, V, F>(
+        &self,
+        exit: X,
+        value: V,
+        make: entry::MakeExit<X, V, E, F>,
+        fallback: entry::Fallback<X, V>,
+    ) -> (Key, &mut V)
     where
         X: 'env,
         V: 'env,
         F: Future<Output = Unwind<E>> + 'env,
     {
-        let entry = Box::pin(Owned::new(exit, value, make));
+        let entry = Box::pin(Owned::new(exit, value, make, fallback));
         self.core.push(entry, erase_local, Owned::value)
     }
 
@@ -688,28 +750,43 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
         self.core.push(entry, erase_local, value)
     }
 
-    pub(crate) fn failed(&self, unwind: Unwind<E>) -> E {
+    pub(crate) fn failed(&self, unwind: Unwind<E>) -> Option<E> {
         self.core.failed(unwind)
     }
 }
 
 // ----- Entering contexts into stacks: the paths `IntoContext::enter_stack` takes. -----
 
+/// An enter that gave up because the scope was cancelled (`Err(None)`) never completes: the
+/// scope stops the body at this await (it no longer counts as an enter in progress).
+async fn entered_or_park<T, E>(entered: Result<T, Option<E>>) -> Result<T, E> {
+    match entered {
+        Ok(entered) => Ok(entered),
+        Err(Some(error)) => Err(error),
+        Err(None) => pending().await,
+    }
+}
+
 /// Enters a context that has no cheaper path: its protocol state is boxed (so that it stays
 /// pinned) and exits through its own protocol. Used by tuples and nested stacks.
 pub(crate) async fn enter_composite<C>(
     context: C,
     stack: &ExitStack<C::Error>,
-) -> Result<(Key, &mut C::Value), C::Error>
+) -> Result<(Key, &mut C::Value), Option<C::Error>>
 where
     C: IntoContext + 'static,
     C::Error: 'static,
     C::Context: 'static,
 {
     let mut state = Box::pin(context.into_context());
-    let mut unwind = Unwind::new();
+    let mut unwind = stack.core.unwind();
     match SendProtocol::enter(state.as_mut(), &mut unwind).await {
-        Some(value) => Ok(stack.push_owned(state, value, entry::composite_exit::<C::Context>)),
+        Some(value) => Ok(stack.push_owned(
+            state,
+            value,
+            entry::composite_exit::<C::Context>,
+            entry::composite_fallback::<C::Context>,
+        )),
         None => Err(stack.failed(unwind)),
     }
 }
@@ -718,15 +795,20 @@ where
 pub(crate) async fn enter_local_composite<'a, 'env, C>(
     context: C,
     stack: &'a LocalExitStack<'env, C::Error>,
-) -> Result<(Key, &'a mut C::Value), C::Error>
+) -> Result<(Key, &'a mut C::Value), Option<C::Error>>
 where
     C: IntoLocalContext + 'env,
     C::Error: 'env,
 {
     let mut state = Box::pin(context.into_local_context());
-    let mut unwind = Unwind::new();
+    let mut unwind = stack.core.unwind();
     match Protocol::enter(state.as_mut(), &mut unwind).await {
-        Some(value) => Ok(stack.push_owned(state, value, entry::local_composite_exit::<C::Context>)),
+        Some(value) => Ok(stack.push_owned(
+            state,
+            value,
+            entry::local_composite_exit::<C::Context>,
+            entry::local_composite_fallback::<C::Context>,
+        )),
         None => Err(stack.failed(unwind)),
     }
 }
@@ -739,13 +821,14 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         exit: X,
         value: V,
         make: entry::MakeExit<X, V, E, F>,
+        fallback: entry::Fallback<X, V>,
     ) -> (Key, &mut V)
     where
         X: Send + 'static,
         V: Send + 'static,
         F: Future<Output = Unwind<E>> + Send + 'static,
     {
-        self.push_owned(exit, value, make)
+        self.push_owned(exit, value, make, fallback)
     }
 }
 
@@ -755,13 +838,14 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
         exit: X,
         value: V,
         make: entry::MakeExit<X, V, E, F>,
+        fallback: entry::Fallback<X, V>,
     ) -> (Key, &mut V)
     where
         X: 'env,
         V: 'env,
         F: Future<Output = Unwind<E>> + 'env,
     {
-        self.push_owned(exit, value, make)
+        self.push_owned(exit, value, make, fallback)
     }
 }
 
@@ -810,6 +894,10 @@ impl<E: Send + Sync + 'static> SendProtocol for Nested<ExitStack<E>> {
     async fn exit(self: Pin<&mut Self>, mut stack: ExitStack<E>, unwind: &mut Unwind<E>) {
         stack.close_into(unwind).await
     }
+
+    fn fallback(self: Pin<&mut Self>, stack: ExitStack<E>) {
+        drop(stack); // its entries fall back, newest first
+    }
 }
 
 impl<E: Send + Sync + 'static> Protocol for Nested<ExitStack<E>> {
@@ -823,6 +911,10 @@ impl<E: Send + Sync + 'static> Protocol for Nested<ExitStack<E>> {
     async fn exit(self: Pin<&mut Self>, mut stack: ExitStack<E>, unwind: &mut Unwind<E>) {
         stack.close_into(unwind).await
     }
+
+    fn fallback(self: Pin<&mut Self>, stack: ExitStack<E>) {
+        drop(stack); // its entries fall back, newest first
+    }
 }
 
 impl<'env, E: 'env> Protocol for Nested<LocalExitStack<'env, E>> {
@@ -835,6 +927,10 @@ impl<'env, E: 'env> Protocol for Nested<LocalExitStack<'env, E>> {
 
     async fn exit(self: Pin<&mut Self>, mut stack: LocalExitStack<'env, E>, unwind: &mut Unwind<E>) {
         stack.close_into(unwind).await
+    }
+
+    fn fallback(self: Pin<&mut Self>, stack: LocalExitStack<'env, E>) {
+        drop(stack);
     }
 }
 
@@ -901,7 +997,7 @@ where
     Scope::new().scope_local(body).await
 }
 
-impl<H> Scope<H> {
+impl<H, S: Future, D> Scope<H, S, D> {
     /// Runs `body` with a fresh stack, as [`scope`] does, reporting through this scope's hook.
     ///
     /// ```
@@ -915,21 +1011,32 @@ impl<H> Scope<H> {
     /// assert_eq!(n, 1);
     /// # });
     /// ```
-    pub async fn scope<E, T, B>(mut self, body: B) -> Result<T, Error<E>>
+    pub async fn scope<E, T, B>(self, body: B) -> Result<T, Error<E>>
     where
         E: Send + Sync + 'static,
         H: ErrorHook<E>,
+        D: ExitDeadline<E>,
         B: AsyncFnOnce(&mut ExitStack<E>) -> Result<T, E>,
     {
-        let mut unwind = Unwind::new();
-        let mut stack = ExitStack::new();
-        let out = unwind.body(async { body(&mut stack).await }).await;
+        let report = DropReport::armed("scope");
+        let (mut hook, signal, control) = self.into_parts();
+        let mut signal = pin!(signal);
+        let mut unwind = Unwind::with_control(control.clone());
+        let mut stack = ExitStack::with_control(control.clone());
+        let body = unwind.body(async { body(&mut stack).await });
+        let out = match body_watching(body, signal.as_mut(), &control).await {
+            Some(out) => out,
+            None => {
+                unwind.cancel();
+                None
+            }
+        };
         stack.close_into(&mut unwind).await;
-        unwind.finish(out, &mut self.hook)
+        report.disarm();
+        unwind.finish(out, &mut hook)
     }
 
-    /// Runs `body` with a fresh local stack, as [`scope_local`] does, reporting through this
-    /// scope's hook.
+    /// Runs `body` with a fresh local stack, as [`scope_local`] does, under this scope's options.
     ///
     /// ```
     /// use async_with::{LocalExitStack, Scope};
@@ -938,16 +1045,28 @@ impl<H> Scope<H> {
     /// assert_eq!(n, 2);
     /// # });
     /// ```
-    pub async fn scope_local<'env, E, T, B>(mut self, body: B) -> Result<T, Error<E>>
+    pub async fn scope_local<'env, E, T, B>(self, body: B) -> Result<T, Error<E>>
     where
         E: 'env,
         H: ErrorHook<E>,
+        D: ExitDeadline<E>,
         B: AsyncFnOnce(&mut LocalExitStack<'env, E>) -> Result<T, E>,
     {
-        let mut unwind = Unwind::new();
-        let mut stack = LocalExitStack::new();
-        let out = unwind.body(async { body(&mut stack).await }).await;
+        let report = DropReport::armed("scope");
+        let (mut hook, signal, control) = self.into_parts();
+        let mut signal = pin!(signal);
+        let mut unwind = Unwind::with_control(control.clone());
+        let mut stack = LocalExitStack::with_control(control.clone());
+        let body = unwind.body(async { body(&mut stack).await });
+        let out = match body_watching(body, signal.as_mut(), &control).await {
+            Some(out) => out,
+            None => {
+                unwind.cancel();
+                None
+            }
+        };
         stack.close_into(&mut unwind).await;
-        unwind.finish(out, &mut self.hook)
+        report.disarm();
+        unwind.finish(out, &mut hook)
     }
 }

@@ -7,7 +7,7 @@
 use core::marker::PhantomData;
 use core::pin::Pin;
 
-use crate::protocol::{Protocol, Sealed, SendProtocol};
+use crate::protocol::{Held, Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
 use crate::{IntoContext, IntoLocalContext};
 
@@ -34,12 +34,22 @@ macro_rules! chain_protocol {
             async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<A::Error>) -> Option<Self::Value> {
                 let mut this = self.project();
                 let first = this.first.as_mut().enter(unwind).await?;
+                // Held: if the scope is dropped while the second enters, the first falls back.
+                let held = Held::new(this.first, first, A::fallback);
+                if unwind.cancel_requested() {
+                    // Cancelled while the first entered (enters are not interrupted): enter
+                    // nothing more, and undo the first at once.
+                    let (first_state, first) = held.release();
+                    first_state.exit(first, unwind).await;
+                    return None;
+                }
                 match this.second.enter(unwind).await {
-                    Some(second) => Some((first, second)),
+                    Some(second) => Some((held.release().1, second)),
                     None => {
                         // The second enter failed (and cleaned up after itself): undo the first
                         // one, which then sees the failure.
-                        this.first.exit(first, unwind).await;
+                        let (first_state, first) = held.release();
+                        first_state.exit(first, unwind).await;
                         None
                     }
                 }
@@ -47,8 +57,17 @@ macro_rules! chain_protocol {
 
             async fn exit(self: Pin<&mut Self>, (first, second): Self::Value, unwind: &mut Unwind<A::Error>) {
                 let this = self.project();
+                let held = Held::new(this.first, first, A::fallback);
                 this.second.exit(second, unwind).await;
-                this.first.exit(first, unwind).await;
+                let (first_state, first) = held.release();
+                first_state.exit(first, unwind).await;
+            }
+
+            fn fallback(self: Pin<&mut Self>, (first, second): Self::Value) {
+                let this = self.project();
+                let held = Held::new(this.first, first, A::fallback);
+                crate::unwind::quietly(|| this.second.fallback(second));
+                drop(held); // then the first, in reverse order
             }
         }
     };
@@ -90,6 +109,10 @@ macro_rules! flat_protocol {
 
             async fn exit(self: Pin<&mut Self>, value: T, unwind: &mut Unwind<N::Error>) {
                 self.project().nested.exit(value.nest(), unwind).await
+            }
+
+            fn fallback(self: Pin<&mut Self>, value: T) {
+                self.project().nested.fallback(value.nest())
             }
         }
     };

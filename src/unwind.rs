@@ -14,11 +14,80 @@
 //!   panics are dropped (the panic hook of `std` has already printed them), and the collected
 //!   errors go to the scope's [`ErrorHook`] since they cannot ride on the panic (G6).
 
+use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::future::Future;
+use core::future::{Future, poll_fn};
+use core::pin::{Pin, pin};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::task::Poll;
 
 use crate::catch_unwind::{Payload, catch_unwind};
 use crate::{Error, ErrorHook, Outcome};
+
+/// A deadline for one exit: completes with the error to report if the exit is still running.
+pub(crate) type Deadline<E> = Pin<Box<dyn Future<Output = E> + Send>>;
+
+/// Makes a [`Deadline`] for each exit.
+pub(crate) type DeadlineFn<E> = Box<dyn Fn() -> Deadline<E> + Send + Sync>;
+
+/// How a cancellable scope is cancelled, shared by the scope (which sets `requested` when its
+/// signal fires) and by whatever enters and exits inside it. Only cancellable scopes have one.
+pub(crate) struct Control<E> {
+    requested: AtomicBool,
+    interrupt_enters: bool,
+    deadline: Option<DeadlineFn<E>>,
+    /// Exit-stack enters running in the scope's body: a cancellation waits for them (enters are
+    /// not interrupted unless the scope says so).
+    entering: AtomicUsize,
+}
+
+impl<E> Control<E> {
+    pub(crate) fn new(interrupt_enters: bool, deadline: Option<DeadlineFn<E>>) -> Self {
+        Control {
+            requested: AtomicBool::new(false),
+            interrupt_enters,
+            deadline,
+            entering: AtomicUsize::new(0),
+        }
+    }
+
+    /// An exit-stack enter starts; it ends when the guard drops.
+    #[cfg(feature = "std")]
+    pub(crate) fn entering(&self) -> Entering<'_> {
+        self.entering.fetch_add(1, Ordering::AcqRel);
+        Entering(&self.entering)
+    }
+
+    /// `true` when the scope must stop its body now: cancelled, and no enter to wait for.
+    pub(crate) fn stops_body(&self) -> bool {
+        self.requested() && (self.interrupt_enters || self.entering.load(Ordering::Acquire) == 0)
+    }
+
+    /// The scope's signal fired.
+    pub(crate) fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn interrupts_enters(&self) -> bool {
+        self.interrupt_enters
+    }
+}
+
+/// An exit-stack enter in progress; see [`Control::entering`].
+#[cfg(feature = "std")]
+pub(crate) struct Entering<'a>(&'a AtomicUsize);
+
+#[cfg(feature = "std")]
+impl Drop for Entering<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// What an exit sees, without the error: what a generator context is told when it resumes.
 #[cfg(feature = "std")]
@@ -30,6 +99,15 @@ pub(crate) enum Kind {
     Cancelled,
 }
 
+/// What a scope hands an exit that runs away from it (in an exit stack's entry): the outcome
+/// kind, the lent error and the scope's cancellation control (for deadlines).
+#[cfg(feature = "std")]
+pub(crate) struct Seed<E> {
+    kind: Kind,
+    lent: Option<E>,
+    control: Option<Arc<Control<E>>>,
+}
+
 /// The state of a scope that is unwinding. Public only so that the sealed protocol can name it.
 #[doc(hidden)]
 pub struct Unwind<E> {
@@ -39,6 +117,7 @@ pub struct Unwind<E> {
     /// A panic is pending in the scope this one runs an exit for (see [`Unwind::seeded`]).
     inherited_panic: bool,
     cancelled: bool,
+    control: Option<Arc<Control<E>>>,
 }
 
 impl<E: core::fmt::Debug> core::fmt::Debug for Unwind<E> {
@@ -53,16 +132,52 @@ impl<E: core::fmt::Debug> core::fmt::Debug for Unwind<E> {
 }
 
 impl<E> Unwind<E> {
+    #[cfg(feature = "std")]
     pub(crate) fn new() -> Self {
-        Unwind { first: None, later: Vec::new(), panic: None, inherited_panic: false, cancelled: false }
+        Self::with_control(None)
+    }
+
+    pub(crate) fn with_control(control: Option<Arc<Control<E>>>) -> Self {
+        Unwind {
+            first: None,
+            later: Vec::new(),
+            panic: None,
+            inherited_panic: false,
+            cancelled: false,
+            control,
+        }
+    }
+
+    /// Records that the scope was cancelled: the exits from now on see `Cancelled`, and errors
+    /// are suppressed ones (the result says *cancelled*). A scope that already failed stays
+    /// failed: the cancellation came too late to be the cause.
+    pub(crate) fn cancel(&mut self) {
+        if self.first.is_none() {
+            self.cancelled = true;
+        }
+    }
+
+    /// `true` (and recorded) when the scope's signal fired: what composite enters check between
+    /// their parts, so that nothing more is entered after a cancellation.
+    pub(crate) fn cancel_requested(&mut self) -> bool {
+        let requested = self.control.as_ref().is_some_and(|c| c.requested());
+        if requested {
+            self.cancel();
+        }
+        requested || self.cancelled
+    }
+
+    /// A deadline for the next exit, if the scope has one.
+    pub(crate) fn deadline(&self) -> Option<Deadline<E>> {
+        self.control.as_ref()?.deadline.as_ref().map(|make| make())
     }
 
     /// An unwind for running one exit away from the scope (in a stack entry): it starts out
     /// seeing what the scope's next exit would see, owning the lent error. Its results go back
     /// with [`Unwind::merge`].
     #[cfg(feature = "std")]
-    pub(crate) fn seeded(kind: Kind, lent: Option<E>) -> Self {
-        let mut unwind = Self::new();
+    pub(crate) fn seeded(Seed { kind, lent, control }: Seed<E>) -> Self {
+        let mut unwind = Self::with_control(control);
         match kind {
             Kind::Completed => {}
             Kind::Failed => unwind.first = lent,
@@ -121,6 +236,13 @@ impl<E> Unwind<E> {
         }
     }
 
+    /// What an exit run away from the scope starts from: see [`Unwind::seeded`].
+    #[cfg(feature = "std")]
+    pub(crate) fn seed(&mut self) -> Seed<E> {
+        let (kind, lent) = self.lend();
+        Seed { kind, lent, control: self.control.clone() }
+    }
+
     /// Puts back the error [`Unwind::lend`] took, where it was.
     #[cfg(feature = "std")]
     pub(crate) fn restore(&mut self, error: E) {
@@ -135,9 +257,36 @@ impl<E> Unwind<E> {
         self.panicked(alloc::boxed::Box::new(message));
     }
 
-    /// Runs an enter; `None` when it failed or panicked (then it is recorded).
+    /// Runs an enter; `None` when it failed or panicked (then it is recorded), or when the scope
+    /// interrupts enters and was cancelled meanwhile (then the enter is dropped: never exited).
     pub(crate) async fn enter<V>(&mut self, enter: impl Future<Output = Result<V, E>>) -> Option<V> {
-        self.settle(catch_unwind(enter).await)
+        let control = match &self.control {
+            Some(control) if control.interrupts_enters() => control.clone(),
+            _ => return self.settle(catch_unwind(enter).await),
+        };
+        let mut enter = pin!(Some(catch_unwind(enter)));
+        // The scope polls its signal and then this future in the same `poll`, so checking the
+        // flag after every `Pending` sees a cancellation at once.
+        let done = poll_fn(|task| {
+            if control.requested() {
+                return Poll::Ready(None);
+            }
+            let running = enter.as_mut().as_pin_mut().expect("dropped only after it is done");
+            match running.poll(task) {
+                Poll::Ready(result) => Poll::Ready(Some(result)),
+                Poll::Pending if control.requested() => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        match done {
+            Some(result) => self.settle(result),
+            None => {
+                quietly(|| enter.set(None));
+                self.cancel();
+                None
+            }
+        }
     }
 
     /// Runs the body; `None` when it failed or panicked (then it is recorded).
@@ -204,6 +353,40 @@ impl<E> Unwind<E> {
             (None, false) => Ok(value.expect("async-with: a scope without errors has its body's value")),
         }
     }
+}
+
+/// Runs an exit, bounded by `deadline` if there is one: an exit still running when its
+/// deadline completes is dropped, and the deadline's error is its result.
+pub(crate) async fn exit_within<E>(
+    deadline: Option<Deadline<E>>,
+    exit: impl Future<Output = Result<(), E>>,
+) -> Result<Result<(), E>, Payload> {
+    let Some(mut deadline) = deadline else { return catch_unwind(exit).await };
+    let mut exit = pin!(Some(catch_unwind(exit)));
+    let done = poll_fn(|task| {
+        let running = exit.as_mut().as_pin_mut().expect("dropped only after it is done");
+        if let Poll::Ready(result) = running.poll(task) {
+            return Poll::Ready(Ok(result));
+        }
+        deadline.as_mut().poll(task).map(Err)
+    })
+    .await;
+    match done {
+        Ok(result) => result,
+        Err(late) => {
+            quietly(|| exit.set(None));
+            Ok(Err(late))
+        }
+    }
+}
+
+/// Runs `f`, which drops user values, so that a panic in a destructor cannot become a double
+/// panic (or escape a `Drop`): it is swallowed, after the panic hook of `std` printed it.
+pub(crate) fn quietly(f: impl FnOnce()) {
+    #[cfg(feature = "std")]
+    drop(std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)));
+    #[cfg(not(feature = "std"))]
+    f();
 }
 
 #[cfg(feature = "std")]

@@ -1,10 +1,15 @@
-//! Entering contexts around a body: Python's `async with`, Cats Effect's `Resource.use`.
+//! Entering contexts around a body: Python's `async with`, Cats Effect's `Resource.use`; and the
+//! [`Scope`] options that every scope shares (cancellation, exit deadlines, the error hook).
 
+use alloc::boxed::Box;
+use alloc::sync::Arc;
 use core::fmt;
-use core::pin::pin;
+use core::future::{Future, Pending, pending, poll_fn};
+use core::pin::{Pin, pin};
+use core::task::{Context, Poll};
 
-use crate::protocol::{Protocol, SendProtocol};
-use crate::unwind::Unwind;
+use crate::protocol::{Held, Protocol, SendProtocol};
+use crate::unwind::{Control, DeadlineFn, Unwind, quietly};
 use crate::{Error, ErrorHook, GlobalHook, IntoContext, IntoLocalContext};
 
 /// Enters `context`, runs `body` with its value, exits, and returns the body's value or every
@@ -15,12 +20,11 @@ use crate::{Error, ErrorHook, GlobalHook, IntoContext, IntoLocalContext};
 ///   left, and the body borrows the tuple of their values. If the k-th enter fails, the k-1 entered
 ///   ones are exited (seeing [`Outcome::Failed`](crate::Outcome::Failed)) and nothing else runs.
 /// - Every exit runs exactly once, whether the body returns `Ok`, `Err` or panics; see
-///   [`Error`] for how errors are kept and the crate docs for panics.
+///   [`Error`] for how errors are kept and the crate docs for panics and cancellation.
 ///
 /// The future holds everything inline (no heap allocation) and is `Send` when the body is: the
-/// contexts' own futures always are. For `!Send` contexts use [`with_local`]. Errors that cannot be
-/// returned because a panic is propagating go to the process-wide hook (see
-/// [`Scope::on_error_during_panic`] to choose another).
+/// contexts' own futures always are. For `!Send` contexts use [`with_local`]. For cancellation,
+/// exit deadlines or another error hook, start from a [`Scope`].
 ///
 /// ```
 /// use async_with::{resource, with, Outcome};
@@ -76,60 +80,164 @@ where
     Scope::new().with_local(context, body).await
 }
 
-/// How a scope reports what it cannot return; [`Scope::with`] runs a body under it.
+/// Options for a scope: what cancels it, how long each exit may take, and where errors go that
+/// cannot be returned. [`Scope::with`] and [`Scope::scope`] run a body under them; [`with`] and
+/// [`scope`](crate::scope) are `Scope::new().with(..)` and `Scope::new().scope(..)`.
 ///
-/// [`with`] is `Scope::new().with(..)`. A `Scope` chooses where exit errors go when a panic is
-/// propagating (they cannot be returned then; see [`ErrorHook`]).
+/// # Cancellation
+///
+/// Rust cancels a future by dropping it, and no destructor can await. So a scope offers two kinds:
+///
+/// - **Cooperative** ([`cancel_on`](Scope::cancel_on)): a *signal*, any future (a timer of any
+///   runtime, a channel, a [`CancellationToken`](crate::CancellationToken)), is raced against the
+///   scope. If it completes during the body, the body is dropped at its current await and every
+///   exit runs to completion seeing [`Outcome::Cancelled`](crate::Outcome::Cancelled). If it
+///   completes during an enter, the enter finishes (acquisition is not interrupted, as in Cats
+///   Effect), nothing more is entered, the body never starts, and what was entered is exited at
+///   once with `Cancelled`; [`interrupt_enters`](Scope::interrupt_enters) drops the enter instead
+///   (it is then never exited). Exits are shielded: they run to completion, each bounded by the
+///   [`exit_deadline`](Scope::exit_deadline) if there is one. The result is an [`Error`] that
+///   [`is_cancelled`](Error::is_cancelled), with every exit error in it.
+/// - **By drop** (a `select!`, a runtime's `timeout` or a dropped task drops the scope's future):
+///   the remaining exits cannot be awaited in place. By default each remaining context runs its
+///   synchronous fallback, newest first, inside `Drop` (dropping its value, unless it was given
+///   one: [`AsyncContext::exit_on_drop`](crate::AsyncContext::exit_on_drop),
+///   [`Resource::on_drop`](crate::Resource::on_drop)), and the process-wide drop hook is told
+///   (see [`set_drop_hook`](crate::set_drop_hook)). [`detach_on_drop`](crate::detach_on_drop)
+///   instead hands the rest of the scope to a task that runs every exit to completion. Nothing
+///   blocks, in `poll` or in `Drop`. A scope future that is `mem::forget`-ten runs nothing at all:
+///   no exit, no fallback, no report. No library can promise anything there.
 ///
 /// ```
 /// use async_with::{resource, Outcome, Scope};
+/// use std::time::Duration;
 ///
-/// # futures::executor::block_on(async {
-/// let ctx = resource(async || Ok::<_, &str>(1), async |_, _: Outcome<'_, &str>| Ok(()));
-/// let two = Scope::new()
-///     .on_error_during_panic(|e: &str| eprintln!("lost during a panic: {e}"))
-///     .with(ctx, async |one| Ok(*one + 1))
+/// # smol::block_on(async {
+/// let conn = resource(async || Ok::<_, String>("conn"), async |conn, outcome: Outcome<'_, String>| {
+///     smol::Timer::after(Duration::from_millis(5)).await; // async cleanup, even after a timeout
+///     println!("closed {conn}: {outcome:?}");
+///     Ok(())
+/// });
+/// let err = Scope::new()
+///     .cancel_on(smol::Timer::after(Duration::from_millis(10))) // a cooperative timeout
+///     .with(conn, async |_| {
+///         smol::Timer::after(Duration::from_secs(3600)).await; // a slow query
+///         Ok(())
+///     })
 ///     .await
-///     .unwrap();
-/// assert_eq!(two, 2);
+///     .unwrap_err();
+/// assert!(err.is_cancelled());
 /// # });
 /// ```
-#[derive(Debug, Clone, Default)]
-#[must_use = "a scope does nothing until `with` is called and awaited"]
-pub struct Scope<H = GlobalHook> {
+#[must_use = "a scope does nothing until `with` or `scope` is called and awaited"]
+pub struct Scope<H = GlobalHook, S = Pending<()>, D = NoDeadline> {
     pub(crate) hook: H,
+    signal: S,
+    cancellable: bool,
+    interrupt_enters: bool,
+    deadline: D,
+}
+
+impl<H: fmt::Debug, S, D> fmt::Debug for Scope<H, S, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("hook", &self.hook)
+            .field("cancellable", &self.cancellable)
+            .field("interrupt_enters", &self.interrupt_enters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Scope {
-    /// A scope that reports to the process-wide hook.
+    /// A scope that cannot be cancelled cooperatively, has no exit deadline, and reports to the
+    /// process-wide hook.
     ///
     /// ```
     /// let scope = async_with::Scope::new();
     /// # let _ = scope;
     /// ```
     pub fn new() -> Self {
-        Scope { hook: GlobalHook }
+        Scope {
+            hook: GlobalHook,
+            signal: pending(),
+            cancellable: false,
+            interrupt_enters: false,
+            deadline: NoDeadline,
+        }
     }
 }
 
-// One body for both flavours: they differ only in the protocol trait that drives the contexts.
-macro_rules! run_scope {
-    ($hook:expr, $context:expr, $body:expr, $Protocol:ident) => {{
-        let mut unwind = Unwind::new();
-        let mut context = pin!($context);
-        let value = match $Protocol::enter(context.as_mut(), &mut unwind).await {
-            Some(mut value) => {
-                let out = unwind.body(async { $body(&mut value).await }).await;
-                $Protocol::exit(context, value, &mut unwind).await;
-                out
-            }
-            None => None,
-        };
-        unwind.finish(value, &mut $hook)
-    }};
+/// No exit deadline: the default of a [`Scope`].
+///
+/// ```
+/// let _: async_with::Scope<async_with::GlobalHook, std::future::Pending<()>, async_with::NoDeadline> = async_with::Scope::new();
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDeadline;
+
+/// What [`Scope::exit_deadline`] accepts: a function making one deadline future per exit, which
+/// completes with the error to report for an exit still running then. Implemented by
+/// [`NoDeadline`] and by every such `Fn`.
+///
+/// ```
+/// use async_with::ExitDeadline;
+/// fn check<D: ExitDeadline<String>>(_: D) {}
+/// check(|| async { "exit too slow".to_string() });
+/// ```
+pub trait ExitDeadline<E> {
+    /// Converts into the boxed form a scope shares with its contexts.
+    #[doc(hidden)]
+    fn into_deadline(self) -> Option<DeadlineFn<E>>;
 }
 
-impl<H> Scope<H> {
+impl<E> ExitDeadline<E> for NoDeadline {
+    fn into_deadline(self) -> Option<DeadlineFn<E>> {
+        None
+    }
+}
+
+impl<E, F, Fut> ExitDeadline<E> for F
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = E> + Send + 'static,
+{
+    fn into_deadline(self) -> Option<DeadlineFn<E>> {
+        Some(Box::new(move || Box::pin(self())))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A signal that completes when either of two does (see [`Scope::cancel_on`]).
+    #[doc(hidden)]
+    #[derive(Debug)]
+    pub struct AnyOf<A, B> {
+        #[pin]
+        first: A,
+        #[pin]
+        second: B,
+    }
+}
+
+impl<A: Future, B: Future> Future for AnyOf<A, B> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.first.poll(task).is_ready() || this.second.poll(task).is_ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<H, S, D> Scope<H, S, D> {
     /// Sends the exit errors that happen while a panic is propagating to `hook`, one at a time
     /// and in order, instead of the process-wide hook. The panic resumes after the last one.
     ///
@@ -138,11 +246,190 @@ impl<H> Scope<H> {
     /// let scope = Scope::new().on_error_during_panic(|e: std::io::Error| eprintln!("{e}"));
     /// # let _ = scope;
     /// ```
-    pub fn on_error_during_panic<G>(self, hook: G) -> Scope<G> {
-        Scope { hook }
+    pub fn on_error_during_panic<G>(self, hook: G) -> Scope<G, S, D> {
+        let Scope { signal, cancellable, interrupt_enters, deadline, .. } = self;
+        Scope { hook, signal, cancellable, interrupt_enters, deadline }
     }
 
-    /// Enters `context` around `body`, as [`with`] does, reporting through this scope's hook.
+    /// Also cancels the scope when `signal` completes (its output is ignored). See the type's
+    /// docs on cancellation.
+    ///
+    /// ```
+    /// use async_with::{CancellationToken, Scope};
+    /// let token = CancellationToken::new();
+    /// let scope = Scope::new().cancel_on(token.cancelled());
+    /// # let _ = scope;
+    /// ```
+    pub fn cancel_on<T: Future>(self, signal: T) -> Scope<H, AnyOf<S, T>, D> {
+        let Scope { hook, signal: before, interrupt_enters, deadline, .. } = self;
+        Scope {
+            hook,
+            signal: AnyOf { first: before, second: signal },
+            cancellable: true,
+            interrupt_enters,
+            deadline,
+        }
+    }
+
+    /// Lets a cancellation interrupt an enter in progress: the enter is dropped, and that context
+    /// is never exited (its enter must clean up after itself in its own `Drop`). By default an
+    /// enter runs to its end and the context is then exited at once.
+    ///
+    /// ```
+    /// let scope = async_with::Scope::new().interrupt_enters();
+    /// # let _ = scope;
+    /// ```
+    pub fn interrupt_enters(mut self) -> Self {
+        self.interrupt_enters = true;
+        self
+    }
+
+    /// Bounds each exit: `deadline` is called when an exit starts, and if its future completes
+    /// first, the exit is dropped and the error it gives is reported in the exit's place (G5).
+    ///
+    /// ```
+    /// use async_with::Scope;
+    /// use std::time::Duration;
+    /// let scope = Scope::new().exit_deadline(|| async {
+    ///     smol::Timer::after(Duration::from_secs(5)).await;
+    ///     std::io::Error::from(std::io::ErrorKind::TimedOut)
+    /// });
+    /// # let _ = scope;
+    /// ```
+    pub fn exit_deadline<F>(self, deadline: F) -> Scope<H, S, F> {
+        let Scope { hook, signal, cancellable, interrupt_enters, .. } = self;
+        Scope { hook, signal, cancellable, interrupt_enters, deadline }
+    }
+
+    /// The shared control of a cancellable scope, or `None` (no allocation) for a plain one.
+    fn control<E>(deadline: D, cancellable: bool, interrupt_enters: bool) -> Option<Arc<Control<E>>>
+    where
+        D: ExitDeadline<E>,
+    {
+        let deadline = deadline.into_deadline();
+        (cancellable || deadline.is_some()).then(|| Arc::new(Control::new(interrupt_enters, deadline)))
+    }
+}
+
+/// Polls the scope's signal, once it is not known to have fired: records the request.
+fn watch<E>(signal: Pin<&mut impl Future>, control: &Option<Arc<Control<E>>>, task: &mut Context<'_>) {
+    if let Some(control) = control {
+        if !control.requested() && signal.poll(task).is_ready() {
+            control.request();
+        }
+    }
+}
+
+/// Runs `enter` to its end (or until it gives up, if enters are interruptible), watching the
+/// signal meanwhile.
+pub(crate) async fn enter_watching<V, E>(
+    enter: impl Future<Output = Option<V>>,
+    mut signal: Pin<&mut impl Future>,
+    control: &Option<Arc<Control<E>>>,
+) -> Option<V> {
+    let mut enter = pin!(enter);
+    poll_fn(|task| {
+        watch(signal.as_mut(), control, task);
+        enter.as_mut().poll(task)
+    })
+    .await
+}
+
+/// Runs `body` until it ends or the scope is cancelled; `None` when cancelled (the body is then
+/// dropped at its current await; the caller records the cancellation).
+pub(crate) async fn body_watching<T, E>(
+    body: impl Future<Output = Option<T>>,
+    mut signal: Pin<&mut impl Future>,
+    control: &Option<Arc<Control<E>>>,
+) -> Option<Option<T>> {
+    let mut body = pin!(Some(body));
+    let done = poll_fn(|task| {
+        watch(signal.as_mut(), control, task);
+        if control.as_ref().is_some_and(|c| c.stops_body()) {
+            return Poll::Ready(None);
+        }
+        let running = body.as_mut().as_pin_mut().expect("dropped only after it is done");
+        match running.poll(task) {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            // An exit-stack enter that started before the cancellation may have just ended:
+            // the body is stopped at this await, rather than left waiting for a wake-up that the
+            // already-fired signal will not send.
+            Poll::Pending if control.as_ref().is_some_and(|c| c.stops_body()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    if done.is_none() {
+        quietly(|| body.set(None));
+    }
+    done
+}
+
+/// Tells the process-wide drop hook when a scope future is dropped before it finished. Declared
+/// first in the scope's frame, so that it is dropped last: after the fallbacks ran.
+pub(crate) struct DropReport {
+    scope: Option<&'static str>,
+}
+
+impl DropReport {
+    pub(crate) fn armed(scope: &'static str) -> Self {
+        DropReport { scope: Some(scope) }
+    }
+
+    pub(crate) fn disarm(mut self) {
+        self.scope = None;
+    }
+}
+
+impl Drop for DropReport {
+    fn drop(&mut self) {
+        if let Some(scope) = self.scope {
+            crate::hook::report_dropped(scope);
+        }
+    }
+}
+
+// One body for both flavours: they differ only in the protocol trait that drives the contexts.
+macro_rules! run_with {
+    ($scope:expr, $context:expr, $State:ty, $body:expr, $Protocol:ident) => {{
+        let Scope { mut hook, signal, cancellable, interrupt_enters, deadline } = $scope;
+        let report = DropReport::armed("with");
+        let control = Scope::<(), (), _>::control(deadline, cancellable, interrupt_enters);
+        let mut unwind = Unwind::with_control(control.clone());
+        let mut signal = pin!(signal);
+        let mut context = pin!($context);
+        let entered =
+            enter_watching($Protocol::enter(context.as_mut(), &mut unwind), signal.as_mut(), &control).await;
+        let value = match entered {
+            None => None,
+            Some(value) => {
+                let mut held = Held::new(context.as_mut(), value, <$State as $Protocol>::fallback);
+                let out = if unwind.cancel_requested() {
+                    None // cancelled while entering: the body never starts
+                } else {
+                    let value = held.value();
+                    let body = unwind.body(async { $body(value).await });
+                    body_watching(body, signal.as_mut(), &control).await
+                };
+                let out = match out {
+                    Some(out) => out,
+                    None => {
+                        unwind.cancel();
+                        None
+                    }
+                };
+                let (state, value) = held.release();
+                $Protocol::exit(state, value, &mut unwind).await;
+                out
+            }
+        };
+        report.disarm();
+        unwind.finish(value, &mut hook)
+    }};
+}
+
+impl<H, S: Future, D> Scope<H, S, D> {
+    /// Enters `context` around `body`, as [`with`] does, under this scope's options.
     ///
     /// ```
     /// use async_with::{resource, Outcome, Scope};
@@ -153,16 +440,17 @@ impl<H> Scope<H> {
     /// assert_eq!(len, 1);
     /// # });
     /// ```
-    pub async fn with<C, T, B>(mut self, context: C, body: B) -> Result<T, Error<C::Error>>
+    pub async fn with<C, T, B>(self, context: C, body: B) -> Result<T, Error<C::Error>>
     where
         C: IntoContext,
         H: ErrorHook<C::Error>,
+        D: ExitDeadline<C::Error>,
         B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
     {
-        run_scope!(self.hook, context.into_context(), body, SendProtocol)
+        run_with!(self, context.into_context(), C::Context, body, SendProtocol)
     }
 
-    /// Enters `context` around `body`, as [`with_local`] does, reporting through this scope's hook.
+    /// Enters `context` around `body`, as [`with_local`] does, under this scope's options.
     ///
     /// ```
     /// use async_with::{resource, Outcome, Scope};
@@ -174,12 +462,24 @@ impl<H> Scope<H> {
     /// assert_eq!(three, 3);
     /// # });
     /// ```
-    pub async fn with_local<C, T, B>(mut self, context: C, body: B) -> Result<T, Error<C::Error>>
+    pub async fn with_local<C, T, B>(self, context: C, body: B) -> Result<T, Error<C::Error>>
     where
         C: IntoLocalContext,
         H: ErrorHook<C::Error>,
+        D: ExitDeadline<C::Error>,
         B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
     {
-        run_scope!(self.hook, context.into_local_context(), body, Protocol)
+        run_with!(self, context.into_local_context(), C::Context, body, Protocol)
+    }
+
+    /// Splits the options for a scope runner: the hook, the signal, and the shared control.
+    #[cfg(feature = "std")]
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn into_parts<E>(self) -> (H, S, Option<Arc<Control<E>>>)
+    where
+        D: ExitDeadline<E>,
+    {
+        let Scope { hook, signal, cancellable, interrupt_enters, deadline } = self;
+        (hook, signal, Scope::<(), (), D>::control(deadline, cancellable, interrupt_enters))
     }
 }

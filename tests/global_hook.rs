@@ -2,13 +2,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use async_with::{Outcome, resource, set_panic_error_hook, with};
+use async_with::{Outcome, resource, set_error_hook, with};
 
 #[test]
 fn without_a_scope_hook_errors_during_a_panic_reach_the_process_wide_hook() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
-    set_panic_error_hook(move |e| sink.lock().unwrap().push(format!("{e:?}")));
+    set_error_hook(move |e| sink.lock().unwrap().push(format!("{e:?}")));
 
     let ctx = resource(
         async || Ok::<_, String>(()),

@@ -9,10 +9,9 @@ use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, ready};
 
-use crate::catch_unwind::catch_unwind;
 use crate::protocol::{Protocol, SendProtocol};
 use crate::resource::ExitFn;
-use crate::unwind::{Kind, Unwind};
+use crate::unwind::{Seed, Unwind, exit_within};
 use crate::{AsyncContext, LocalAsyncContext, Outcome};
 
 /// An entry of an exit stack, as the stack sees it.
@@ -21,8 +20,11 @@ pub(crate) trait Entry<E> {
     fn poll_exit(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()>;
 }
 
-/// Makes an entry's exit block from what it owns, the outcome kind and the lent error.
-pub(crate) type MakeExit<X, V, E, F> = fn(X, V, Kind, Option<E>) -> F;
+/// Makes an entry's exit block from what it owns and what the scope hands it.
+pub(crate) type MakeExit<X, V, E, F> = fn(X, V, Seed<E>) -> F;
+
+/// Runs an entry's synchronous fallback, when the stack is dropped without closing.
+pub(crate) type Fallback<X, V> = fn(X, V);
 
 pin_project_lite::pin_project! {
     /// An entry whose exit owns what it needs: a context, exit closure or callback `X` and its
@@ -31,14 +33,26 @@ pin_project_lite::pin_project! {
         exit: Option<X>,
         value: Option<V>,
         make: MakeExit<X, V, E, F>,
+        fallback: Fallback<X, V>,
         #[pin]
         running: Option<F>,
+    }
+
+    impl<X, V, E, F> PinnedDrop for Owned<X, V, E, F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped without having exited (the stack was dropped, not closed): the fallback.
+            let this = this.project();
+            if let (Some(exit), Some(value)) = (this.exit.take(), this.value.take()) {
+                let fallback = *this.fallback;
+                crate::unwind::quietly(|| fallback(exit, value));
+            }
+        }
     }
 }
 
 impl<X, V, E, F> Owned<X, V, E, F> {
-    pub(crate) fn new(exit: X, value: V, make: MakeExit<X, V, E, F>) -> Self {
-        Owned { exit: Some(exit), value: Some(value), make, running: None }
+    pub(crate) fn new(exit: X, value: V, make: MakeExit<X, V, E, F>, fallback: Fallback<X, V>) -> Self {
+        Owned { exit: Some(exit), value: Some(value), make, fallback, running: None }
     }
 
     /// Where the value lives, for the stack to lend it.
@@ -54,9 +68,8 @@ impl<X, V, E, F: Future<Output = Unwind<E>>> Entry<E> for Owned<X, V, E, F> {
         // hold references into itself, so it is only ever touched through `Pin<&mut>` (a shared
         // borrow of it would invalidate them, which Miri reports).
         if let Some(exit) = this.exit.take() {
-            let (kind, lent) = unwind.lend();
             let value = this.value.take().expect("async-with: an entry is exited once");
-            this.running.set(Some((this.make)(exit, value, kind, lent)));
+            this.running.set(Some((this.make)(exit, value, unwind.seed())));
         }
         let running = this.running.as_mut().as_pin_mut().expect("set above");
         let done = ready!(running.poll(task));
@@ -73,12 +86,13 @@ impl<X, V, E, F: Future<Output = Unwind<E>>> Entry<E> for Owned<X, V, E, F> {
 pub(crate) async fn context_exit<C: AsyncContext>(
     context: C,
     value: C::Value,
-    kind: Kind,
-    lent: Option<C::Error>,
+    seed: Seed<C::Error>,
 ) -> Unwind<C::Error> {
-    let mut unwind = Unwind::seeded(kind, lent);
+    let mut unwind = Unwind::seeded(seed);
+    let deadline = unwind.deadline();
     let outcome = unwind.outcome();
-    let result = catch_unwind(async move { AsyncContext::exit(context, value, outcome).await }).await;
+    let result =
+        exit_within(deadline, async move { AsyncContext::exit(context, value, outcome).await }).await;
     unwind.exited(result);
     unwind
 }
@@ -86,82 +100,113 @@ pub(crate) async fn context_exit<C: AsyncContext>(
 pub(crate) async fn local_context_exit<C: LocalAsyncContext>(
     context: C,
     value: C::Value,
-    kind: Kind,
-    lent: Option<C::Error>,
+    seed: Seed<C::Error>,
 ) -> Unwind<C::Error> {
-    let mut unwind = Unwind::seeded(kind, lent);
+    let mut unwind = Unwind::seeded(seed);
+    let deadline = unwind.deadline();
     let outcome = unwind.outcome();
-    let result = catch_unwind(async move { LocalAsyncContext::exit(context, value, outcome).await }).await;
+    let result =
+        exit_within(deadline, async move { LocalAsyncContext::exit(context, value, outcome).await }).await;
     unwind.exited(result);
     unwind
 }
 
-pub(crate) async fn closure_exit<Ex, V, E>(exit: Ex, value: V, kind: Kind, lent: Option<E>) -> Unwind<E>
+pub(crate) async fn closure_exit<Ex, Fb, V, E>(
+    (exit, on_drop): (Ex, Fb),
+    value: V,
+    seed: Seed<E>,
+) -> Unwind<E>
 where
     Ex: for<'a> ExitFn<'a, V, E>,
 {
-    let mut unwind = Unwind::seeded(kind, lent);
+    drop(on_drop);
+    let mut unwind = Unwind::seeded(seed);
+    let deadline = unwind.deadline();
     let outcome = unwind.outcome();
-    let result = catch_unwind(async move { exit(value, outcome).await }).await;
+    let result = exit_within(deadline, async move { exit(value, outcome).await }).await;
     unwind.exited(result);
     unwind
 }
 
-pub(crate) async fn local_closure_exit<Ex, V, E>(exit: Ex, value: V, kind: Kind, lent: Option<E>) -> Unwind<E>
+pub(crate) async fn local_closure_exit<Ex, Fb, V, E>(
+    (exit, on_drop): (Ex, Fb),
+    value: V,
+    seed: Seed<E>,
+) -> Unwind<E>
 where
     Ex: AsyncFnOnce(V, Outcome<'_, E>) -> Result<(), E>,
 {
-    let mut unwind = Unwind::seeded(kind, lent);
+    drop(on_drop);
+    let mut unwind = Unwind::seeded(seed);
+    let deadline = unwind.deadline();
     let outcome = unwind.outcome();
-    let result = catch_unwind(async move { exit(value, outcome).await }).await;
+    let result = exit_within(deadline, async move { exit(value, outcome).await }).await;
     unwind.exited(result);
     unwind
 }
 
 /// `push_exit`: an exit closure without a value of its own.
-pub(crate) async fn outcome_exit<F, E>(exit: F, (): (), kind: Kind, lent: Option<E>) -> Unwind<E>
+pub(crate) async fn outcome_exit<F, E>(exit: F, (): (), seed: Seed<E>) -> Unwind<E>
 where
     F: for<'a> OutcomeFn<'a, E>,
 {
-    let mut unwind = Unwind::seeded(kind, lent);
+    let mut unwind = Unwind::seeded(seed);
+    let deadline = unwind.deadline();
     let outcome = unwind.outcome();
-    let result = catch_unwind(async move { exit(outcome).await }).await;
+    let result = exit_within(deadline, async move { exit(outcome).await }).await;
     unwind.exited(result);
     unwind
 }
 
-pub(crate) async fn local_outcome_exit<F, E>(exit: F, (): (), kind: Kind, lent: Option<E>) -> Unwind<E>
+pub(crate) async fn local_outcome_exit<F, E>(exit: F, (): (), seed: Seed<E>) -> Unwind<E>
 where
     F: AsyncFnOnce(Outcome<'_, E>) -> Result<(), E>,
 {
-    let mut unwind = Unwind::seeded(kind, lent);
+    let mut unwind = Unwind::seeded(seed);
+    let deadline = unwind.deadline();
     let outcome = unwind.outcome();
-    let result = catch_unwind(async move { exit(outcome).await }).await;
+    let result = exit_within(deadline, async move { exit(outcome).await }).await;
     unwind.exited(result);
     unwind
 }
 
 /// `defer`: an async callback that does not see the outcome.
-pub(crate) async fn deferred<F, Fut, E>(callback: F, (): (), kind: Kind, lent: Option<E>) -> Unwind<E>
+pub(crate) async fn deferred<F, Fut, E>(callback: F, (): (), seed: Seed<E>) -> Unwind<E>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), E>>,
 {
-    let mut unwind = Unwind::seeded(kind, lent);
-    let result = catch_unwind(async move { callback().await }).await;
+    let mut unwind = Unwind::seeded(seed);
+    let result = exit_within(unwind.deadline(), async move { callback().await }).await;
     unwind.exited(result);
     unwind
 }
 
 /// `callback`: a synchronous callback.
-pub(crate) async fn called<F, E>(callback: F, (): (), kind: Kind, lent: Option<E>) -> Unwind<E>
+pub(crate) async fn called<F, E>(callback: F, (): (), seed: Seed<E>) -> Unwind<E>
 where
     F: FnOnce() -> Result<(), E>,
 {
-    let mut unwind = Unwind::seeded(kind, lent);
-    let result = catch_unwind(async move { callback() }).await;
+    let mut unwind = Unwind::seeded(seed);
+    let result = exit_within(unwind.deadline(), async move { callback() }).await;
     unwind.exited(result);
     unwind
+}
+
+/// The fallback of entries that have nothing to fall back on (callbacks): dropping them.
+pub(crate) fn drop_both<X, V>(exit: X, value: V) {
+    drop(value);
+    drop(exit);
+}
+
+/// The fallback of a composite entry: its protocol's.
+pub(crate) fn composite_fallback<S: SendProtocol>(mut state: Pin<alloc::boxed::Box<S>>, value: S::Value) {
+    SendProtocol::fallback(state.as_mut(), value);
+}
+
+/// The fallback of a local composite entry.
+pub(crate) fn local_composite_fallback<S: Protocol>(mut state: Pin<alloc::boxed::Box<S>>, value: S::Value) {
+    Protocol::fallback(state.as_mut(), value);
 }
 
 /// A composite context (a tuple, a nested stack): its protocol state, boxed so that it stays
@@ -169,10 +214,9 @@ where
 pub(crate) async fn composite_exit<S: SendProtocol>(
     mut state: Pin<alloc::boxed::Box<S>>,
     value: S::Value,
-    kind: Kind,
-    lent: Option<S::Error>,
+    seed: Seed<S::Error>,
 ) -> Unwind<S::Error> {
-    let mut unwind = Unwind::seeded(kind, lent);
+    let mut unwind = Unwind::seeded(seed);
     SendProtocol::exit(state.as_mut(), value, &mut unwind).await;
     unwind
 }
@@ -180,10 +224,9 @@ pub(crate) async fn composite_exit<S: SendProtocol>(
 pub(crate) async fn local_composite_exit<S: Protocol>(
     mut state: Pin<alloc::boxed::Box<S>>,
     value: S::Value,
-    kind: Kind,
-    lent: Option<S::Error>,
+    seed: Seed<S::Error>,
 ) -> Unwind<S::Error> {
-    let mut unwind = Unwind::seeded(kind, lent);
+    let mut unwind = Unwind::seeded(seed);
     Protocol::exit(state.as_mut(), value, &mut unwind).await;
     unwind
 }

@@ -31,6 +31,11 @@ impl Journal {
         self.0.lock().unwrap().push(line.into());
     }
 
+    /// Everything written so far, leaving it in the journal.
+    pub fn take_peek(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
     /// Everything written so far, leaving the journal empty.
     pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap())
@@ -104,6 +109,11 @@ impl AsyncContext for Probe {
             Act::Panic => panic!("exit {name} panicked"),
         }
     }
+
+    fn exit_on_drop(self, handle: Handle) {
+        assert_eq!(handle.name, self.name, "a fallback got another context's value");
+        self.journal.push(format!("fallback {}", self.name));
+    }
 }
 
 /// Returns `Pending` once (waking itself), so that every enter and exit really suspends.
@@ -149,4 +159,19 @@ pub fn journaling_scope(journal: &Journal) -> async_with::Scope<impl FnMut(Strin
 pub async fn catching<F: Future>(future: F) -> Result<F::Output, String> {
     use futures::FutureExt;
     AssertUnwindSafe(future).catch_unwind().await.map_err(panic_message)
+}
+
+/// A signal that completes on its `n + 1`-th poll (0: the first poll completes it). It wakes
+/// its task each time, so that it is polled again whatever the scope waits for.
+pub fn ready_on_poll(n: usize) -> impl Future<Output = ()> + Send {
+    let mut polls = 0;
+    std::future::poll_fn(move |cx| {
+        polls += 1;
+        if polls > n {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
 }
