@@ -216,6 +216,9 @@ pub use resource::{DropValue, OnDrop, Resource, resource};
 pub use stack::{ExitStack, Key, LocalExitStack, scope, scope_local};
 pub use with::{ExitDeadline, NoDeadline, Scope, with, with_local};
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
 /// The sealed protocol between scopes and contexts. Not part of the public API: it may change in
 /// any release.
 #[doc(hidden)]

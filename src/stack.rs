@@ -101,7 +101,9 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
         let cancelled = unwind.outcome().is_cancelled();
         let (errors, panic) = unwind.into_parts();
         let mut errors = errors.into_iter();
-        let first = if cancelled { None } else { errors.next() };
+        // A panic resumes in the body: every error stays with the stack, which reports them
+        // (to the hook, since the scope will be panicking) when it closes.
+        let first = if cancelled || panic.is_some() { None } else { errors.next() };
         self.orphans.lock().unwrap_or_else(|p| p.into_inner()).extend(errors);
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);

@@ -1,0 +1,62 @@
+//! `arbitrary::Arbitrary` for scenarios, for the fuzz target: bytes decode into small trees of
+//! the same shape as the proptest strategy's.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use arbitrary::{Arbitrary, Result, Unstructured};
+
+use super::scenario::{Act, Body, Interrupt, Item, Kind, Leaf, Node, Scenario, Step};
+
+impl<'a> Arbitrary<'a> for Step {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        let act = match u.int_in_range(0..=18)? {
+            0..=15 => Act::Succeed,
+            16 | 17 => Act::Fail,
+            _ => Act::Panic,
+        };
+        Ok(Step { pending: u.int_in_range(0..=2)?, act })
+    }
+}
+
+fn leaves(u: &mut Unstructured<'_>, max: usize) -> Result<Vec<Leaf>> {
+    let kind = Kind::arbitrary(u)?;
+    let count = u.int_in_range(1..=max)?;
+    (0..count).map(|_| Ok(Leaf { kind, enter: Step::arbitrary(u)?, exit: Step::arbitrary(u)? })).collect()
+}
+
+fn body(u: &mut Unstructured<'_>, depth: u8) -> Result<Body> {
+    let nested = if depth < 2 && u.ratio(1, 3)? { Some(Box::new(node(u, depth + 1)?)) } else { None };
+    Ok(Body { nested, step: Step::arbitrary(u)? })
+}
+
+fn node(u: &mut Unstructured<'_>, depth: u8) -> Result<Node> {
+    if u.arbitrary()? {
+        Ok(Node::With(leaves(u, 4)?, body(u, depth)?))
+    } else {
+        let count = u.int_in_range(0..=4)?;
+        let items = (0..count)
+            .map(|_| {
+                Ok(match u.int_in_range(0..=6)? {
+                    0..=3 => Item::Enter(leaves(u, 3)?),
+                    4 => Item::Defer(Step::arbitrary(u)?),
+                    5 => Item::PushExit(Step::arbitrary(u)?),
+                    _ => Item::Callback(Step::arbitrary(u)?.act),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Node::Stack(items, body(u, depth)?))
+    }
+}
+
+impl<'a> Arbitrary<'a> for Scenario {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        let root = node(u, 0)?;
+        let interrupt = match u.int_in_range(0..=4)? {
+            0 => Interrupt::None,
+            1 | 2 => Interrupt::CancelAt(u.int_in_range(0..=23)?),
+            _ => Interrupt::DropAt(u.int_in_range(0..=31)?),
+        };
+        Ok(Scenario { root, interrupt })
+    }
+}

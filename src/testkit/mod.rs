@@ -1,0 +1,128 @@
+//! The fault-injection harness the crate's own tests use, for checking your contexts too
+//! (feature `testkit`).
+//!
+//! A [`Scenario`] is a tree of scopes (`with` over contexts and tuples, `scope` with an exit
+//! stack) where every enter, body and exit succeeds, fails, panics or stays pending for a few
+//! polls, plus a cooperative cancellation or a drop at a chosen poll. [`run`] builds it out of
+//! the real crate and runs it on the executor you give, journaling what happened; [`expect`]
+//! computes what must happen from the scenario alone, with an independent model of the contract
+//! (see the `oracle` module); [`check`] compares the two. [`strategy`] generates scenarios for
+//! proptest, and [`Scenario`] implements `arbitrary::Arbitrary` for fuzzing.
+//!
+//! ```
+//! use async_with::testkit;
+//! use proptest::prelude::*;
+//!
+//! proptest!(ProptestConfig::with_cases(64), |(scenario in testkit::strategy())| {
+//!     testkit::check(&scenario, futures::executor::block_on).map_err(TestCaseError::fail)?;
+//! });
+//! ```
+
+mod arbitrary;
+mod oracle;
+mod plan;
+mod report;
+mod run;
+mod scenario;
+mod strategy;
+
+use alloc::format;
+use alloc::string::String;
+
+pub use oracle::expect;
+pub use report::{Ending, Event, Fault, Report, Seen};
+pub use run::{Finished, Hosted, RunFuture, run, run_with};
+pub use scenario::{Act, Body, Interrupt, Item, Kind, Leaf, Node, Scenario, Step};
+pub use strategy::strategy;
+
+/// Runs `scenario` with `execute` and compares the report with what the oracle expects;
+/// `Err` describes the scenario and both reports.
+///
+/// ```
+/// use async_with::testkit::{self, Act, Body, Interrupt, Kind, Leaf, Node, Scenario, Step};
+///
+/// let failing = Leaf { kind: Kind::Context, enter: Step::ok(), exit: Step { pending: 2, act: Act::Fail } };
+/// let scenario = Scenario {
+///     root: Node::With(vec![failing, failing], Body { nested: None, step: Step { pending: 1, act: Act::Panic } }),
+///     interrupt: Interrupt::None,
+/// };
+/// testkit::check(&scenario, futures::executor::block_on).unwrap();
+/// ```
+pub fn check(scenario: &Scenario, execute: impl FnOnce(RunFuture) -> Finished) -> Result<(), String> {
+    let expected = expect(scenario);
+    let actual = run(scenario, execute);
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(format!("scenario: {scenario:?}\nexpected (oracle):{expected:?}\nactual (crate):{actual:?}"))
+    }
+}
+
+/// [`check`], with a context of yours inside every leaf (see [`run_with`]). The oracle expects
+/// your context to succeed; if it fails, panics or breaks the contract, the reports differ.
+/// Check your own invariants (everything opened was closed) after it returns.
+///
+/// ```
+/// use async_with::testkit::{self, Fault};
+/// use async_with::{AsyncContext, Outcome};
+///
+/// struct Flaky; // fails to close: the kit reports it
+/// impl AsyncContext for Flaky {
+///     type Value = ();
+///     type Error = Fault;
+///     async fn enter(&mut self) -> Result<(), Fault> { Ok(()) }
+///     async fn exit(self, (): (), _: Outcome<'_, Fault>) -> Result<(), Fault> { Err(Fault::Exit(99)) }
+/// }
+/// let report = testkit::check_with(&testkit::example(), futures::executor::block_on, |_| Flaky);
+/// assert!(report.unwrap_err().contains("exit #99"));
+/// ```
+pub fn check_with<C, M>(
+    scenario: &Scenario,
+    execute: impl FnOnce(RunFuture) -> Finished,
+    make: M,
+) -> Result<(), String>
+where
+    C: crate::AsyncContext<Error = Fault> + 'static,
+    M: Fn(usize) -> C + Send + Sync + 'static,
+{
+    let expected = expect(scenario);
+    let actual = run_with(scenario, execute, make);
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(format!("scenario: {scenario:?}\nexpected (oracle):{expected:?}\nactual (crate):{actual:?}"))
+    }
+}
+
+/// A scenario that goes through every path once: a tuple of each kind of context, an exit stack
+/// with every kind of entry, failures, a panic, and a cancellation.
+///
+/// ```
+/// let scenario = async_with::testkit::example();
+/// async_with::testkit::check(&scenario, futures::executor::block_on).unwrap();
+/// ```
+pub fn example() -> Scenario {
+    use alloc::boxed::Box;
+    use alloc::vec;
+    let ok = Step::ok();
+    let slow = Step { pending: 2, act: Act::Succeed };
+    let leaf = |kind, exit| Leaf { kind, enter: slow, exit };
+    let stack = Node::Stack(
+        vec![
+            Item::Enter(vec![leaf(Kind::Generator, ok)]),
+            Item::Defer(slow),
+            Item::Enter(vec![
+                leaf(Kind::Resource, Step { pending: 1, act: Act::Fail }),
+                leaf(Kind::Resource, ok),
+            ]),
+            Item::PushExit(ok),
+            Item::Callback(Act::Succeed),
+        ],
+        Body { nested: None, step: slow },
+    );
+    let root = Node::With(
+        vec![leaf(Kind::Context, slow), leaf(Kind::Context, ok)],
+        Body { nested: Some(Box::new(stack)), step: ok },
+    );
+    Scenario { root, interrupt: Interrupt::CancelAt(9) }
+}

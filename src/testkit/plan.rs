@@ -1,0 +1,72 @@
+//! A scenario with numbers: every context and callback gets one, in the depth-first order its
+//! `Debug` output shows, and every scope too. The interpreter and the oracle both start here.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use super::scenario::{Act, Body, Item, Leaf, Node, Step};
+
+pub(crate) enum PNode {
+    With { id: usize, leaves: Vec<(usize, Leaf)>, body: PBody },
+    Stack { id: usize, items: Vec<PItem>, body: PBody },
+}
+
+pub(crate) struct PBody {
+    pub(crate) nested: Option<Box<PNode>>,
+    pub(crate) step: Step,
+}
+
+pub(crate) enum PItem {
+    Enter(Vec<(usize, Leaf)>),
+    Defer(usize, Step),
+    PushExit(usize, Step),
+    Callback(usize, Act),
+}
+
+#[derive(Default)]
+struct Counters {
+    leaf: usize,
+    scope: usize,
+}
+
+impl Counters {
+    fn leaf(&mut self) -> usize {
+        self.leaf += 1;
+        self.leaf - 1
+    }
+
+    fn leaves(&mut self, leaves: &[Leaf]) -> Vec<(usize, Leaf)> {
+        leaves.iter().map(|leaf| (self.leaf(), *leaf)).collect()
+    }
+
+    fn body(&mut self, body: &Body) -> PBody {
+        PBody { nested: body.nested.as_deref().map(|node| Box::new(self.node(node))), step: body.step }
+    }
+
+    fn node(&mut self, node: &Node) -> PNode {
+        let id = self.scope;
+        self.scope += 1;
+        match node {
+            Node::With(leaves, body) => {
+                let leaves = self.leaves(leaves);
+                PNode::With { id, leaves, body: self.body(body) }
+            }
+            Node::Stack(items, body) => {
+                let items = items
+                    .iter()
+                    .map(|item| match item {
+                        Item::Enter(leaves) => PItem::Enter(self.leaves(leaves)),
+                        Item::Defer(step) => PItem::Defer(self.leaf(), *step),
+                        Item::PushExit(step) => PItem::PushExit(self.leaf(), *step),
+                        Item::Callback(act) => PItem::Callback(self.leaf(), *act),
+                    })
+                    .collect();
+                PNode::Stack { id, items, body: self.body(body) }
+            }
+        }
+    }
+}
+
+pub(crate) fn plan(root: &Node) -> PNode {
+    Counters::default().node(root)
+}

@@ -1,0 +1,571 @@
+//! The interpreter: builds a scenario out of the real crate (`with`, tuples, `scope` and its exit
+//! stack, contexts written the three ways) and runs it, journaling what happens.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::sync::Mutex;
+
+use super::plan::{PBody, PItem, PNode, plan};
+use super::report::{Ending, Event, Fault, Report, Seen};
+use super::scenario::{Act, Interrupt, Kind, Leaf, Scenario, Step};
+use crate::{AsyncContext, Cx, Error, ExitStack, IntoContext, Outcome, Scope, context, resource};
+
+/// What a run's future gives: the root scope's result, or `None` if it was dropped.
+pub type Finished = Option<Result<(), Error<Fault>>>;
+
+/// The future a run hands to the executor.
+pub type RunFuture = Pin<Box<dyn Future<Output = Finished> + Send>>;
+
+type Scoped = Pin<Box<dyn Future<Output = Result<(), Error<Fault>>> + Send>>;
+
+/// A context of yours, as the kit drives it inside a scenario's leaf (see [`check_with`]).
+///
+/// Implemented for every [`AsyncContext`] whose error type is [`Fault`]: adapt a real context
+/// by mapping its errors, for instance with a [`resource`](crate::resource) or a small wrapper.
+pub trait Hosted: Send {
+    /// Enters the context, keeping its value.
+    fn enter(&mut self) -> Pin<Box<dyn Future<Output = Result<(), Fault>> + Send + '_>>;
+    /// Exits the context with its value, seeing `outcome`.
+    fn exit<'a>(
+        self: Box<Self>,
+        outcome: Outcome<'a, Fault>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Fault>> + Send + 'a>>;
+    /// The synchronous fallback, when the scenario's scope is dropped.
+    fn exit_on_drop(self: Box<Self>);
+}
+
+/// A context and its value, as hosted by a scenario leaf.
+struct Host<C: AsyncContext> {
+    context: C,
+    value: Option<C::Value>,
+}
+
+impl<C: AsyncContext<Error = Fault> + 'static> Hosted for Host<C> {
+    fn enter(&mut self) -> Pin<Box<dyn Future<Output = Result<(), Fault>> + Send + '_>> {
+        Box::pin(async move {
+            self.value = Some(self.context.enter().await?);
+            Ok(())
+        })
+    }
+
+    fn exit<'a>(
+        self: Box<Self>,
+        outcome: Outcome<'a, Fault>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Fault>> + Send + 'a>> {
+        let Host { context, value } = *self;
+        Box::pin(context.exit(value.expect("entered before exiting"), outcome))
+    }
+
+    fn exit_on_drop(self: Box<Self>) {
+        let Host { context, value } = *self;
+        context.exit_on_drop(value.expect("entered before falling back"));
+    }
+}
+
+type Make = Arc<dyn Fn(usize) -> Box<dyn Hosted> + Send + Sync>;
+
+/// The journal and the hook's errors, shared by everything a run builds, and the maker of the
+/// user's contexts, if any.
+#[derive(Clone, Default)]
+struct Shared {
+    events: Arc<Mutex<Vec<Event>>>,
+    lost: Arc<Mutex<Vec<Fault>>>,
+    make: Option<Make>,
+}
+
+/// The user's context of one leaf, entered after the leaf's injected enter and exited before
+/// its injected exit.
+#[derive(Default)]
+struct Guest(Option<Box<dyn Hosted>>);
+
+impl Guest {
+    fn new(shared: &Shared, n: usize) -> Self {
+        Guest(shared.make.as_ref().map(|make| make(n)))
+    }
+
+    async fn enter(&mut self) -> Result<(), Fault> {
+        match &mut self.0 {
+            Some(hosted) => hosted.enter().await,
+            None => Ok(()),
+        }
+    }
+
+    async fn exit(&mut self, outcome: Outcome<'_, Fault>) -> Result<(), Fault> {
+        match self.0.take() {
+            Some(hosted) => hosted.exit(outcome).await,
+            None => Ok(()),
+        }
+    }
+
+    fn exit_on_drop(&mut self) {
+        if let Some(hosted) = self.0.take() {
+            hosted.exit_on_drop();
+        }
+    }
+}
+
+impl Shared {
+    fn push(&self, event: Event) {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+    }
+}
+
+/// Builds `scenario` and runs it with `execute` (an executor's `block_on`, or a poll pattern
+/// around one), catching the panic the root may resume.
+///
+/// ```
+/// use async_with::testkit::{self, Body, Interrupt, Kind, Leaf, Node, Scenario, Step};
+///
+/// let leaf = Leaf { kind: Kind::Generator, enter: Step::ok(), exit: Step::ok() };
+/// let scenario = Scenario { root: Node::With(vec![leaf], Body { nested: None, step: Step::ok() }), interrupt: Interrupt::None };
+/// let report = testkit::run(&scenario, futures::executor::block_on);
+/// assert_eq!(report, testkit::expect(&scenario));
+/// ```
+pub fn run(scenario: &Scenario, execute: impl FnOnce(RunFuture) -> Finished) -> Report {
+    run_hosting(scenario, execute, None)
+}
+
+/// [`run`], with a context of yours (made by `make` for each leaf number) inside every leaf:
+/// entered after the leaf's injected enter step succeeded, exited before the leaf's injected
+/// exit step, falling back with it. Its errors are reported like the leaf's.
+///
+/// ```
+/// use async_with::testkit::{self, Fault, Scenario};
+/// use async_with::{AsyncContext, Outcome};
+/// use std::sync::{atomic::{AtomicI32, Ordering::SeqCst}, Arc};
+///
+/// // A fake pool: every connection taken must be given back, whatever happens.
+/// struct Checkout(Arc<AtomicI32>);
+/// impl AsyncContext for Checkout {
+///     type Value = ();
+///     type Error = Fault;
+///     async fn enter(&mut self) -> Result<(), Fault> { self.0.fetch_add(1, SeqCst); Ok(()) }
+///     async fn exit(self, (): (), _: Outcome<'_, Fault>) -> Result<(), Fault> { self.0.fetch_sub(1, SeqCst); Ok(()) }
+///     fn exit_on_drop(self, (): ()) { self.0.fetch_sub(1, SeqCst); }
+/// }
+///
+/// let scenario: Scenario = testkit::example();
+/// let open = Arc::new(AtomicI32::new(0));
+/// let pool = open.clone();
+/// testkit::check_with(&scenario, futures::executor::block_on, move |_| Checkout(pool.clone())).unwrap();
+/// assert_eq!(open.load(SeqCst), 0);
+/// ```
+pub fn run_with<C, M>(scenario: &Scenario, execute: impl FnOnce(RunFuture) -> Finished, make: M) -> Report
+where
+    C: AsyncContext<Error = Fault> + 'static,
+    M: Fn(usize) -> C + Send + Sync + 'static,
+{
+    let make: Make = Arc::new(move |n| Box::new(Host { context: make(n), value: None }));
+    run_hosting(scenario, execute, Some(make))
+}
+
+fn run_hosting(
+    scenario: &Scenario,
+    execute: impl FnOnce(RunFuture) -> Finished,
+    make: Option<Make>,
+) -> Report {
+    let shared = Shared { make, ..Shared::default() };
+    let root = plan(&scenario.root);
+    let scoped = node(root, shared.clone(), Some(scenario.interrupt));
+    let limit = match scenario.interrupt {
+        Interrupt::DropAt(polls) => Some(u32::from(polls)),
+        _ => None,
+    };
+    let future: RunFuture = Box::pin(DropAfter { scoped: Some(scoped), polls_left: limit });
+    let finished = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| execute(future)));
+    let ending = match finished {
+        Ok(Some(Ok(()))) => Ending::Returned,
+        Ok(Some(Err(error))) => {
+            let cancelled = error.is_cancelled();
+            let (primary, suppressed) = error.into_parts();
+            Ending::Failed { primary, suppressed, cancelled }
+        }
+        Ok(None) => Ending::Dropped,
+        Err(payload) => Ending::Panicked(message(payload)),
+    };
+    let events = core::mem::take(&mut *shared.events.lock().unwrap_or_else(|p| p.into_inner()));
+    let lost = core::mem::take(&mut *shared.lost.lock().unwrap_or_else(|p| p.into_inner()));
+    Report { events, ending, lost }
+}
+
+fn message(payload: Box<dyn core::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(message) => String::from(*message),
+            Err(_) => String::from("<a panic without a message>"),
+        },
+    }
+}
+
+/// Polls the root `polls_left` times at most, then drops it (drop cancellation).
+struct DropAfter {
+    scoped: Option<Scoped>,
+    polls_left: Option<u32>,
+}
+
+impl Future for DropAfter {
+    type Output = Finished;
+
+    fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Finished> {
+        if self.polls_left == Some(0) {
+            self.scoped = None; // dropped here, running the fallbacks
+            return Poll::Ready(None);
+        }
+        if let Some(left) = &mut self.polls_left {
+            *left -= 1;
+        }
+        let scoped = self.scoped.as_mut().expect("polled after completion");
+        let out = core::task::ready!(scoped.as_mut().poll(task));
+        self.scoped = None;
+        Poll::Ready(Some(out))
+    }
+}
+
+/// Returns `Pending` once, waking its task: one cancellation point.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<()> {
+        if core::mem::replace(&mut self.0, true) {
+            Poll::Ready(())
+        } else {
+            task.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+async fn pending(step: Step) {
+    for _ in 0..step.pending {
+        YieldOnce(false).await;
+    }
+}
+
+/// A signal that completes on its `k + 1`-th poll. It does not wake its task: every step that
+/// waits wakes it already, so the root is polled exactly once per `Pending`.
+struct SignalAt {
+    polls: u32,
+    at: u32,
+}
+
+impl Future for SignalAt {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        self.polls += 1;
+        if self.polls > self.at { Poll::Ready(()) } else { Poll::Pending }
+    }
+}
+
+fn seen(outcome: Outcome<'_, Fault>) -> Seen {
+    match outcome {
+        Outcome::Completed => Seen::Completed,
+        Outcome::Failed(e) => Seen::Failed(e.clone()),
+        Outcome::Panicked => Seen::Panicked,
+        Outcome::Cancelled => Seen::Cancelled,
+    }
+}
+
+fn end(act: Act, fault: Fault, panic: impl FnOnce() -> String) -> Result<(), Fault> {
+    match act {
+        Act::Succeed => Ok(()),
+        Act::Fail => Err(fault),
+        Act::Panic => std::panic::panic_any(panic()),
+    }
+}
+
+/// Journals `Fallback(n)` when dropped, unless disarmed first (after the fallback of the guest
+/// it may hold).
+struct Unless(Option<(Shared, usize)>, Option<Guest>);
+
+impl Unless {
+    fn armed(shared: &Shared, n: usize) -> Self {
+        Unless(Some((shared.clone(), n)), None)
+    }
+
+    fn disarm(&mut self) -> Guest {
+        self.0 = None;
+        self.1.take().unwrap_or_default()
+    }
+}
+
+impl Drop for Unless {
+    fn drop(&mut self) {
+        if let Some((shared, n)) = self.0.take() {
+            if let Some(mut guest) = self.1.take() {
+                guest.exit_on_drop();
+            }
+            shared.push(Event::Fallback(n));
+        }
+    }
+}
+
+// ----- The three ways to write a context. -----
+
+async fn enter_step(shared: &Shared, n: usize, leaf: Leaf, guest: &mut Guest) -> Result<(), Fault> {
+    pending(leaf.enter).await;
+    end(leaf.enter.act, Fault::Enter(n), || format!("enter #{n} panicked"))?;
+    guest.enter().await?;
+    shared.push(Event::Enter(n));
+    Ok(())
+}
+
+async fn exit_step(
+    shared: &Shared,
+    n: usize,
+    leaf: Leaf,
+    outcome: Outcome<'_, Fault>,
+    guest: &mut Guest,
+) -> Result<(), Fault> {
+    shared.push(Event::Exit(n, seen(outcome)));
+    guest.exit(outcome).await?;
+    pending(leaf.exit).await;
+    end(leaf.exit.act, Fault::Exit(n), || format!("exit #{n} panicked"))
+}
+
+/// A context written as a type implementing `AsyncContext`.
+struct Typed {
+    shared: Shared,
+    n: usize,
+    leaf: Leaf,
+    guest: Guest,
+}
+
+impl AsyncContext for Typed {
+    type Value = ();
+    type Error = Fault;
+
+    async fn enter(&mut self) -> Result<(), Fault> {
+        enter_step(&self.shared, self.n, self.leaf, &mut self.guest).await
+    }
+
+    async fn exit(mut self, (): (), outcome: Outcome<'_, Fault>) -> Result<(), Fault> {
+        exit_step(&self.shared, self.n, self.leaf, outcome, &mut self.guest).await
+    }
+
+    fn exit_on_drop(mut self, (): ()) {
+        self.guest.exit_on_drop();
+        self.shared.push(Event::Fallback(self.n));
+    }
+}
+
+fn typed(shared: &Shared, (n, leaf): (usize, Leaf)) -> Typed {
+    Typed { shared: shared.clone(), n, leaf, guest: Guest::new(shared, n) }
+}
+
+/// A context written as a closure pair.
+fn closures(
+    shared: &Shared,
+    (n, leaf): (usize, Leaf),
+) -> impl IntoContext<Value = (), Error = Fault> + use<> {
+    let (entering, exiting, dropping) = (shared.clone(), shared.clone(), shared.clone());
+    let guest = Arc::new(Mutex::new(Guest::new(shared, n)));
+    let (entered, exited, fallen) = (guest.clone(), guest.clone(), guest);
+    resource(
+        async move || {
+            let mut guest = core::mem::take(&mut *entered.lock().unwrap_or_else(|p| p.into_inner()));
+            let result = enter_step(&entering, n, leaf, &mut guest).await;
+            *entered.lock().unwrap_or_else(|p| p.into_inner()) = guest;
+            result
+        },
+        async move |(), outcome: Outcome<'_, Fault>| {
+            let mut guest = core::mem::take(&mut *exited.lock().unwrap_or_else(|p| p.into_inner()));
+            exit_step(&exiting, n, leaf, outcome, &mut guest).await
+        },
+    )
+    .on_drop(move |()| {
+        fallen.lock().unwrap_or_else(|p| p.into_inner()).exit_on_drop();
+        dropping.push(Event::Fallback(n));
+    })
+}
+
+/// A context written as a generator.
+fn generator(
+    shared: &Shared,
+    (n, leaf): (usize, Leaf),
+) -> impl IntoContext<Value = (), Error = Fault> + use<> {
+    let shared = shared.clone();
+    let mut guest = Guest::new(&shared, n);
+    context(async move |mut cx: Cx<(), Fault>| {
+        pending(leaf.enter).await;
+        end(leaf.enter.act, Fault::Enter(n), || format!("enter #{n} panicked"))?;
+        guest.enter().await?;
+        let mut dropped = Unless::armed(&shared, n);
+        dropped.1 = Some(guest);
+        shared.push(Event::Enter(n));
+        let ((), outcome) = cx.provide(()).await;
+        let mut guest = dropped.disarm();
+        shared.push(Event::Exit(n, seen(outcome)));
+        guest.exit(outcome).await?;
+        pending(leaf.exit).await;
+        end(leaf.exit.act, Fault::Exit(n), || format!("exit #{n} panicked"))
+    })
+}
+
+// ----- Scopes. -----
+
+fn to_fault(error: Error<Fault>) -> Fault {
+    let (primary, suppressed) = error.into_parts();
+    Fault::Scope(primary.map(Box::new), suppressed)
+}
+
+type BodyFuture = Pin<Box<dyn Future<Output = Result<(), Fault>> + Send>>;
+
+/// A body, built before its scope starts, running (and journaling that it started) only when
+/// the scope awaits it.
+fn body(shared: Shared, id: usize, body: PBody, journal_start: bool) -> BodyFuture {
+    Box::pin(async move {
+        if journal_start {
+            shared.push(Event::Body(id));
+        }
+        if let Some(nested) = body.nested {
+            node(*nested, shared.clone(), None).await.map_err(to_fault)?;
+        }
+        pending(body.step).await;
+        end(body.step.act, Fault::Body(id), || format!("body of scope {id} panicked"))
+    })
+}
+
+/// The scope options of a run: every scope reports errors lost to a panic into the journal; the
+/// root also has the scenario's cancellation signal.
+macro_rules! scope_for {
+    ($shared:expr, $interrupt:expr) => {{
+        let lost = $shared.lost.clone();
+        let at = match $interrupt {
+            Some(Interrupt::CancelAt(at)) => u32::from(at),
+            _ => u32::MAX,
+        };
+        let scope = Scope::new()
+            .on_error_during_panic(move |e: Fault| lost.lock().unwrap_or_else(|p| p.into_inner()).push(e));
+        // A signal that never fires outside a `CancelAt` run (and no control is needed then).
+        (scope, at != u32::MAX, SignalAt { polls: 0, at })
+    }};
+}
+
+fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>) -> Scoped {
+    let (scope, cancellable, signal) = scope_for!(shared, interrupt);
+    match node {
+        PNode::With { id, leaves, body: b } => {
+            let kind = leaves[0].1.kind;
+            let count = leaves.len();
+            let b = body(shared.clone(), id, b, true);
+            let s = &shared;
+            let mut l = leaves.into_iter();
+            let mut next = move || l.next().expect("counted");
+            macro_rules! go {
+                ($scope:expr, $make:ident) => {
+                    match count {
+                        1 => Box::pin($scope.with($make(s, next()), async move |_| b.await)),
+                        2 => Box::pin(
+                            $scope.with(($make(s, next()), $make(s, next())), async move |_| b.await),
+                        ),
+                        3 => {
+                            Box::pin($scope.with(
+                                ($make(s, next()), $make(s, next()), $make(s, next())),
+                                async move |_| b.await,
+                            ))
+                        }
+                        _ => Box::pin($scope.with(
+                            ($make(s, next()), $make(s, next()), $make(s, next()), $make(s, next())),
+                            async move |_| b.await,
+                        )),
+                    }
+                };
+            }
+            macro_rules! kinds {
+                ($scope:expr) => {
+                    match kind {
+                        Kind::Context => go!($scope, typed),
+                        Kind::Resource => go!($scope, closures),
+                        Kind::Generator => go!($scope, generator),
+                    }
+                };
+            }
+            if cancellable { kinds!(scope.cancel_on(signal)) } else { kinds!(scope) }
+        }
+        PNode::Stack { id, items, body: b } => {
+            // A stack's body starts with its items: it is journaled before them.
+            let b = body(shared.clone(), id, b, false);
+            let run = async move |stack: &mut ExitStack<Fault>| {
+                shared.push(Event::Body(id));
+                for item in items {
+                    push(stack, &shared, item).await?;
+                }
+                b.await
+            };
+            if cancellable {
+                Box::pin(scope.cancel_on(signal).scope(run))
+            } else {
+                Box::pin(scope.scope(run))
+            }
+        }
+    }
+}
+
+/// Pushes one item on the stack, as the scenario's body does.
+async fn push(stack: &ExitStack<Fault>, shared: &Shared, item: PItem) -> Result<(), Fault> {
+    match item {
+        PItem::Enter(leaves) => {
+            let kind = leaves[0].1.kind;
+            let s = shared;
+            let mut l = leaves.iter().copied();
+            let count = leaves.len();
+            let mut next = move || l.next().expect("counted");
+            macro_rules! go {
+                ($make:ident) => {
+                    match count {
+                        1 => stack.enter($make(s, next())).await.map(drop),
+                        2 => stack.enter(($make(s, next()), $make(s, next()))).await.map(drop),
+                        _ => stack
+                            .enter(($make(s, next()), $make(s, next()), $make(s, next())))
+                            .await
+                            .map(drop),
+                    }
+                };
+            }
+            match kind {
+                Kind::Context => go!(typed),
+                Kind::Resource => go!(closures),
+                Kind::Generator => go!(generator),
+            }
+        }
+        PItem::Defer(n, step) => {
+            let (shared, mut dropped) = (shared.clone(), Unless::armed(shared, n));
+            stack.defer(async move || {
+                let _ = dropped.disarm();
+                shared.push(Event::Exit(n, Seen::NotShown));
+                pending(step).await;
+                end(step.act, Fault::Exit(n), || format!("exit #{n} panicked"))
+            });
+            Ok(())
+        }
+        PItem::PushExit(n, step) => {
+            let (shared, mut dropped) = (shared.clone(), Unless::armed(shared, n));
+            stack.push_exit(async move |outcome: Outcome<'_, Fault>| {
+                let _ = dropped.disarm();
+                shared.push(Event::Exit(n, seen(outcome)));
+                pending(step).await;
+                end(step.act, Fault::Exit(n), || format!("exit #{n} panicked"))
+            });
+            Ok(())
+        }
+        PItem::Callback(n, act) => {
+            let (shared, mut dropped) = (shared.clone(), Unless::armed(shared, n));
+            stack.callback(move || {
+                let _ = dropped.disarm();
+                shared.push(Event::Exit(n, Seen::NotShown));
+                end(act, Fault::Exit(n), || format!("exit #{n} panicked"))
+            });
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! What a scenario is: a tree of scopes whose every enter, body and exit succeeds, fails, panics
+//! or stays pending for a few polls, plus an interruption at a chosen poll.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// How a step ends, after it has returned `Pending` [`Step::pending`] times.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, arbitrary::Arbitrary)]
+pub enum Act {
+    /// Returns `Ok`.
+    Succeed,
+    /// Returns an error.
+    Fail,
+    /// Panics.
+    Panic,
+}
+
+/// One enter, exit or body: `pending` times `Pending` (each waking its task), then `act`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Step {
+    /// How many times the step returns `Pending` before it ends (a cancellation point each).
+    pub pending: u8,
+    /// How it ends.
+    pub act: Act,
+}
+
+impl Step {
+    /// A step that succeeds at once.
+    ///
+    /// ```
+    /// use async_with::testkit::{Act, Step};
+    /// assert_eq!(Step::ok(), Step { pending: 0, act: Act::Succeed });
+    /// ```
+    pub const fn ok() -> Self {
+        Step { pending: 0, act: Act::Succeed }
+    }
+}
+
+/// Which way the context of a leaf is written: each goes through a different path of the crate.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, arbitrary::Arbitrary)]
+pub enum Kind {
+    /// A type implementing [`AsyncContext`](crate::AsyncContext).
+    Context,
+    /// A [`resource`](crate::resource) made of two closures.
+    Resource,
+    /// A generator [`context`](crate::context).
+    Generator,
+}
+
+/// A context of the scenario: how its enter and its exit behave.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Leaf {
+    /// How the context is written.
+    pub kind: Kind,
+    /// Its enter (for a generator: the setup before `provide`).
+    pub enter: Step,
+    /// Its exit (for a generator: the teardown after `provide`).
+    pub exit: Step,
+}
+
+/// What a scope's body does: first the nested scope, if any, then its own step.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Body {
+    /// A scope run inside the body; its error becomes the body's error.
+    pub nested: Option<Box<Node>>,
+    /// The body's own step.
+    pub step: Step,
+}
+
+/// An entry pushed on an exit stack.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Item {
+    /// `stack.enter(..)` of one context, or of a tuple of them.
+    Enter(Vec<Leaf>),
+    /// `stack.defer(..)`: an async callback; its step is its run.
+    Defer(Step),
+    /// `stack.push_exit(..)`: an async exit that sees the outcome.
+    PushExit(Step),
+    /// `stack.callback(..)`: a synchronous callback (its `pending` is ignored).
+    Callback(Act),
+}
+
+/// A scope.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// `with(..)` over one context, or a tuple of them.
+    With(Vec<Leaf>, Body),
+    /// `scope(..)`: the items are pushed in order, then the body runs.
+    Stack(Vec<Item>, Body),
+}
+
+/// What interrupts the root scope.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Interrupt {
+    /// Nothing: the scope runs to its end.
+    None,
+    /// A cooperative cancellation: the signal completes on its `n + 1`-th poll.
+    CancelAt(u16),
+    /// The scope's future is dropped after `n` polls (the default drop policy).
+    DropAt(u16),
+}
+
+/// A whole scenario: a root scope and what interrupts it.
+///
+/// ```
+/// use async_with::testkit::{Act, Body, Interrupt, Kind, Leaf, Node, Scenario, Step};
+///
+/// let leaf = Leaf { kind: Kind::Resource, enter: Step::ok(), exit: Step { pending: 1, act: Act::Fail } };
+/// let scenario = Scenario {
+///     root: Node::With(vec![leaf, leaf], Body { nested: None, step: Step::ok() }),
+///     interrupt: Interrupt::None,
+/// };
+/// assert_eq!(format!("{scenario:?}"), "with(#0 resource ok, exit pending 1 then fail; #1 resource ok, exit pending 1 then fail) { ok }");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Scenario {
+    /// The root scope.
+    pub root: Node,
+    /// What interrupts it.
+    pub interrupt: Interrupt,
+}
+
+// ----- Readable `Debug`: what a person reads in a shrunk failing case. -----
+
+impl fmt::Debug for Act {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Act::Succeed => "ok",
+            Act::Fail => "fail",
+            Act::Panic => "panic",
+        })
+    }
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pending {
+            0 => write!(f, "{:?}", self.act),
+            n => write!(f, "pending {n} then {:?}", self.act),
+        }
+    }
+}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Context => "context",
+            Kind::Resource => "resource",
+            Kind::Generator => "generator",
+        })
+    }
+}
+
+impl fmt::Debug for Leaf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} {:?}, exit {:?}", self.kind, self.enter, self.exit)
+    }
+}
+
+/// Writes leaves with the numbers the interpreter and the oracle give them (depth first).
+struct Numbered<'a, T> {
+    value: &'a T,
+    next: &'a core::cell::Cell<usize>,
+}
+
+impl fmt::Debug for Numbered<'_, Leaf> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.next.get();
+        self.next.set(n + 1);
+        write!(f, "#{n} {:?}", self.value)
+    }
+}
+
+fn leaves(f: &mut fmt::Formatter<'_>, leaves: &[Leaf], next: &core::cell::Cell<usize>) -> fmt::Result {
+    for (i, leaf) in leaves.iter().enumerate() {
+        if i > 0 {
+            f.write_str("; ")?;
+        }
+        write!(f, "{:?}", Numbered { value: leaf, next })?;
+    }
+    Ok(())
+}
+
+impl fmt::Debug for Numbered<'_, Body> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{ ")?;
+        if let Some(nested) = &self.value.nested {
+            write!(f, "{:?}; ", Numbered { value: &**nested, next: self.next })?;
+        }
+        write!(f, "{:?} }}", self.value.step)
+    }
+}
+
+impl fmt::Debug for Numbered<'_, Node> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.value {
+            Node::With(ctxs, body) => {
+                f.write_str("with(")?;
+                leaves(f, ctxs, self.next)?;
+                write!(f, ") {:?}", Numbered { value: body, next: self.next })
+            }
+            Node::Stack(items, body) => {
+                f.write_str("scope[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    match item {
+                        Item::Enter(ctxs) => {
+                            f.write_str("enter(")?;
+                            leaves(f, ctxs, self.next)?;
+                            f.write_str(")")?;
+                        }
+                        Item::Defer(step) => {
+                            write!(f, "#{} defer {step:?}", self.next.get())?;
+                            self.next.set(self.next.get() + 1);
+                        }
+                        Item::PushExit(step) => {
+                            write!(f, "#{} push_exit {step:?}", self.next.get())?;
+                            self.next.set(self.next.get() + 1);
+                        }
+                        Item::Callback(act) => {
+                            write!(f, "#{} callback {act:?}", self.next.get())?;
+                            self.next.set(self.next.get() + 1);
+                        }
+                    }
+                }
+                write!(f, "] {:?}", Numbered { value: body, next: self.next })
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", Numbered { value: self, next: &core::cell::Cell::new(0) })
+    }
+}
+
+impl fmt::Debug for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Numbered as if it were the first item of a stack.
+        let node = Node::Stack(alloc::vec![self.clone()], Body { nested: None, step: Step::ok() });
+        write!(f, "{node:?}")
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", Numbered { value: self, next: &core::cell::Cell::new(0) })
+    }
+}
+
+impl fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Interrupt::None => Ok(()),
+            Interrupt::CancelAt(n) => write!(f, ", cancelled at poll {n}"),
+            Interrupt::DropAt(n) => write!(f, ", dropped after {n} polls"),
+        }
+    }
+}
+
+impl fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}{:?}", self.root, self.interrupt)
+    }
+}

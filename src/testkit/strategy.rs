@@ -1,0 +1,73 @@
+//! proptest strategies for scenarios: small trees, so that shrinking ends at a readable one.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::scenario::{Act, Body, Interrupt, Item, Kind, Leaf, Node, Scenario, Step};
+
+fn act() -> impl Strategy<Value = Act> {
+    prop_oneof![16 => Just(Act::Succeed), 2 => Just(Act::Fail), 1 => Just(Act::Panic)]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (0..3u8, act()).prop_map(|(pending, act)| Step { pending, act })
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![Just(Kind::Context), Just(Kind::Resource), Just(Kind::Generator)]
+}
+
+/// One to `max` contexts of one kind (a tuple's types are the same kind).
+fn leaves(max: usize) -> impl Strategy<Value = Vec<Leaf>> {
+    (kind(), proptest::collection::vec((step(), step()), 1..=max))
+        .prop_map(|(kind, steps)| steps.into_iter().map(|(enter, exit)| Leaf { kind, enter, exit }).collect())
+}
+
+fn item() -> impl Strategy<Value = Item> {
+    prop_oneof![
+        4 => leaves(3).prop_map(Item::Enter),
+        1 => step().prop_map(Item::Defer),
+        1 => step().prop_map(Item::PushExit),
+        1 => act().prop_map(Item::Callback),
+    ]
+}
+
+fn node() -> impl Strategy<Value = Node> {
+    let flat = prop_oneof![
+        (leaves(4), step()).prop_map(|(l, step)| Node::With(l, Body { nested: None, step })),
+        (proptest::collection::vec(item(), 0..=4), step())
+            .prop_map(|(items, step)| Node::Stack(items, Body { nested: None, step })),
+    ];
+    flat.prop_recursive(2, 8, 1, |inner| {
+        prop_oneof![
+            (leaves(4), inner.clone(), step())
+                .prop_map(|(l, nested, step)| Node::With(l, Body { nested: Some(Box::new(nested)), step })),
+            (proptest::collection::vec(item(), 0..=4), inner, step()).prop_map(|(items, nested, step)| {
+                Node::Stack(items, Body { nested: Some(Box::new(nested)), step })
+            }),
+        ]
+    })
+}
+
+fn interrupt() -> impl Strategy<Value = Interrupt> {
+    prop_oneof![
+        1 => Just(Interrupt::None),
+        2 => (0..24u16).prop_map(Interrupt::CancelAt),
+        2 => (0..32u16).prop_map(Interrupt::DropAt),
+    ]
+}
+
+/// Scenarios of up to three nested scopes, with up to four contexts per `with` and four items
+/// per stack, and an interruption at one of the first few dozen polls.
+///
+/// ```
+/// use proptest::strategy::{Strategy, ValueTree};
+/// let mut runner = proptest::test_runner::TestRunner::deterministic();
+/// let scenario = async_with::testkit::strategy().new_tree(&mut runner).unwrap().current();
+/// println!("{scenario:?}");
+/// ```
+pub fn strategy() -> impl Strategy<Value = Scenario> {
+    (node(), interrupt()).prop_map(|(root, interrupt)| Scenario { root, interrupt })
+}
