@@ -24,7 +24,7 @@ pub type RunFuture = Pin<Box<dyn Future<Output = Finished> + Send>>;
 
 type Scoped = Pin<Box<dyn Future<Output = Result<(), Error<Fault>>> + Send>>;
 
-/// A context of yours, as the kit drives it inside a scenario's leaf (see [`check_with`]).
+/// A context of yours, as the kit drives it inside a scenario's leaf (see [`check_with`](super::check_with)).
 ///
 /// Implemented for every [`AsyncContext`] whose error type is [`Fault`]: adapt a real context
 /// by mapping its errors, for instance with a [`resource`](crate::resource) or a small wrapper.
