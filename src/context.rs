@@ -198,7 +198,8 @@ impl<C: AsyncContext> LocalAsyncContext for C {
 /// Anything [`with`](crate::with) can enter: a type implementing [`AsyncContext`], a
 /// [`resource`](crate::resource) made of two closures, or a tuple of 2 to 8 of these (entered left
 /// to right, exited right to left, the body borrowing the tuple of their values). Everything it
-/// runs is `Send`.
+/// runs is `Send`. Everything `with` can enter, [`with_local`](crate::with_local) can too: this
+/// trait extends [`IntoLocalContext`], which names the `Value` and the `Error`.
 ///
 /// This is the bound, and the return type, for functions that take or make "a context", the way
 /// `IntoFuture` is for "something to await". `-> impl IntoContext<Value = V, Error = E>` keeps the
@@ -226,11 +227,7 @@ impl<C: AsyncContext> LocalAsyncContext for C {
     message = "`{Self}` is not a context `with` can enter",
     note = "`with` takes an `AsyncContext`, a `resource(..)` whose closures and futures are `Send`, or a tuple of them; for `!Send` ones use `with_local`"
 )]
-pub trait IntoContext {
-    /// What the body borrows once every context is entered.
-    type Value: Send;
-    /// The error type shared by the enters, the exits and the body.
-    type Error: Send + Sync;
+pub trait IntoContext: IntoLocalContext<Value: Send, Error: Send + Sync> {
     /// The state a scope pins and drives (sealed).
     #[doc(hidden)]
     type Context: SendProtocol<Value = Self::Value, Error = Self::Error>;
@@ -280,10 +277,10 @@ pub trait IntoLocalContext {
     type Error;
     /// The state a scope pins and drives (sealed).
     #[doc(hidden)]
-    type Context: Protocol<Value = Self::Value, Error = Self::Error>;
+    type LocalContext: Protocol<Value = Self::Value, Error = Self::Error>;
     /// Converts into that state (sealed).
     #[doc(hidden)]
-    fn into_local_context(self) -> Self::Context;
+    fn into_local_context(self) -> Self::LocalContext;
 
     /// Enters into a local exit stack (sealed); see [`IntoContext::enter_stack`].
     #[doc(hidden)]
@@ -314,8 +311,6 @@ impl<C> Unpin for Leaf<C> {}
 impl<C> Sealed for Leaf<C> {}
 
 impl<C: AsyncContext> IntoContext for C {
-    type Value = C::Value;
-    type Error = C::Error;
     type Context = Leaf<C>;
 
     fn into_context(self) -> Leaf<C> {
@@ -345,7 +340,7 @@ impl<C: AsyncContext> IntoContext for C {
 impl<C: LocalAsyncContext> IntoLocalContext for C {
     type Value = C::Value;
     type Error = C::Error;
-    type Context = Leaf<C>;
+    type LocalContext = Leaf<C>;
 
     fn into_local_context(self) -> Leaf<C> {
         Leaf { context: Some(self) }

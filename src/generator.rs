@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::catch_unwind::catch_unwind;
 use crate::protocol::{Protocol, Sealed, SendProtocol};
-use crate::unwind::{Deadline, Kind, Unwind};
+use crate::unwind::{Deadline, Kind, Lent, Unwind};
 use crate::{IntoContext, IntoLocalContext, Outcome};
 
 /// Makes a context from one async closure: setup, then `cx.provide(value).await`, then teardown.
@@ -121,7 +121,7 @@ impl<F, V, E> fmt::Debug for Generator<F, V, E> {
 pub struct Cx<V, E> {
     slot: Arc<Slot<V, E>>,
     /// The scope's error, while the teardown borrows it; given back on drop.
-    lent: Option<E>,
+    lent: Option<Lent<E>>,
 }
 
 impl<V, E> fmt::Debug for Cx<V, E> {
@@ -208,7 +208,7 @@ impl<'cx, V, E> Future for Provide<'cx, V, E> {
                 cx.lent = lent;
                 let outcome = match (kind, &cx.lent) {
                     (Kind::Completed, _) => Outcome::Completed,
-                    (Kind::Failed, Some(error)) => Outcome::Failed(error),
+                    (Kind::Failed, Some(error)) => Outcome::Failed(error.get()),
                     (Kind::Failed, None) => {
                         unreachable!("async-with: a failed outcome lends its error")
                     }
@@ -248,7 +248,7 @@ struct Slot<V, E> {
 
 struct Shared<V, E> {
     state: State<V, E>,
-    returned: Option<E>,
+    returned: Option<Lent<E>>,
 }
 
 enum State<V, E> {
@@ -259,7 +259,7 @@ enum State<V, E> {
     /// The body has the value.
     Body,
     /// The scope gives the value back, with the outcome and the error it lends.
-    Resumed(V, Kind, Option<E>),
+    Resumed(V, Kind, Option<Lent<E>>),
     /// The closure took it back and runs its teardown.
     Teardown,
 }
@@ -306,7 +306,7 @@ where
 {
     type Value = V;
     type Error = E;
-    type Context = Running<F, V, E>;
+    type LocalContext = Running<F, V, E>;
 
     async fn enter_local_stack<'a, 'env>(
         self,
@@ -326,7 +326,7 @@ where
         }
     }
 
-    fn into_local_context(self) -> Self::Context {
+    fn into_local_context(self) -> Self::LocalContext {
         Running {
             generator: Some(self.generator),
             future: None,
@@ -345,8 +345,6 @@ where
     V: Send,
     E: Send + Sync,
 {
-    type Value = V;
-    type Error = E;
     type Context = Running<F, V, E>;
 
     fn into_context(self) -> Self::Context {

@@ -180,9 +180,11 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod adapter;
 #[cfg(feature = "std")]
 mod cancel;
 mod catch_unwind;
+mod combinator;
 mod context;
 #[cfg(feature = "std")]
 mod detach;
@@ -199,8 +201,10 @@ mod tuple;
 mod unwind;
 mod with;
 
+pub use adapter::{NullContext, nullcontext};
 #[cfg(feature = "std")]
 pub use cancel::{CancellationToken, Cancelled};
+pub use combinator::{AndThen, ContextExt, EvalMap, Join, JoinAll, Map, OnFinalize, join, join_all};
 pub use context::{AsyncContext, IntoContext, IntoLocalContext, LocalAsyncContext};
 #[cfg(feature = "std")]
 pub use detach::{DetachOnDrop, DetachSignal, Detached, detach_on_drop};
@@ -223,13 +227,17 @@ pub mod testkit;
 /// any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::combinator::{
+        AndThenState, EvalMapState, JoinAllState, JoinState, MapState, OnFinalizeState,
+    };
+    pub use crate::combinator::{OutcomeFn, StepFn};
     pub use crate::context::Leaf;
     #[cfg(feature = "std")]
     pub use crate::generator::GeneratorFn;
     pub use crate::protocol::{Protocol, SendProtocol};
     pub use crate::resource::ExitFn;
     #[cfg(feature = "std")]
-    pub use crate::stack::{Nested, OutcomeFn};
+    pub use crate::stack::Nested;
     pub use crate::tuple::{Chain, Flat, Nest};
     pub use crate::unwind::Unwind;
 }

@@ -146,7 +146,7 @@ where
 {
     type Value = V;
     type Error = E;
-    type Context = Self;
+    type LocalContext = Self;
 
     fn into_local_context(self) -> Self {
         self
@@ -175,8 +175,11 @@ where
     }
 }
 
+// The `AsyncFnOnce` bounds hold whenever the others do; stating them proves the supertrait.
 impl<En, Ex, Fb, EnFut, V, E> IntoContext for Resource<En, Ex, Fb>
 where
+    En: AsyncFnOnce() -> Result<V, E>,
+    Ex: AsyncFnOnce(V, Outcome<'_, E>) -> Result<(), E>,
     En: FnOnce() -> EnFut + Send,
     EnFut: Future<Output = Result<V, E>> + Send,
     Ex: for<'a> ExitFn<'a, V, E> + Send,
@@ -185,8 +188,6 @@ where
     V: Send,
     E: Send + Sync,
 {
-    type Value = V;
-    type Error = E;
     type Context = Self;
 
     fn into_context(self) -> Self {

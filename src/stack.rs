@@ -12,8 +12,8 @@ use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::combinator::OutcomeFn;
 pub(crate) use entry::Entry;
-pub use entry::OutcomeFn;
 
 use alloc::sync::Arc;
 use core::future::pending;
@@ -808,8 +808,8 @@ where
         Some(value) => Ok(stack.push_owned(
             state,
             value,
-            entry::local_composite_exit::<C::Context>,
-            entry::local_composite_fallback::<C::Context>,
+            entry::local_composite_exit::<C::LocalContext>,
+            entry::local_composite_fallback::<C::LocalContext>,
         )),
         None => Err(stack.failed(unwind)),
     }
@@ -865,9 +865,17 @@ impl<S> Sealed for Nested<S> {}
 
 /// Entering a stack gives the stack itself as the value; exiting it closes it, its exits seeing
 /// the outcome of the scope around it.
-impl<E: Send + Sync + 'static> IntoContext for ExitStack<E> {
+impl<E: Send + Sync + 'static> IntoLocalContext for ExitStack<E> {
     type Value = ExitStack<E>;
     type Error = E;
+    type LocalContext = Nested<ExitStack<E>>;
+
+    fn into_local_context(self) -> Self::LocalContext {
+        Nested { stack: Some(self) }
+    }
+}
+
+impl<E: Send + Sync + 'static> IntoContext for ExitStack<E> {
     type Context = Nested<ExitStack<E>>;
 
     fn into_context(self) -> Self::Context {
@@ -878,9 +886,9 @@ impl<E: Send + Sync + 'static> IntoContext for ExitStack<E> {
 impl<'env, E: 'env> IntoLocalContext for LocalExitStack<'env, E> {
     type Value = LocalExitStack<'env, E>;
     type Error = E;
-    type Context = Nested<LocalExitStack<'env, E>>;
+    type LocalContext = Nested<LocalExitStack<'env, E>>;
 
-    fn into_local_context(self) -> Self::Context {
+    fn into_local_context(self) -> Self::LocalContext {
         Nested { stack: Some(self) }
     }
 }

@@ -128,9 +128,9 @@ macro_rules! nested {
 }
 
 macro_rules! chain_type {
-    ($Into:ident; $last:ident) => { <$last as $Into>::Context };
-    ($Into:ident; $head:ident, $($rest:ident),+) => {
-        Chain<<$head as $Into>::Context, chain_type!($Into; $($rest),+)>
+    ($Into:ident, $Ctx:ident; $last:ident) => { <$last as $Into>::$Ctx };
+    ($Into:ident, $Ctx:ident; $head:ident, $($rest:ident),+) => {
+        Chain<<$head as $Into>::$Ctx, chain_type!($Into, $Ctx; $($rest),+)>
     };
 }
 
@@ -142,15 +142,24 @@ macro_rules! chain {
 }
 
 macro_rules! tuple_into {
-    ($Into:ident, $into:ident; $A:ident $a:ident, $($T:ident $t:ident),+) => {
-        impl<$A: $Into, $($T: $Into<Error = $A::Error>),+> $Into for ($A, $($T),+) {
+    ($A:ident $a:ident, $($T:ident $t:ident),+) => {
+        impl<$A: IntoLocalContext, $($T: IntoLocalContext<Error = $A::Error>),+> IntoLocalContext for ($A, $($T),+) {
             type Value = ($A::Value, $($T::Value),+);
             type Error = $A::Error;
-            type Context = Flat<chain_type!($Into; $A, $($T),+), Self::Value>;
+            type LocalContext = Flat<chain_type!(IntoLocalContext, LocalContext; $A, $($T),+), Self::Value>;
 
-            fn $into(self) -> Self::Context {
+            fn into_local_context(self) -> Self::LocalContext {
                 let ($a, $($t),+) = self;
-                Flat { nested: chain!($into; $a, $($t),+), flat: PhantomData }
+                Flat { nested: chain!(into_local_context; $a, $($t),+), flat: PhantomData }
+            }
+        }
+
+        impl<$A: IntoContext, $($T: IntoContext<Error = $A::Error>),+> IntoContext for ($A, $($T),+) {
+            type Context = Flat<chain_type!(IntoContext, Context; $A, $($T),+), Self::Value>;
+
+            fn into_context(self) -> Self::Context {
+                let ($a, $($t),+) = self;
+                Flat { nested: chain!(into_context; $a, $($t),+), flat: PhantomData }
             }
         }
     };
@@ -158,8 +167,7 @@ macro_rules! tuple_into {
 
 macro_rules! tuple_context {
     ($A:ident $a:ident, $($T:ident $t:ident),+) => {
-        tuple_into!(IntoContext, into_context; $A $a, $($T $t),+);
-        tuple_into!(IntoLocalContext, into_local_context; $A $a, $($T $t),+);
+        tuple_into!($A $a, $($T $t),+);
 
         impl<$A, $($T),+> Nest for ($A, $($T),+) {
             type Nested = nested!($A, $($T),+);

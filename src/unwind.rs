@@ -104,8 +104,47 @@ pub(crate) enum Kind {
 #[cfg(feature = "std")]
 pub(crate) struct Seed<E> {
     kind: Kind,
-    lent: Option<E>,
+    lent: Option<Lent<E>>,
     control: Option<Arc<Control<E>>>,
+}
+
+/// The error an exit sees, lent to it for as long as it runs: moved out of the scope's list
+/// (and put back in its place afterwards), or shared by concurrent exits (`join`'s branches),
+/// which all see the same error while each keeps its own list.
+#[cfg(feature = "std")]
+pub(crate) enum Lent<E> {
+    Owned(E),
+    Shared(Arc<E>),
+}
+
+#[cfg(feature = "std")]
+impl<E> Lent<E> {
+    pub(crate) fn get(&self) -> &E {
+        match self {
+            Lent::Owned(error) => error,
+            Lent::Shared(error) => error,
+        }
+    }
+}
+
+/// What concurrent branches start from; see [`Unwind::fork`].
+pub(crate) struct Fork<E> {
+    inherited_panic: bool,
+    cancelled: bool,
+    /// The shared error, and whether it was taken out of the forking unwind's list.
+    shared: Option<(Arc<E>, bool)>,
+    control: Option<Arc<Control<E>>>,
+}
+
+impl<E> Fork<E> {
+    /// An unwind for one branch.
+    pub(crate) fn branch(&self) -> Unwind<E> {
+        let mut branch = Unwind::with_control(self.control.clone());
+        branch.inherited_panic = self.inherited_panic;
+        branch.cancelled = self.cancelled;
+        branch.shared = self.shared.as_ref().map(|(shared, _)| shared.clone());
+        branch
+    }
 }
 
 /// The state of a scope that is unwinding. Public only so that the sealed protocol can name it.
@@ -117,6 +156,9 @@ pub struct Unwind<E> {
     /// A panic is pending in the scope this one runs an exit for (see [`Unwind::seeded`]).
     inherited_panic: bool,
     cancelled: bool,
+    /// The error of the scope this one runs a concurrent branch for: seen until this one has
+    /// its own, never returned by it (see [`Unwind::branch`]).
+    shared: Option<Arc<E>>,
     control: Option<Arc<Control<E>>>,
 }
 
@@ -144,6 +186,7 @@ impl<E> Unwind<E> {
             panic: None,
             inherited_panic: false,
             cancelled: false,
+            shared: None,
             control,
         }
     }
@@ -152,7 +195,7 @@ impl<E> Unwind<E> {
     /// are suppressed ones (the result says *cancelled*). A scope that already failed stays
     /// failed: the cancellation came too late to be the cause.
     pub(crate) fn cancel(&mut self) {
-        if self.first.is_none() {
+        if self.first.is_none() && self.shared.is_none() {
             self.cancelled = true;
         }
     }
@@ -178,18 +221,54 @@ impl<E> Unwind<E> {
     #[cfg(feature = "std")]
     pub(crate) fn seeded(Seed { kind, lent, control }: Seed<E>) -> Self {
         let mut unwind = Self::with_control(control);
-        match kind {
-            Kind::Completed => {}
-            Kind::Failed => unwind.first = lent,
-            Kind::Panicked => unwind.inherited_panic = true,
-            Kind::Cancelled => unwind.cancelled = true,
+        match (kind, lent) {
+            (Kind::Failed, Some(Lent::Owned(error))) => unwind.first = Some(error),
+            (Kind::Failed, Some(Lent::Shared(error))) => unwind.shared = Some(error),
+            (Kind::Panicked, _) => unwind.inherited_panic = true,
+            (Kind::Cancelled, _) => unwind.cancelled = true,
+            _ => {}
         }
         unwind
     }
 
+    /// Starts concurrent branches (`join`): each [`Fork::branch`] sees what the next exit here
+    /// would see, sharing the newest error, which [`Unwind::join`] puts back in its place.
+    pub(crate) fn fork(&mut self) -> Fork<E> {
+        let (inherited_panic, cancelled, shared) = match self.outcome() {
+            Outcome::Completed => (false, false, None),
+            Outcome::Panicked => (true, false, None),
+            Outcome::Cancelled => (false, true, None),
+            Outcome::Failed(_) => match self.later.pop().or_else(|| self.first.take()) {
+                Some(error) => (false, false, Some((Arc::new(error), true))),
+                // Already shared with this unwind (a fork inside a branch): it stays there.
+                None => (false, false, self.shared.clone().map(|shared| (shared, false))),
+            },
+        };
+        Fork { inherited_panic, cancelled, shared, control: self.control.clone() }
+    }
+
+    /// Ends concurrent branches: puts the shared error back in its place, then takes the
+    /// branches' errors (the first branch's before the next one's) and the first panic.
+    pub(crate) fn join(&mut self, fork: Fork<E>, branches: &mut [Unwind<E>]) {
+        let Fork { shared, .. } = fork;
+        // Every branch must let go of the shared error before it can come back.
+        for branch in branches.iter_mut() {
+            branch.shared = None;
+        }
+        if let Some((shared, true)) = shared {
+            // Only a generator's `Cx` kept past its closure can still hold it, and that was
+            // reported as misuse already.
+            if let Ok(error) = Arc::try_unwrap(shared) {
+                self.fail(error);
+            }
+        }
+        for branch in branches {
+            self.merge(core::mem::replace(branch, Unwind::with_control(None)));
+        }
+    }
+
     /// Takes back what a [`seeded`](Unwind::seeded) unwind recorded: the lent error first (it
     /// was the newest here), then its new errors in order, then its panic.
-    #[cfg(feature = "std")]
     pub(crate) fn merge(&mut self, other: Unwind<E>) {
         let Unwind { first, later, panic, .. } = other;
         for error in first.into_iter().chain(later) {
@@ -216,7 +295,7 @@ impl<E> Unwind<E> {
             Outcome::Panicked
         } else if self.cancelled {
             Outcome::Cancelled
-        } else if let Some(newest) = self.later.last().or(self.first.as_ref()) {
+        } else if let Some(newest) = self.later.last().or(self.first.as_ref()).or(self.shared.as_deref()) {
             Outcome::Failed(newest)
         } else {
             Outcome::Completed
@@ -227,12 +306,15 @@ impl<E> Unwind<E> {
     /// for a while (a generator context, whose future was created before the error existed). It
     /// goes back with [`Unwind::restore`] before anything else is recorded, so the order holds.
     #[cfg(feature = "std")]
-    pub(crate) fn lend(&mut self) -> (Kind, Option<E>) {
+    pub(crate) fn lend(&mut self) -> (Kind, Option<Lent<E>>) {
         match self.outcome() {
             Outcome::Completed => (Kind::Completed, None),
             Outcome::Panicked => (Kind::Panicked, None),
             Outcome::Cancelled => (Kind::Cancelled, None),
-            Outcome::Failed(_) => (Kind::Failed, self.later.pop().or_else(|| self.first.take())),
+            Outcome::Failed(_) => {
+                let owned = self.later.pop().or_else(|| self.first.take()).map(Lent::Owned);
+                (Kind::Failed, owned.or_else(|| self.shared.clone().map(Lent::Shared)))
+            }
         }
     }
 
@@ -245,9 +327,13 @@ impl<E> Unwind<E> {
 
     /// Puts back the error [`Unwind::lend`] took, where it was.
     #[cfg(feature = "std")]
-    pub(crate) fn restore(&mut self, error: E) {
-        // It was the newest error, so appending it puts it back in its place.
-        self.fail(error);
+    pub(crate) fn restore(&mut self, error: Lent<E>) {
+        match error {
+            // It was the newest error, so appending it puts it back in its place.
+            Lent::Owned(error) => self.fail(error),
+            // Never taken out of the list of the scope that shares it.
+            Lent::Shared(_) => {}
+        }
     }
 
     /// Records a panic raised by the crate itself (misuse detected at run time), so that it
@@ -312,6 +398,17 @@ impl<E> Unwind<E> {
                 None
             }
         }
+    }
+
+    /// Drops a value the scope is done with, as part of an exit: a panic in its destructor is
+    /// recorded like any other.
+    pub(crate) fn drop_value<V>(&mut self, value: V) {
+        #[cfg(feature = "std")]
+        if let Err(payload) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(move || drop(value))) {
+            self.panicked(payload);
+        }
+        #[cfg(not(feature = "std"))]
+        drop(value);
     }
 
     /// Records an error that did not come out of `enter`, `body` or `exited`.

@@ -469,7 +469,7 @@ impl<H, S: Future, D> Scope<H, S, D> {
         D: ExitDeadline<C::Error>,
         B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
     {
-        run_with!(self, context.into_local_context(), C::Context, body, Protocol)
+        run_with!(self, context.into_local_context(), C::LocalContext, body, Protocol)
     }
 
     /// Splits the options for a scope runner: the hook, the signal, and the shared control.

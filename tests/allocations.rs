@@ -199,3 +199,24 @@ fn an_exit_stack_allocates_once_per_entry() {
         assert!(count >= per_entry * N, "{name}: fewer allocations than entries? {count}");
     }
 }
+
+#[test]
+fn statically_composed_contexts_allocate_nothing() {
+    use async_with::{ContextExt, join, nullcontext};
+    let (out, n) = allocations(|| {
+        let chain = counter(false)
+            .and_then(|a: &mut u64| {
+                let a = *a;
+                counter(false).map(move |b: &mut u64| a + *b)
+            })
+            .eval_map(async |ab: &mut u64| {
+                yield_once().await;
+                Ok(*ab + 1)
+            })
+            .on_finalize(async |_: Outcome<'_, &'static str>| Ok(()));
+        let both = join(chain, nullcontext(10_u64));
+        with(both, async |(abc, ten)| Ok(*abc + *ten))
+    });
+    assert_eq!(out.unwrap(), 13);
+    assert_eq!(n, 0);
+}

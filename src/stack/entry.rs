@@ -9,6 +9,7 @@ use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, ready};
 
+use crate::combinator::OutcomeFn;
 use crate::protocol::{Protocol, SendProtocol};
 use crate::resource::ExitFn;
 use crate::unwind::{Seed, Unwind, exit_within};
@@ -229,19 +230,4 @@ pub(crate) async fn local_composite_exit<S: Protocol>(
     let mut unwind = Unwind::seeded(seed);
     Protocol::exit(state.as_mut(), value, &mut unwind).await;
     unwind
-}
-
-/// An exit closure that sees only the outcome (`push_exit`), seen as a plain function so that
-/// its future can be named (and required to be `Send`); see [`ExitFn`].
-#[doc(hidden)]
-pub trait OutcomeFn<'a, E: 'a>: FnOnce(Outcome<'a, E>) -> <Self as OutcomeFn<'a, E>>::Future {
-    type Future: Future<Output = Result<(), E>>;
-}
-
-impl<'a, E: 'a, F, Fut> OutcomeFn<'a, E> for F
-where
-    F: FnOnce(Outcome<'a, E>) -> Fut,
-    Fut: Future<Output = Result<(), E>>,
-{
-    type Future = Fut;
 }

@@ -31,9 +31,9 @@ use alloc::string::String;
 
 pub use oracle::expect;
 pub use report::{Ending, Event, Fault, Report, Seen};
-pub use run::{Finished, Hosted, RunFuture, run, run_with};
+pub use run::{Finished, Hosted, Journal, RunFuture, ScopeFuture, run, run_with};
 pub use scenario::{Act, Body, Interrupt, Item, Kind, Leaf, Node, Scenario, Step};
-pub use strategy::strategy;
+pub use strategy::{leaf_strategy, step_strategy, strategy};
 
 /// Runs `scenario` with `execute` and compares the report with what the oracle expects;
 /// `Err` describes the scenario and both reports.

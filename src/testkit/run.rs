@@ -6,6 +6,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
@@ -178,6 +179,11 @@ fn run_hosting(
         _ => None,
     };
     let future: RunFuture = Box::pin(DropAfter { scoped: Some(scoped), polls_left: limit });
+    report(&shared, execute, future)
+}
+
+/// Runs `future` with `execute`, catching the panic it may resume, and collects the report.
+fn report(shared: &Shared, execute: impl FnOnce(RunFuture) -> Finished, future: RunFuture) -> Report {
     let finished = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| execute(future)));
     let ending = match finished {
         Ok(Some(Ok(()))) => Ending::Returned,
@@ -192,6 +198,78 @@ fn run_hosting(
     let events = core::mem::take(&mut *shared.events.lock().unwrap_or_else(|p| p.into_inner()));
     let lost = core::mem::take(&mut *shared.lost.lock().unwrap_or_else(|p| p.into_inner()));
     Report { events, ending, lost }
+}
+
+/// A journal for contexts you compose yourself, with the combinators or by hand, to check that
+/// two compositions which must behave the same do: the same enters and exits, in the same order,
+/// seeing the same outcomes, and the same ending. The crate's laws (`tests/laws.rs`) use it.
+///
+/// ```
+/// use async_with::testkit::{Act, Journal, Step};
+/// use async_with::{with, ContextExt};
+///
+/// let run = |nested: bool| {
+///     let journal = Journal::new();
+///     let (a, b) = (journal.context(0, Step::ok(), Step::ok()), journal.context(1, Step::ok(), Step::ok()));
+///     let body = journal.body(0, Step { pending: 1, act: Act::Fail });
+///     let future = if nested {
+///         Box::pin(with(a.and_then(move |_| b), async move |_| body.await)) as async_with::testkit::ScopeFuture
+///     } else {
+///         Box::pin(with((a, b), async move |_| body.await))
+///     };
+///     journal.run(futures::executor::block_on, future)
+/// };
+/// assert_eq!(run(true), run(false)); // `and_then` orders like a tuple
+/// ```
+#[derive(Clone, Default)]
+pub struct Journal {
+    shared: Shared,
+}
+
+/// A scope's future, as [`Journal::run`] takes it.
+pub type ScopeFuture = Pin<Box<dyn Future<Output = Result<(), Error<Fault>>> + Send>>;
+
+impl fmt::Debug for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let events = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
+        f.debug_struct("Journal").field("events", &*events).finish()
+    }
+}
+
+impl Journal {
+    /// An empty journal.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A context numbered `n` whose enter and exit do what `enter` and `exit` say (succeed,
+    /// fail, panic, after some pending polls), journaling `Enter(n)` once entered and
+    /// `Exit(n, outcome)` when its exit starts (or `Fallback(n)` when its scope is dropped).
+    pub fn context(
+        &self,
+        n: usize,
+        enter: Step,
+        exit: Step,
+    ) -> impl IntoContext<Value = (), Error = Fault> + use<> {
+        typed(&self.shared, (n, Leaf { kind: Kind::Context, enter, exit }))
+    }
+
+    /// A body numbered `n` that journals `Body(n)`, then does what `step` says.
+    pub fn body(&self, n: usize, step: Step) -> impl Future<Output = Result<(), Fault>> + Send + use<> {
+        let shared = self.shared.clone();
+        async move {
+            shared.push(Event::Body(n));
+            pending(step).await;
+            end(step.act, Fault::Body(n), || format!("body of scope {n} panicked"))
+        }
+    }
+
+    /// Runs a scope built from this journal's contexts with `execute`, and reports what
+    /// happened. The journal is emptied, so that it can be used again.
+    pub fn run(&self, execute: impl FnOnce(RunFuture) -> Finished, scope: ScopeFuture) -> Report {
+        let future: RunFuture = Box::pin(async move { Some(scope.await) });
+        report(&self.shared, execute, future)
+    }
 }
 
 fn message(payload: Box<dyn core::any::Any + Send>) -> String {

@@ -15,6 +15,35 @@ fn step() -> impl Strategy<Value = Step> {
     (0..3u8, act()).prop_map(|(pending, act)| Step { pending, act })
 }
 
+/// Steps for an enter, an exit or a body: mostly successes, some failures, a few panics, after
+/// zero to two pending polls.
+///
+/// ```
+/// use async_with::testkit;
+/// use proptest::prelude::*;
+///
+/// proptest!(ProptestConfig::with_cases(8), |(step in testkit::step_strategy())| {
+///     prop_assert!(step.pending < 3);
+/// });
+/// ```
+pub fn step_strategy() -> impl Strategy<Value = Step> {
+    step()
+}
+
+/// A context's enter and exit steps, as a [`Leaf`] of any kind.
+///
+/// ```
+/// use async_with::testkit;
+/// use proptest::prelude::*;
+///
+/// proptest!(ProptestConfig::with_cases(8), |(leaf in testkit::leaf_strategy())| {
+///     prop_assert!(leaf.enter.pending < 3 && leaf.exit.pending < 3);
+/// });
+/// ```
+pub fn leaf_strategy() -> impl Strategy<Value = Leaf> {
+    (kind(), step(), step()).prop_map(|(kind, enter, exit)| Leaf { kind, enter, exit })
+}
+
 fn kind() -> impl Strategy<Value = Kind> {
     prop_oneof![Just(Kind::Context), Just(Kind::Resource), Just(Kind::Generator)]
 }

@@ -1,0 +1,107 @@
+//! Small contexts for common cases: Python's `contextlib.nullcontext`.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::pin::Pin;
+
+use crate::protocol::{Protocol, Sealed, SendProtocol};
+use crate::unwind::Unwind;
+use crate::{IntoContext, IntoLocalContext};
+
+/// A context that provides `value` and has nothing to undo: Python's
+/// `contextlib.nullcontext(value)`, Cats Effect's `Resource.pure`. Useful where a context is
+/// optional, and as the identity of [`and_then`](crate::ContextExt::and_then).
+///
+/// ```
+/// use async_with::{nullcontext, resource, with, Outcome};
+///
+/// # futures::executor::block_on(async {
+/// // A caller-provided connection is used as is; otherwise one is opened and closed.
+/// async fn run(given: Option<u32>) -> Result<u32, async_with::Error<String>> {
+///     match given {
+///         Some(conn) => with(nullcontext(conn), async |c| Ok(*c)).await,
+///         None => with(resource(async || Ok(7), async |_, _: Outcome<'_, String>| Ok(())), async |c| Ok(*c)).await,
+///     }
+/// }
+/// assert_eq!(run(Some(1)).await.unwrap(), 1);
+/// assert_eq!(run(None).await.unwrap(), 7);
+/// # });
+/// ```
+pub fn nullcontext<T, E>(value: T) -> NullContext<T, E> {
+    NullContext { value: Some(value), error: PhantomData }
+}
+
+/// A context that only provides a value; built by [`nullcontext`].
+///
+/// ```
+/// use async_with::{nullcontext, NullContext};
+/// let _: NullContext<&str, ()> = nullcontext("as is");
+/// ```
+#[must_use = "a context does nothing until a scope enters it"]
+pub struct NullContext<T, E> {
+    value: Option<T>,
+    // `fn() -> E`: the error type is only named, never held, so it does not affect `Send`.
+    error: PhantomData<fn() -> E>,
+}
+
+impl<T: fmt::Debug, E> fmt::Debug for NullContext<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("NullContext").field(&self.value).finish()
+    }
+}
+
+impl<T: Clone, E> Clone for NullContext<T, E> {
+    fn clone(&self) -> Self {
+        NullContext { value: self.value.clone(), error: PhantomData }
+    }
+}
+
+// The value is moved out on enter, never pinned.
+impl<T, E> Unpin for NullContext<T, E> {}
+impl<T, E> Sealed for NullContext<T, E> {}
+
+impl<T, E> IntoLocalContext for NullContext<T, E> {
+    type Value = T;
+    type Error = E;
+    type LocalContext = Self;
+
+    fn into_local_context(self) -> Self {
+        self
+    }
+}
+
+impl<T: Send, E: Send + Sync> IntoContext for NullContext<T, E> {
+    type Context = Self;
+
+    fn into_context(self) -> Self {
+        self
+    }
+}
+
+macro_rules! null_protocol {
+    () => {
+        async fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> Option<T> {
+            Some(self.get_mut().value.take().expect("async-with: a context is entered once"))
+        }
+
+        async fn exit(self: Pin<&mut Self>, value: T, unwind: &mut Unwind<E>) {
+            unwind.drop_value(value);
+        }
+
+        fn fallback(self: Pin<&mut Self>, value: T) {
+            drop(value);
+        }
+    };
+}
+
+impl<T, E> Protocol for NullContext<T, E> {
+    type Value = T;
+    type Error = E;
+    null_protocol!();
+}
+
+impl<T: Send, E: Send + Sync> SendProtocol for NullContext<T, E> {
+    type Value = T;
+    type Error = E;
+    null_protocol!();
+}

@@ -1,0 +1,202 @@
+//! Contexts built from contexts: Cats Effect's `Resource` combinators.
+//!
+//! Each combinator is a context again, entered and exited as a unit with every guarantee (G1-G9):
+//! `pool.and_then(|pool| pool.connection()).and_then(|conn| conn.transaction())` is one context
+//! that opens three things and closes them in reverse, whatever happens. Statically composed
+//! contexts allocate nothing; [`join_all`] allocates for each context it holds.
+
+mod and_then;
+mod eval_map;
+mod join;
+mod map;
+mod on_finalize;
+
+pub use and_then::{AndThen, AndThenState};
+pub use eval_map::{EvalMap, EvalMapState};
+pub use join::{Join, JoinAll, JoinAllState, JoinState, join, join_all};
+pub use map::{Map, MapState};
+pub use on_finalize::{OnFinalize, OnFinalizeState};
+
+use core::future::Future;
+
+use crate::{IntoLocalContext, Outcome};
+
+/// Combinators for every context: `map`, `and_then`, `eval_map`, `on_finalize`. Implemented for
+/// everything [`with`](crate::with) or [`with_local`](crate::with_local) can enter; the result
+/// can be entered by the same.
+///
+/// | Cats Effect `Resource` | async-with |
+/// |---|---|
+/// | `Resource.make(acquire)(release)` | [`resource(enter, exit)`](crate::resource) |
+/// | `makeCase` (release sees the `ExitCase`) | `resource`: every exit sees the [`Outcome`] |
+/// | `map(f)` | [`map(f)`](ContextExt::map): `f` borrows the value, which stays for its exit |
+/// | `flatMap(f)` | [`and_then(f)`](ContextExt::and_then): `f` borrows the value and makes the next context |
+/// | `evalMap(f)` | [`eval_map(f)`](ContextExt::eval_map): an async step that may fail |
+/// | `onFinalize(f)` / `onFinalizeCase(f)` | [`on_finalize(f)`](ContextExt::on_finalize): sees the outcome |
+/// | `both(a, b)` / `parTupled` | [`join(a, b)`](join) |
+/// | `parSequence` | [`join_all(contexts)`](join_all) |
+/// | `Resource.pure(a)` | [`nullcontext(a)`](crate::nullcontext) |
+/// | `use(f)` | [`with(context, f)`](crate::with) |
+/// | `allocated` | [`ExitStack::enter`](crate::ExitStack::enter), or [`ExitStack::enter_with_key`](crate::ExitStack::enter_with_key) and `release` |
+///
+/// What differs, and why: a Rust value has one owner, so the value a context made goes back to
+/// its exit by value. `map` and `and_then` therefore *borrow* it (`&mut V`) and keep it for the
+/// exit, rather than consuming it; and the context `and_then` makes cannot borrow from it (it
+/// would borrow from the scope that holds both), so it takes what it needs by value: a cloned
+/// handle, an `Arc`, an id.
+///
+/// ```
+/// use async_with::{resource, with, ContextExt, Outcome};
+/// use std::sync::{Arc, Mutex};
+///
+/// let log = Arc::new(Mutex::new(Vec::new()));
+/// let note = |what: &'static str| { let log = log.clone(); move || log.lock().unwrap().push(what) };
+/// let (open_pool, close_pool) = (note("open pool"), note("close pool"));
+/// let (open_conn, close_conn) = (note("open conn"), note("close conn"));
+///
+/// let pool = resource(
+///     async move || { open_pool(); Ok::<_, String>(Arc::new("db://analytics")) },
+///     async move |_, _: Outcome<'_, String>| { close_pool(); Ok(()) },
+/// );
+/// // The connection context owns what it needs from the pool: a clone of its handle.
+/// let conn = pool.and_then(move |pool: &mut Arc<&'static str>| {
+///     let pool = pool.clone();
+///     resource(
+///         async move || { open_conn(); Ok(format!("conn to {pool}")) },
+///         async move |_, _: Outcome<'_, String>| { close_conn(); Ok(()) },
+///     )
+/// });
+/// # futures::executor::block_on(async {
+/// let said = with(conn, async |conn| Ok(conn.clone())).await.unwrap();
+/// assert_eq!(said, "conn to db://analytics");
+/// assert_eq!(*log.lock().unwrap(), ["open pool", "open conn", "close conn", "close pool"]);
+/// # });
+/// ```
+pub trait ContextExt: Sized {
+    /// The body sees `f(&mut value)` instead of the value, which stays with the context for its
+    /// exit: Cats Effect's `map`. A panic in `f` exits the context with `Panicked`.
+    ///
+    /// ```
+    /// use async_with::{resource, with, ContextExt, Outcome};
+    ///
+    /// let file = resource(async || Ok::<_, ()>(String::from("a\nb\nc")), async |_, _: Outcome<'_, ()>| Ok(()));
+    /// let lines = file.map(|text: &mut String| text.lines().count());
+    /// # futures::executor::block_on(async {
+    /// assert_eq!(with(lines, async |n| Ok(*n)).await.unwrap(), 3);
+    /// # });
+    /// ```
+    fn map<F, W>(self, f: F) -> Map<Self, F>
+    where
+        Self: IntoLocalContext,
+        F: FnOnce(&mut Self::Value) -> W,
+    {
+        Map::new(self, f)
+    }
+
+    /// After entering, runs the async step `f` on the value; the body sees what it returns.
+    /// If it fails or panics, the context is exited with that outcome and the scope gets the
+    /// error: Cats Effect's `evalMap`.
+    ///
+    /// ```
+    /// use async_with::{resource, with, ContextExt, Outcome};
+    ///
+    /// let conn = resource(async || Ok::<_, String>(7_u32), async |_, _: Outcome<'_, String>| Ok(()));
+    /// let authed = conn.eval_map(async |conn: &mut u32| {
+    ///     if *conn == 7 { Ok(format!("session on conn {conn}")) } else { Err("denied".to_string()) }
+    /// });
+    /// # futures::executor::block_on(async {
+    /// assert_eq!(with(authed, async |s| Ok(s.clone())).await.unwrap(), "session on conn 7");
+    /// # });
+    /// ```
+    fn eval_map<F, W>(self, f: F) -> EvalMap<Self, F>
+    where
+        Self: IntoLocalContext,
+        F: AsyncFnOnce(&mut Self::Value) -> Result<W, Self::Error>,
+    {
+        EvalMap::new(self, f)
+    }
+
+    /// Enters this context, then the context `f` makes from its value, which the body sees; the
+    /// second is exited first: Cats Effect's `flatMap`. `f` borrows the first value; the context
+    /// it returns must own what it needs (clone a handle out of it).
+    ///
+    /// ```
+    /// use async_with::{resource, with, ContextExt, Outcome};
+    ///
+    /// let pool = resource(async || Ok::<_, ()>(String::from("pool")), async |_, _: Outcome<'_, ()>| Ok(()));
+    /// let conn = pool.and_then(|pool: &mut String| {
+    ///     let name = format!("{pool}/conn");
+    ///     resource(async move || Ok(name), async |_, _: Outcome<'_, ()>| Ok(()))
+    /// });
+    /// # futures::executor::block_on(async {
+    /// assert_eq!(with(conn, async |c| Ok(c.clone())).await.unwrap(), "pool/conn");
+    /// # });
+    /// ```
+    fn and_then<F, C>(self, f: F) -> AndThen<Self, F>
+    where
+        Self: IntoLocalContext,
+        F: FnOnce(&mut Self::Value) -> C,
+        C: IntoLocalContext<Error = Self::Error>,
+    {
+        AndThen::new(self, f)
+    }
+
+    /// Runs `f` after this context's exit, with the outcome the exits outside it see: Cats
+    /// Effect's `onFinalizeCase`. Its error counts like any exit error; if the scope is dropped
+    /// instead of exiting, it does not run (it is async), and the context's fallback does.
+    ///
+    /// ```
+    /// use async_with::{resource, with, ContextExt, Outcome};
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    ///
+    /// static REPORTED: AtomicBool = AtomicBool::new(false);
+    /// let job = resource(async || Ok::<_, String>(()), async |_, _: Outcome<'_, String>| Ok(()))
+    ///     .on_finalize(async |outcome: Outcome<'_, String>| {
+    ///         REPORTED.store(outcome.is_failed(), Ordering::SeqCst);
+    ///         Ok(())
+    ///     });
+    /// # futures::executor::block_on(async {
+    /// let _ = with(job, async |_| Err::<(), _>("boom".to_string())).await;
+    /// assert!(REPORTED.load(Ordering::SeqCst));
+    /// # });
+    /// ```
+    fn on_finalize<F>(self, f: F) -> OnFinalize<Self, F>
+    where
+        Self: IntoLocalContext,
+        F: AsyncFnOnce(Outcome<'_, Self::Error>) -> Result<(), Self::Error>,
+    {
+        OnFinalize::new(self, f)
+    }
+}
+
+impl<C: IntoLocalContext> ContextExt for C {}
+
+/// An async step seen as a plain function: `FnOnce(&'a mut V)` returning a future that may
+/// borrow the value. It names that future, which `AsyncFnOnce` does not on stable Rust, so that
+/// bounds can say it is `Send`.
+#[doc(hidden)]
+pub trait StepFn<'a, V: 'a, W, E>: FnOnce(&'a mut V) -> <Self as StepFn<'a, V, W, E>>::Future {
+    type Future: Future<Output = Result<W, E>>;
+}
+
+impl<'a, V: 'a, W, E, F, Fut> StepFn<'a, V, W, E> for F
+where
+    F: FnOnce(&'a mut V) -> Fut,
+    Fut: Future<Output = Result<W, E>>,
+{
+    type Future = Fut;
+}
+
+/// A finalizer seen as a plain function of the outcome (see [`StepFn`]).
+#[doc(hidden)]
+pub trait OutcomeFn<'a, E: 'a>: FnOnce(Outcome<'a, E>) -> <Self as OutcomeFn<'a, E>>::Future {
+    type Future: Future<Output = Result<(), E>>;
+}
+
+impl<'a, E: 'a, F, Fut> OutcomeFn<'a, E> for F
+where
+    F: FnOnce(Outcome<'a, E>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    type Future = Fut;
+}
