@@ -152,9 +152,10 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
     }
 }
 
-impl<D: ?Sized, E> fmt::Debug for Core<D, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExitStack").field("id", &self.id).finish_non_exhaustive()
+impl<D: ?Sized, E> Core<D, E> {
+    /// The stack's identity (which its keys carry); its entries stay private to it.
+    fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name).field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -203,7 +204,7 @@ pub struct ExitStack<E> {
 
 impl<E> fmt::Debug for ExitStack<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.core.fmt(f)
+        self.core.debug("ExitStack", f)
     }
 }
 
@@ -518,7 +519,7 @@ pub struct LocalExitStack<'env, E> {
 
 impl<E> fmt::Debug for LocalExitStack<'_, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.core.fmt(f)
+        self.core.debug("LocalExitStack", f)
     }
 }
 
