@@ -48,10 +48,7 @@ fn contexts_and_their_states_name_themselves() {
 
 #[test]
 fn a_detached_scope_names_itself() {
-    let scope = detach_on_drop(
-        |task| drop(task),
-        |_signal| with(async_with::nullcontext::<u8, ()>(1), async |n| Ok(*n)),
-    );
+    let scope = detach_on_drop(drop, |_signal| with(async_with::nullcontext::<u8, ()>(1), async |n| Ok(*n)));
     let mut scope = pin!(scope);
     assert!(debug(&scope).starts_with("DetachOnDrop"), "{scope:?}");
     let done = scope.as_mut().poll(&mut Context::from_waker(Waker::noop()));
