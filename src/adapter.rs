@@ -1,4 +1,4 @@
-//! Small contexts for common cases: Python's `contextlib.nullcontext`.
+//! A context that only provides a value: Python's `contextlib.nullcontext`.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -8,9 +8,11 @@ use crate::protocol::{Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
 use crate::{IntoContext, IntoLocalContext};
 
-/// A context that provides `value` and has nothing to undo: Python's
+/// A context that provides `value` and has nothing more to undo than dropping it: Python's
 /// `contextlib.nullcontext(value)`, Cats Effect's `Resource.pure`. Useful where a context is
-/// optional, and as the identity of [`and_then`](crate::ContextExt::and_then).
+/// optional, as the identity of [`and_then`](crate::ContextExt::and_then), and to give any
+/// `Drop` value (a lock guard, a temporary file) its place among async contexts: it is dropped
+/// at exit, in reverse order with the others.
 ///
 /// ```
 /// use async_with::{nullcontext, resource, with, Outcome};

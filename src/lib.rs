@@ -150,16 +150,59 @@
 //! - **G8, any executor.** No runtime dependency, no blocking in `poll` or `Drop`; the futures
 //!   are `Send` when your types are.
 //!
-//! # Coming from Python
+//! # Composing contexts
 //!
-//! | Python | async-with |
-//! |---|---|
-//! | `async with ctx as v: ...` | [`with`]`(ctx, async \|v\| ...).await` |
-//! | `async with a as x, b as y: ...` | `with((a, b), async \|(x, y)\| ...).await` |
-//! | `__aenter__` / `__aexit__(exc_type, exc, tb)` | [`AsyncContext::enter`] / [`AsyncContext::exit`] with an [`Outcome`] |
-//! | `@asynccontextmanager` with setup, `yield v`, teardown | [`context`]`(async \|mut cx\| { ..; let (v, outcome) = cx.provide(v).await; .. })` |
-//! | `AsyncExitStack`, `enter_async_context`, `push_async_callback`, `pop_all` | [`scope`]`(async \|stack\| ..)`, [`ExitStack::enter`], [`ExitStack::defer`], [`ExitStack::pop_all`] |
-//! | an exception raised in `__aexit__` during another one | a suppressed error in [`Error`] |
+//! Contexts compose into contexts with [`ContextExt`] ([`map`](ContextExt::map),
+//! [`eval_map`](ContextExt::eval_map), [`and_then`](ContextExt::and_then),
+//! [`on_finalize`](ContextExt::on_finalize)), [`join`] and [`join_all`] (entered and exited
+//! concurrently), the way Cats Effect's `Resource` values do; [`nullcontext`] provides a value
+//! and [`closing`] (feature `futures-io`) closes a writer. Each result is a context again, with
+//! every guarantee below.
+//!
+//! ```
+//! use async_with::{join, nullcontext, resource, with, ContextExt, Outcome};
+//!
+//! # futures::executor::block_on(async {
+//! let pool = resource(async || Ok::<_, String>(String::from("pool")), async |_, _: Outcome<'_, String>| Ok(()));
+//! let conn = pool.and_then(|pool: &mut String| nullcontext(format!("{pool}/conn")));
+//! let both = join(conn, nullcontext(7));
+//! let said = with(both, async |(conn, n)| Ok(format!("{conn} #{n}"))).await.unwrap();
+//! assert_eq!(said, "pool/conn #7");
+//! # });
+//! ```
+//!
+//! # Coming from Python, JavaScript or Scala
+//!
+//! | Python | JavaScript | Cats Effect | async-with |
+//! |---|---|---|---|
+//! | `async with ctx as v:` | `await using v = ctx` | `ctx.use(v => ...)` | [`with`]`(ctx, async \|v\| ..).await` |
+//! | `async with a as x, b as y:` | two `await using` lines | `(a, b).tupled.use` | `with((a, b), async \|(x, y)\| ..)` |
+//! | `__aenter__` / `__aexit__` | `[Symbol.asyncDispose]()` | `Resource.make(acquire)(release)` | [`AsyncContext`], [`resource`] |
+//! | `__aexit__(exc_type, exc, tb)` | (the error is not shown) | `makeCase`, `ExitCase` | the [`Outcome`] every exit gets |
+//! | `@asynccontextmanager` | — | — | [`context`]`(async \|mut cx\| { ..; cx.provide(v).await; .. })` |
+//! | `AsyncExitStack` | `AsyncDisposableStack` | `Resource` in a for-comprehension | [`scope`], [`ExitStack`] |
+//! | `enter_async_context(cm)` | `stack.use(r)` | `allocated` | [`ExitStack::enter`] |
+//! | `push_async_callback(f)` | `stack.defer(f)` | `Resource.onFinalize` | [`ExitStack::defer`] |
+//! | `pop_all()` | `stack.move()` | — | [`ExitStack::pop_all`] |
+//! | `contextlib.nullcontext(v)` | — | `Resource.pure(v)` | [`nullcontext`] |
+//! | `contextlib.aclosing(x)` | — | `Resource.fromAutoCloseable` | [`closing`] |
+//! | — | — | `flatMap`, `map`, `evalMap`, `both` | [`ContextExt`], [`join`] |
+//! | exceptions raised while handling another | `SuppressedError` | suppressed (logged) | [`Error::suppressed`] |
+//! | task cancellation (`CancelledError`) | `AbortSignal` | fiber cancelation | [`Scope::cancel_on`], [`Outcome::Cancelled`] |
+//!
+//! Two differences come from Rust itself. A value has one owner, so the body *borrows* it
+//! (`&mut V`) and the exit gets it back by value; combinators borrow it too. And a destructor
+//! cannot await, so a scope future that is dropped runs synchronous fallbacks (or finishes in a
+//! task, with [`detach_on_drop`]) instead of its async exits.
+//!
+//! # Features
+//!
+//! - `std` (default): catching panics (G6), generator contexts, exit stacks, the cancellation
+//!   token. Without it (`--no-default-features --features alloc`) the rest works on `no_std`.
+//! - `testkit`: the fault-injection harness ([`testkit`]) with proptest strategies and
+//!   `arbitrary` for fuzzing.
+//! - `futures-io` / `futures-sink`: [`closing`] for `AsyncWrite`s and [`Closing::sink`] for sinks.
+//! - `tracing`: a `debug` span per scope and an event for each enter, body and exit.
 #![no_std]
 #![warn(
     missing_docs,
@@ -184,6 +227,8 @@ mod adapter;
 #[cfg(feature = "std")]
 mod cancel;
 mod catch_unwind;
+#[cfg(any(feature = "futures-io", feature = "futures-sink"))]
+mod closing;
 mod combinator;
 mod context;
 #[cfg(feature = "std")]
@@ -197,6 +242,7 @@ mod protocol;
 mod resource;
 #[cfg(feature = "std")]
 mod stack;
+mod trace;
 mod tuple;
 mod unwind;
 mod with;
@@ -204,6 +250,10 @@ mod with;
 pub use adapter::{NullContext, nullcontext};
 #[cfg(feature = "std")]
 pub use cancel::{CancellationToken, Cancelled};
+#[cfg(any(feature = "futures-io", feature = "futures-sink"))]
+pub use closing::Closing;
+#[cfg(feature = "futures-io")]
+pub use closing::closing;
 pub use combinator::{AndThen, ContextExt, EvalMap, Join, JoinAll, Map, OnFinalize, join, join_all};
 pub use context::{AsyncContext, IntoContext, IntoLocalContext, LocalAsyncContext};
 #[cfg(feature = "std")]

@@ -98,6 +98,19 @@ impl<'a, E> Outcome<'a, E> {
     }
 }
 
+impl<E> Outcome<'_, E> {
+    /// The variant's name, for traces.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Outcome::Completed => "Completed",
+            Outcome::Failed(_) => "Failed",
+            Outcome::Panicked => "Panicked",
+            Outcome::Cancelled => "Cancelled",
+        }
+    }
+}
+
 // Written by hand: `&E` is `Copy` whatever `E` is, which derive would not see.
 impl<E> Clone for Outcome<'_, E> {
     fn clone(&self) -> Self {

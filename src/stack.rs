@@ -1029,6 +1029,16 @@ impl<H, S: Future, D> Scope<H, S, D> {
         D: ExitDeadline<E>,
         B: AsyncFnOnce(&mut ExitStack<E>) -> Result<T, E>,
     {
+        crate::trace::scope("scope", self.run_scope(body)).await
+    }
+
+    async fn run_scope<E, T, B>(self, body: B) -> Result<T, Error<E>>
+    where
+        E: Send + Sync + 'static,
+        H: ErrorHook<E>,
+        D: ExitDeadline<E>,
+        B: AsyncFnOnce(&mut ExitStack<E>) -> Result<T, E>,
+    {
         let report = DropReport::armed("scope");
         let (mut hook, signal, control) = self.into_parts();
         let mut signal = pin!(signal);
@@ -1057,6 +1067,16 @@ impl<H, S: Future, D> Scope<H, S, D> {
     /// # });
     /// ```
     pub async fn scope_local<'env, E, T, B>(self, body: B) -> Result<T, Error<E>>
+    where
+        E: 'env,
+        H: ErrorHook<E>,
+        D: ExitDeadline<E>,
+        B: AsyncFnOnce(&mut LocalExitStack<'env, E>) -> Result<T, E>,
+    {
+        crate::trace::scope("scope", self.run_scope_local(body)).await
+    }
+
+    async fn run_scope_local<'env, E, T, B>(self, body: B) -> Result<T, Error<E>>
     where
         E: 'env,
         H: ErrorHook<E>,

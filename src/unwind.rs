@@ -195,6 +195,7 @@ impl<E> Unwind<E> {
     /// are suppressed ones (the result says *cancelled*). A scope that already failed stays
     /// failed: the cancellation came too late to be the cause.
     pub(crate) fn cancel(&mut self) {
+        crate::trace::event!("cancelled");
         if self.first.is_none() && self.shared.is_none() {
             self.cancelled = true;
         }
@@ -348,7 +349,7 @@ impl<E> Unwind<E> {
     pub(crate) async fn enter<V>(&mut self, enter: impl Future<Output = Result<V, E>>) -> Option<V> {
         let control = match &self.control {
             Some(control) if control.interrupts_enters() => control.clone(),
-            _ => return self.settle(catch_unwind(enter).await),
+            _ => return self.settle("enter", catch_unwind(enter).await),
         };
         let mut enter = pin!(Some(catch_unwind(enter)));
         // The scope polls its signal and then this future in the same `poll`, so checking the
@@ -366,7 +367,7 @@ impl<E> Unwind<E> {
         })
         .await;
         match done {
-            Some(result) => self.settle(result),
+            Some(result) => self.settle("enter", result),
             None => {
                 quietly(|| enter.set(None));
                 self.cancel();
@@ -377,16 +378,26 @@ impl<E> Unwind<E> {
 
     /// Runs the body; `None` when it failed or panicked (then it is recorded).
     pub(crate) async fn body<T>(&mut self, body: impl Future<Output = Result<T, E>>) -> Option<T> {
-        self.settle(catch_unwind(body).await)
+        self.settle("body", catch_unwind(body).await)
     }
 
     /// Records how an exit ended. The exit future itself is awaited by the caller, because it
     /// borrows the outcome from `self`; see [`crate::context`] for the pattern.
     pub(crate) fn exited(&mut self, result: Result<Result<(), E>, Payload>) {
-        self.settle(result);
+        crate::trace::event!(saw = self.outcome().name(), "exit");
+        self.settle("exit", result);
     }
 
-    fn settle<T>(&mut self, result: Result<Result<T, E>, Payload>) -> Option<T> {
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn settle<T>(&mut self, step: &'static str, result: Result<Result<T, E>, Payload>) -> Option<T> {
+        crate::trace::event!(
+            ended = match &result {
+                Ok(Ok(_)) => "ok",
+                Ok(Err(_)) => "failed",
+                Err(_) => "panicked",
+            },
+            "{step}"
+        );
         match result {
             Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {

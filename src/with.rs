@@ -447,7 +447,10 @@ impl<H, S: Future, D> Scope<H, S, D> {
         D: ExitDeadline<C::Error>,
         B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
     {
-        run_with!(self, context.into_context(), C::Context, body, SendProtocol)
+        crate::trace::scope("with", async move {
+            run_with!(self, context.into_context(), C::Context, body, SendProtocol)
+        })
+        .await
     }
 
     /// Enters `context` around `body`, as [`with_local`] does, under this scope's options.
@@ -469,7 +472,10 @@ impl<H, S: Future, D> Scope<H, S, D> {
         D: ExitDeadline<C::Error>,
         B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
     {
-        run_with!(self, context.into_local_context(), C::LocalContext, body, Protocol)
+        crate::trace::scope("with", async move {
+            run_with!(self, context.into_local_context(), C::LocalContext, body, Protocol)
+        })
+        .await
     }
 
     /// Splits the options for a scope runner: the hook, the signal, and the shared control.
