@@ -28,6 +28,7 @@ pub(crate) fn catch_unwind<F: Future>(future: F) -> CatchUnwind<F> {
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, Payload>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let future = self.project().future;
         #[cfg(feature = "std")]

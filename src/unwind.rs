@@ -179,6 +179,7 @@ impl<E> Unwind<E> {
         Self::with_control(None)
     }
 
+    #[inline]
     pub(crate) fn with_control(control: Option<Arc<Control<E>>>) -> Self {
         Unwind {
             first: None,
@@ -212,6 +213,7 @@ impl<E> Unwind<E> {
     }
 
     /// A deadline for the next exit, if the scope has one.
+    #[inline]
     pub(crate) fn deadline(&self) -> Option<Deadline<E>> {
         self.control.as_ref()?.deadline.as_ref().map(|make| make())
     }
@@ -220,6 +222,7 @@ impl<E> Unwind<E> {
     /// seeing what the scope's next exit would see, owning the lent error. Its results go back
     /// with [`Unwind::merge`].
     #[cfg(feature = "std")]
+    #[inline]
     pub(crate) fn seeded(Seed { kind, lent, control }: Seed<E>) -> Self {
         let mut unwind = Self::with_control(control);
         match (kind, lent) {
@@ -270,8 +273,12 @@ impl<E> Unwind<E> {
 
     /// Takes back what a [`seeded`](Unwind::seeded) unwind recorded: the lent error first (it
     /// was the newest here), then its new errors in order, then its panic.
+    #[inline]
     pub(crate) fn merge(&mut self, other: Unwind<E>) {
         let Unwind { first, later, panic, .. } = other;
+        if first.is_none() && later.is_empty() && panic.is_none() {
+            return; // the usual case: the exit went well
+        }
         for error in first.into_iter().chain(later) {
             self.fail(error);
         }
@@ -291,6 +298,7 @@ impl<E> Unwind<E> {
     }
 
     /// What the next exit sees.
+    #[inline]
     pub(crate) fn outcome(&self) -> Outcome<'_, E> {
         if self.panic.is_some() || self.inherited_panic {
             Outcome::Panicked
@@ -307,6 +315,7 @@ impl<E> Unwind<E> {
     /// for a while (a generator context, whose future was created before the error existed). It
     /// goes back with [`Unwind::restore`] before anything else is recorded, so the order holds.
     #[cfg(feature = "std")]
+    #[inline]
     pub(crate) fn lend(&mut self) -> (Kind, Option<Lent<E>>) {
         match self.outcome() {
             Outcome::Completed => (Kind::Completed, None),
@@ -321,6 +330,7 @@ impl<E> Unwind<E> {
 
     /// What an exit run away from the scope starts from: see [`Unwind::seeded`].
     #[cfg(feature = "std")]
+    #[inline]
     pub(crate) fn seed(&mut self) -> Seed<E> {
         let (kind, lent) = self.lend();
         Seed { kind, lent, control: self.control.clone() }
@@ -383,12 +393,14 @@ impl<E> Unwind<E> {
 
     /// Records how an exit ended. The exit future itself is awaited by the caller, because it
     /// borrows the outcome from `self`; see [`crate::context`] for the pattern.
+    #[inline]
     pub(crate) fn exited(&mut self, result: Result<Result<(), E>, Payload>) {
         crate::trace::event!(saw = self.outcome().name(), "exit");
         self.settle("exit", result);
     }
 
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    #[inline]
     fn settle<T>(&mut self, step: &'static str, result: Result<Result<T, E>, Payload>) -> Option<T> {
         crate::trace::event!(
             ended = match &result {

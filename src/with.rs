@@ -43,13 +43,14 @@ use crate::{Error, ErrorHook, GlobalHook, IntoContext, IntoLocalContext};
 /// assert_eq!(*log.lock().unwrap(), ["enter a", "enter b", "exit b", "exit a"]);
 /// # });
 /// ```
-pub async fn with<C, T, B>(context: C, body: B) -> Result<T, Error<C::Error>>
+// Not an `async fn`: returning the scope's future itself saves a layer of state machine.
+pub fn with<C, T, B>(context: C, body: B) -> impl Future<Output = Result<T, Error<C::Error>>>
 where
     C: IntoContext,
     C::Error: fmt::Debug,
     B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
 {
-    Scope::new().with(context, body).await
+    Scope::new().with(context, body)
 }
 
 /// [`with`] for contexts whose futures are not `Send`: [`LocalAsyncContext`](crate::LocalAsyncContext)
@@ -71,13 +72,13 @@ where
 /// }));
 /// assert_eq!((inside.unwrap(), open.get()), (1, 0));
 /// ```
-pub async fn with_local<C, T, B>(context: C, body: B) -> Result<T, Error<C::Error>>
+pub fn with_local<C, T, B>(context: C, body: B) -> impl Future<Output = Result<T, Error<C::Error>>>
 where
     C: IntoLocalContext,
     C::Error: fmt::Debug,
     B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
 {
-    Scope::new().with_local(context, body).await
+    Scope::new().with_local(context, body)
 }
 
 /// Options for a scope: what cancels it, how long each exit may take, and where errors go that
@@ -440,7 +441,7 @@ impl<H, S: Future, D> Scope<H, S, D> {
     /// assert_eq!(len, 1);
     /// # });
     /// ```
-    pub async fn with<C, T, B>(self, context: C, body: B) -> Result<T, Error<C::Error>>
+    pub fn with<C, T, B>(self, context: C, body: B) -> impl Future<Output = Result<T, Error<C::Error>>>
     where
         C: IntoContext,
         H: ErrorHook<C::Error>,
@@ -450,7 +451,6 @@ impl<H, S: Future, D> Scope<H, S, D> {
         crate::trace::scope("with", async move {
             run_with!(self, context.into_context(), C::Context, body, SendProtocol)
         })
-        .await
     }
 
     /// Enters `context` around `body`, as [`with_local`] does, under this scope's options.
@@ -465,7 +465,7 @@ impl<H, S: Future, D> Scope<H, S, D> {
     /// assert_eq!(three, 3);
     /// # });
     /// ```
-    pub async fn with_local<C, T, B>(self, context: C, body: B) -> Result<T, Error<C::Error>>
+    pub fn with_local<C, T, B>(self, context: C, body: B) -> impl Future<Output = Result<T, Error<C::Error>>>
     where
         C: IntoLocalContext,
         H: ErrorHook<C::Error>,
@@ -475,7 +475,6 @@ impl<H, S: Future, D> Scope<H, S, D> {
         crate::trace::scope("with", async move {
             run_with!(self, context.into_local_context(), C::LocalContext, body, Protocol)
         })
-        .await
     }
 
     /// Splits the options for a scope runner: the hook, the signal, and the shared control.
