@@ -253,6 +253,7 @@ fn assert_send<T: Send>(t: T) -> T {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn combined_send_contexts_make_send_scopes_and_run_on_a_multi_threaded_runtime() {
     let journal = Journal::new();
     let j = journal.clone();
@@ -275,6 +276,10 @@ fn combined_send_contexts_make_send_scopes_and_run_on_a_multi_threaded_runtime()
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "AssertUnmoved reads the whole self-referential future through a shared reference, which Stacked Borrows rejects"
+)]
 fn futures_are_polled_in_place_without_moving() {
     use futures_test::future::FutureTestExt;
     let journal = Journal::new();

@@ -83,6 +83,7 @@ fn exits_that_wait_for_each_other(second_waits: bool) -> (Journal, impl Future<O
 macro_rules! exits_run_concurrently_on {
     ($name:ident, $block_on:ident) => {
         #[test]
+        #[cfg_attr(miri, ignore = "the runtime calls into the OS")]
         fn $name() {
             for second_waits in [false, true] {
                 let (journal, scope) = exits_that_wait_for_each_other(second_waits);
@@ -176,6 +177,7 @@ fn without_interrupting_enters_a_cancellation_lets_both_enters_finish_then_exits
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the runtime calls into the OS")]
 fn join_all_exits_concurrently_too() {
     let out = finishes(on_smol, || async {
         let journal = Journal::new();

@@ -19,7 +19,12 @@ fn cases() -> u32 {
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: cases(),
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        // Miri runs without file system access: no regressions file there.
+        failure_persistence: if cfg!(miri) {
+            None
+        } else {
+            Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions")))
+        },
         ..ProptestConfig::default()
     }
 }
