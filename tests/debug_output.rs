@@ -101,3 +101,24 @@ fn a_child_token_made_after_another_is_still_cancelled_with_its_parent() {
     parent.cancel();
     assert!(first.is_cancelled() && second.is_cancelled() && third.is_cancelled());
 }
+
+#[test]
+fn each_outcome_accessor_is_true_for_its_variant_only() {
+    let e = 1;
+    let all = [Outcome::Completed, Outcome::Failed(&e), Outcome::Panicked, Outcome::Cancelled];
+    let flags = all.map(|o| [o.is_completed(), o.is_failed(), o.is_panicked(), o.is_cancelled()]);
+    let expected = [
+        [true, false, false, false],
+        [false, true, false, false],
+        [false, false, true, false],
+        [false, false, false, true],
+    ];
+    assert_eq!(flags, expected);
+}
+
+#[test]
+fn adapters_show_their_value_or_state() {
+    assert_eq!(debug(&async_with::nullcontext::<_, ()>(7)), "NullContext(Some(7))");
+    #[cfg(feature = "futures-io")]
+    assert_eq!(debug(&async_with::closing(Vec::<u8>::new())), "Closing { entered: false }");
+}
