@@ -89,6 +89,20 @@ async fn hand_written_one() -> Result<u64, Fail> {
     Ok(out)
 }
 
+/// Three `with`s nested by hand: a row of `three_contexts` and the baseline of `composed`.
+fn nested_three() -> u64 {
+    run(with(connection(), async |a| {
+        let inner = with(connection(), async |b| {
+            let innermost = with(connection(), async |c| body(c).await).await.map_err(|_| Fail)?;
+            Ok(body(b).await? + innermost)
+        })
+        .await
+        .map_err(|_| Fail)?;
+        Ok(body(a).await? + inner)
+    }))
+    .unwrap()
+}
+
 /// The size of `future`, which is never polled.
 fn size_of_future<F: Future>(future: F) -> usize {
     size_of_val(&future)
@@ -187,16 +201,7 @@ mod three_contexts {
 
     #[divan::bench(sample_size = 10_000)]
     fn nested_with() -> u64 {
-        run(with(connection(), async |a| {
-            let inner = with(connection(), async |b| {
-                let innermost = with(connection(), async |c| body(c).await).await.map_err(|_| Fail)?;
-                Ok(body(b).await? + innermost)
-            })
-            .await
-            .map_err(|_| Fail)?;
-            Ok(body(a).await? + inner)
-        }))
-        .unwrap()
+        nested_three()
     }
 
     #[divan::bench(sample_size = 10_000)]
@@ -310,16 +315,7 @@ mod composed {
 
     #[divan::bench(sample_size = 10_000)]
     fn nested_with() -> u64 {
-        run(with(connection(), async |a| {
-            let inner = with(connection(), async |b| {
-                let innermost = with(connection(), async |c| body(c).await).await.map_err(|_| Fail)?;
-                Ok(body(b).await? + innermost)
-            })
-            .await
-            .map_err(|_| Fail)?;
-            Ok(body(a).await? + inner)
-        }))
-        .unwrap()
+        nested_three()
     }
 
     #[divan::bench(sample_size = 10_000)]
