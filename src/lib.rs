@@ -1,6 +1,6 @@
 //! Python's `async with`, `@asynccontextmanager` and `AsyncExitStack` for Rust: resources with
 //! **async setup and async teardown**, whose exits always run, exactly once, in reverse order,
-//! whether the body returns, fails or panics. No runtime: it runs on any executor.
+//! whether the body returns, fails, panics or is cancelled. No runtime: it runs on any executor.
 //!
 //! ```
 //! use async_with::{resource, with, Outcome};
