@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use async_with::{IntoContext, Outcome, Scope, join, join_all, resource, with};
+use async_with::{ExitStack, IntoContext, Outcome, Scope, join, join_all, resource, with};
 use common::{Journal, describe, ready_on_poll};
 use futures::channel::oneshot;
 
@@ -193,4 +193,51 @@ fn join_all_exits_concurrently_too() {
         with(all, async |names| Ok(names.len())).await.map_err(|e| e.to_string())
     });
     assert_eq!(out, Some(Ok(3)), "the exits deadlocked");
+}
+
+#[test]
+fn a_stack_in_one_branch_shows_its_exits_the_error_both_branches_share() {
+    let journal = Journal::new();
+    let j = journal.clone();
+    let stack = ExitStack::<String>::new();
+    stack.push_exit(async move |outcome: Outcome<'_, String>| {
+        j.push(format!("stack exit: {}", describe(outcome)));
+        Ok(())
+    });
+    let error = on_futures(with(join(stack, journal.probe("b")), async |_| Err::<(), _>("boom".to_string())))
+        .unwrap_err();
+    assert_eq!(error.primary(), Some(&"boom".to_string()));
+    let mut seen = journal.take();
+    seen.sort();
+    assert_eq!(seen, ["enter b", "exit b: Failed(boom)", "stack exit: Failed(boom)"]);
+}
+
+#[test]
+fn a_cancellation_after_a_failed_concurrent_enter_leaves_the_scope_failed() {
+    let journal = Journal::new();
+    let (ja, jb) = (journal.clone(), journal.clone());
+    let a = resource(
+        async || Err::<(), _>("a failed".to_string()),
+        async |(), _: Outcome<'_, String>| unreachable!("a failed enter is never exited"),
+    );
+    let b = resource(
+        async move || {
+            ready_on_poll(5).await;
+            ja.push("enter b");
+            Ok(())
+        },
+        async move |(), outcome: Outcome<'_, String>| {
+            jb.push(format!("exit b: {}", describe(outcome)));
+            Ok(())
+        },
+    );
+    // The signal fires while `b` still enters, after `a` failed: too late to be the cause.
+    let scope = Scope::new().cancel_on(ready_on_poll(2));
+    let error = on_futures(
+        scope.with(join(a, b), async |_| -> Result<(), String> { unreachable!("an enter failed") }),
+    )
+    .unwrap_err();
+    assert!(!error.is_cancelled(), "{error:?}");
+    assert_eq!(error.primary(), Some(&"a failed".to_string()));
+    assert_eq!(journal.take(), ["enter b", "exit b: Failed(a failed)"]);
 }
