@@ -128,3 +128,21 @@ fn a_panic_while_building_an_exit_future_is_caught_too() {
     assert_eq!(panic, "exit closure panicked");
     assert_eq!(j.take(), ["enter outer", "exit called", "exit outer: Panicked"]);
 }
+
+/// A value whose destructor panics.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("drop panicked")
+    }
+}
+
+#[test]
+fn a_panicking_destructor_of_a_dropped_value_is_an_exit_panic() {
+    let j = Journal::new();
+    let ctxs = (j.probe("a"), async_with::nullcontext(PanicsOnDrop), j.probe("c"));
+    let panic = block_on_catching(with(ctxs, async |_| Ok(()))).unwrap_err();
+    assert_eq!(panic, "drop panicked");
+    assert_eq!(j.take(), ["enter a", "enter c", "exit c: Completed", "exit a: Panicked"]);
+}
