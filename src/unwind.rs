@@ -362,18 +362,14 @@ impl<E> Unwind<E> {
             _ => return self.settle("enter", catch_unwind(enter).await),
         };
         let mut enter = pin!(Some(catch_unwind(enter)));
-        // The scope polls its signal and then this future in the same `poll`, so checking the
-        // flag after every `Pending` sees a cancellation at once.
+        // The scope polls its signal just before this future, in the same `poll` (the signal's
+        // waker wakes the scope when it fires): checking the flag first sees a cancellation at once.
         let done = poll_fn(|task| {
             if control.requested() {
                 return Poll::Ready(None);
             }
             let running = enter.as_mut().as_pin_mut().expect("dropped only after it is done");
-            match running.poll(task) {
-                Poll::Ready(result) => Poll::Ready(Some(result)),
-                Poll::Pending if control.requested() => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            }
+            running.poll(task).map(Some)
         })
         .await;
         match done {
