@@ -122,3 +122,12 @@ fn adapters_show_their_value_or_state() {
     #[cfg(feature = "futures-io")]
     assert_eq!(debug(&async_with::closing(Vec::<u8>::new())), "Closing { entered: false }");
 }
+
+#[test]
+fn a_scope_shows_its_settings() {
+    let plain = debug(&async_with::Scope::new());
+    assert!(plain.starts_with("Scope {") && plain.contains("cancellable: false"), "{plain}");
+    let cancellable = async_with::Scope::new().cancel_on(std::future::pending::<()>()).interrupt_enters();
+    let shown = debug(&cancellable);
+    assert!(shown.contains("cancellable: true") && shown.contains("interrupt_enters: true"), "{shown}");
+}
