@@ -209,3 +209,21 @@ impl Future for Cancelled {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CancellationToken;
+
+    /// A long-lived parent making a child per request must not keep a list entry per request.
+    #[test]
+    fn a_parent_forgets_its_dropped_children() {
+        let parent = CancellationToken::new();
+        for _ in 0..10 {
+            drop(parent.child_token());
+        }
+        let kept = parent.child_token();
+        assert_eq!(parent.node.children.lock().unwrap().len(), 1);
+        parent.cancel();
+        assert!(kept.is_cancelled());
+    }
+}
