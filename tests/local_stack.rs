@@ -180,3 +180,21 @@ fn dropping_a_scope_whose_context_is_a_stack_runs_its_fallbacks() {
     drop(scope);
     assert_eq!(j.take(), ["enter a", "enter b", "fallback b", "fallback a"]);
 }
+
+#[test]
+fn push_exit_sees_the_outcome_and_its_error_is_kept() {
+    let seen = RefCell::new(Vec::new());
+    let error = block_on(async {
+        let stack = Local::new();
+        stack.push_exit(async |outcome| {
+            seen.borrow_mut().push(common::describe(outcome));
+            Err("push_exit failed".to_string())
+        });
+        stack.callback(|| Err("callback failed".to_string()));
+        stack.close_with("gave up".to_string()).await
+    })
+    .unwrap_err();
+    assert_eq!(error.primary().unwrap(), "gave up");
+    assert_eq!(error.suppressed(), ["callback failed", "push_exit failed"]);
+    assert_eq!(*seen.borrow(), ["Failed(callback failed)"]);
+}
