@@ -198,3 +198,29 @@ fn push_exit_sees_the_outcome_and_its_error_is_kept() {
     assert_eq!(error.suppressed(), ["callback failed", "push_exit failed"]);
     assert_eq!(*seen.borrow(), ["Failed(callback failed)"]);
 }
+
+#[test]
+fn a_tuple_in_a_local_stack_exits_or_falls_back_as_one_entry_newest_first() {
+    let j = Journal::new();
+    block_on(async {
+        let stack = Local::new();
+        stack.enter((j.probe("a"), j.probe("b"))).await.unwrap();
+        stack.close().await.unwrap();
+        let dropped = Local::new();
+        dropped.enter((j.probe("c"), j.probe("d"))).await.unwrap();
+        drop(dropped);
+    });
+    assert_eq!(
+        j.take(),
+        [
+            "enter a",
+            "enter b",
+            "exit b: Completed",
+            "exit a: Completed",
+            "enter c",
+            "enter d",
+            "fallback d",
+            "fallback c"
+        ]
+    );
+}
