@@ -233,10 +233,6 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         ExitStack { core: Core::new(None) }
     }
 
-    pub(crate) fn with_control(control: Option<Arc<Control<E>>>) -> Self {
-        ExitStack { core: Core::new(control) }
-    }
-
     /// Enters `context` and lends its value until the stack is next borrowed mutably (to close,
     /// release or [`pop_all`](ExitStack::pop_all)). Python's `enter_async_context`.
     ///
@@ -545,10 +541,6 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     /// ```
     pub fn new() -> Self {
         LocalExitStack { core: Core::new(None) }
-    }
-
-    pub(crate) fn with_control(control: Option<Arc<Control<E>>>) -> Self {
-        LocalExitStack { core: Core::new(control) }
     }
 
     /// Enters `context` and lends its value; see [`ExitStack::enter`].
@@ -945,6 +937,40 @@ impl<'env, E: 'env> Protocol for Nested<LocalExitStack<'env, E>> {
     }
 }
 
+/// What [`Scope::scope`] and [`Scope::scope_local`] need of their stack: to be made under the
+/// scope's control, and its core, to close.
+trait ScopeStack<E> {
+    type Entries: ?Sized + Entry<E>;
+
+    fn with_control(control: Option<Arc<Control<E>>>) -> Self;
+
+    fn core(&mut self) -> &mut Core<Self::Entries, E>;
+}
+
+impl<E: Send + Sync + 'static> ScopeStack<E> for ExitStack<E> {
+    type Entries = dyn Entry<E> + Send;
+
+    fn with_control(control: Option<Arc<Control<E>>>) -> Self {
+        ExitStack { core: Core::new(control) }
+    }
+
+    fn core(&mut self) -> &mut Core<Self::Entries, E> {
+        &mut self.core
+    }
+}
+
+impl<'env, E: 'env> ScopeStack<E> for LocalExitStack<'env, E> {
+    type Entries = dyn Entry<E> + 'env;
+
+    fn with_control(control: Option<Arc<Control<E>>>) -> Self {
+        LocalExitStack { core: Core::new(control) }
+    }
+
+    fn core(&mut self) -> &mut Core<Self::Entries, E> {
+        &mut self.core
+    }
+}
+
 // ----- scope() -----
 
 /// Runs `body` with a fresh [`ExitStack`] and closes the stack however the body ends: every exit
@@ -1029,32 +1055,7 @@ impl<H, S: Future, D> Scope<H, S, D> {
         D: ExitDeadline<E>,
         B: AsyncFnOnce(&mut ExitStack<E>) -> Result<T, E>,
     {
-        crate::trace::scope("scope", self.run_scope(body)).await
-    }
-
-    async fn run_scope<E, T, B>(self, body: B) -> Result<T, Error<E>>
-    where
-        E: Send + Sync + 'static,
-        H: ErrorHook<E>,
-        D: ExitDeadline<E>,
-        B: AsyncFnOnce(&mut ExitStack<E>) -> Result<T, E>,
-    {
-        let report = DropReport::armed("scope");
-        let (mut hook, signal, control) = self.into_parts();
-        let mut signal = pin!(signal);
-        let mut unwind = Unwind::with_control(control.clone());
-        let mut stack = ExitStack::with_control(control.clone());
-        let body = unwind.body(async { body(&mut stack).await });
-        let out = match body_watching(body, signal.as_mut(), &control).await {
-            Some(out) => out,
-            None => {
-                unwind.cancel();
-                None
-            }
-        };
-        stack.close_into(&mut unwind).await;
-        report.disarm();
-        unwind.finish(out, &mut hook)
+        crate::trace::scope("scope", self.run_stack_scope::<ExitStack<E>, _, _, _>(body)).await
     }
 
     /// Runs `body` with a fresh local stack, as [`scope_local`] does, under this scope's options.
@@ -1073,30 +1074,27 @@ impl<H, S: Future, D> Scope<H, S, D> {
         D: ExitDeadline<E>,
         B: AsyncFnOnce(&mut LocalExitStack<'env, E>) -> Result<T, E>,
     {
-        crate::trace::scope("scope", self.run_scope_local(body)).await
+        crate::trace::scope("scope", self.run_stack_scope::<LocalExitStack<'env, E>, _, _, _>(body)).await
     }
 
-    async fn run_scope_local<'env, E, T, B>(self, body: B) -> Result<T, Error<E>>
+    /// The one body of [`Scope::scope`] and [`Scope::scope_local`]: a fresh stack `K` under
+    /// this scope's options, closed however `body` ends.
+    async fn run_stack_scope<K, E, T, B>(self, body: B) -> Result<T, Error<E>>
     where
-        E: 'env,
+        K: ScopeStack<E>,
         H: ErrorHook<E>,
         D: ExitDeadline<E>,
-        B: AsyncFnOnce(&mut LocalExitStack<'env, E>) -> Result<T, E>,
+        B: AsyncFnOnce(&mut K) -> Result<T, E>,
     {
         let report = DropReport::armed("scope");
         let (mut hook, signal, control) = self.into_parts();
         let mut signal = pin!(signal);
         let mut unwind = Unwind::with_control(control.clone());
-        let mut stack = LocalExitStack::with_control(control.clone());
+        let mut stack = K::with_control(control.clone());
         let body = unwind.body(async { body(&mut stack).await });
-        let out = match body_watching(body, signal.as_mut(), &control).await {
-            Some(out) => out,
-            None => {
-                unwind.cancel();
-                None
-            }
-        };
-        stack.close_into(&mut unwind).await;
+        let out = body_watching(body, signal.as_mut(), &control).await;
+        let out = unwind.watched(out);
+        stack.core().close_into(&mut unwind).await;
         report.disarm();
         unwind.finish(out, &mut hook)
     }

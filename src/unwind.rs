@@ -212,6 +212,16 @@ impl<E> Unwind<E> {
         requested || self.cancelled
     }
 
+    /// What a body run by `body_watching` gave: its result, or `None` once the cancellation that
+    /// cut it short is recorded.
+    #[inline]
+    pub(crate) fn watched<T>(&mut self, watched: Option<Option<T>>) -> Option<T> {
+        watched.unwrap_or_else(|| {
+            self.cancel();
+            None
+        })
+    }
+
     /// A deadline for the next exit, if the scope has one.
     #[inline]
     pub(crate) fn deadline(&self) -> Option<Deadline<E>> {

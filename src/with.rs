@@ -412,13 +412,7 @@ macro_rules! run_with {
                     let body = unwind.body(async { $body(value).await });
                     body_watching(body, signal.as_mut(), &control).await
                 };
-                let out = match out {
-                    Some(out) => out,
-                    None => {
-                        unwind.cancel();
-                        None
-                    }
-                };
+                let out = unwind.watched(out);
                 let (state, value) = held.release();
                 $Protocol::exit(state, value, &mut unwind).await;
                 out
