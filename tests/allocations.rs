@@ -9,7 +9,10 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+mod common;
+
 use async_with::{Cx, ExitStack, Outcome, context, resource, scope, with};
+use common::yield_now;
 
 struct Counting;
 
@@ -54,25 +57,14 @@ fn allocations<F: Future>(make: impl FnOnce() -> F) -> (F::Output, usize) {
     (out, ALLOCATIONS.with(Cell::get) - before)
 }
 
-/// Returns `Pending` once, so that the scope really suspends in every enter and exit.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(
-        |_| {
-            if std::mem::replace(&mut yielded, true) { Poll::Ready(()) } else { Poll::Pending }
-        },
-    )
-    .await
-}
-
 fn counter(fail_exit: bool) -> impl async_with::IntoContext<Value = u64, Error = &'static str> {
     resource(
         async || {
-            yield_once().await;
+            yield_now().await;
             Ok(1)
         },
         async move |_, outcome: Outcome<'_, &'static str>| {
-            yield_once().await;
+            yield_now().await;
             let _ = outcome;
             if fail_exit { Err("exit failed") } else { Ok(()) }
         },
@@ -125,9 +117,9 @@ fn one_error_allocates_nothing_and_each_further_error_at_most_one() {
 
 fn generator() -> impl async_with::IntoContext<Value = u64, Error = &'static str> {
     context(async |mut cx: Cx<u64, &'static str>| {
-        yield_once().await;
+        yield_now().await;
         let (value, outcome) = cx.provide(1).await;
-        yield_once().await;
+        yield_now().await;
         let _ = (value, outcome);
         Ok(())
     })
@@ -210,7 +202,7 @@ fn statically_composed_contexts_allocate_nothing() {
                 counter(false).map(move |b: &mut u64| a + *b)
             })
             .eval_map(async |ab: &mut u64| {
-                yield_once().await;
+                yield_now().await;
                 Ok(*ab + 1)
             })
             .on_finalize(async |_: Outcome<'_, &'static str>| Ok(()));
