@@ -150,6 +150,16 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
             unwind.failed(error);
         }
     }
+
+    /// Closes the stack starting from `unwind` (empty, or holding `close_with`'s error) and
+    /// reports what came of it, panics through the global hook.
+    async fn close(mut self, mut unwind: Unwind<E>) -> Result<(), Error<E>>
+    where
+        E: fmt::Debug,
+    {
+        self.close_into(&mut unwind).await;
+        unwind.finish(Some(()), &mut GlobalHook)
+    }
 }
 
 impl<D: ?Sized, E> Core<D, E> {
@@ -417,7 +427,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     where
         E: fmt::Debug,
     {
-        self.close_from(Unwind::new()).await
+        self.core.close(Unwind::new()).await
     }
 
     /// Closes the stack because of `error`: the exits see [`Outcome::Failed`] with it, and it is
@@ -441,19 +451,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     {
         let mut unwind = Unwind::new();
         unwind.failed(error);
-        self.close_from(unwind).await
-    }
-
-    async fn close_from(mut self, mut unwind: Unwind<E>) -> Result<(), Error<E>>
-    where
-        E: fmt::Debug,
-    {
-        self.core.close_into(&mut unwind).await;
-        unwind.finish(Some(()), &mut GlobalHook)
-    }
-
-    pub(crate) async fn close_into(&mut self, unwind: &mut Unwind<E>) {
-        self.core.close_into(unwind).await
+        self.core.close(unwind).await
     }
 
     fn push_owned<X, V, F>(
@@ -685,7 +683,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     where
         E: fmt::Debug,
     {
-        self.close_from(Unwind::new()).await
+        self.core.close(Unwind::new()).await
     }
 
     /// Closes the stack because of `error`; see [`ExitStack::close_with`].
@@ -703,19 +701,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     {
         let mut unwind = Unwind::new();
         unwind.failed(error);
-        self.close_from(unwind).await
-    }
-
-    async fn close_from(mut self, mut unwind: Unwind<E>) -> Result<(), Error<E>>
-    where
-        E: fmt::Debug,
-    {
-        self.core.close_into(&mut unwind).await;
-        unwind.finish(Some(()), &mut GlobalHook)
-    }
-
-    pub(crate) async fn close_into(&mut self, unwind: &mut Unwind<E>) {
-        self.core.close_into(unwind).await
+        self.core.close(unwind).await
     }
 
     fn push_owned<X, V, F>(
@@ -895,7 +881,7 @@ impl<E: Send + Sync + 'static> SendProtocol for Nested<ExitStack<E>> {
     }
 
     async fn exit(self: Pin<&mut Self>, mut stack: ExitStack<E>, unwind: &mut Unwind<E>) {
-        stack.close_into(unwind).await
+        stack.core.close_into(unwind).await
     }
 
     fn fallback(self: Pin<&mut Self>, stack: ExitStack<E>) {
@@ -912,7 +898,7 @@ impl<E: Send + Sync + 'static> Protocol for Nested<ExitStack<E>> {
     }
 
     async fn exit(self: Pin<&mut Self>, mut stack: ExitStack<E>, unwind: &mut Unwind<E>) {
-        stack.close_into(unwind).await
+        stack.core.close_into(unwind).await
     }
 
     fn fallback(self: Pin<&mut Self>, stack: ExitStack<E>) {
@@ -929,7 +915,7 @@ impl<'env, E: 'env> Protocol for Nested<LocalExitStack<'env, E>> {
     }
 
     async fn exit(self: Pin<&mut Self>, mut stack: LocalExitStack<'env, E>, unwind: &mut Unwind<E>) {
-        stack.close_into(unwind).await
+        stack.core.close_into(unwind).await
     }
 
     fn fallback(self: Pin<&mut Self>, stack: LocalExitStack<'env, E>) {
