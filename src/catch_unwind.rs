@@ -45,3 +45,64 @@ impl<F: Future> Future for CatchUnwind<F> {
         future.poll(cx).map(Ok)
     }
 }
+
+pin_project_lite::pin_project! {
+    /// A future made by calling a closure, polled in place: a panic in the call itself (a
+    /// hand-written `fn exit(..) -> impl Future` may run code before it returns its future) is
+    /// caught like one in `poll`. Used instead of an `async move { f().await }` block, which
+    /// would store the closure's arguments a second time.
+    #[project = CaughtProj]
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub(crate) enum Caught<F> {
+        Running {
+            #[pin]
+            future: F,
+        },
+        Panicked {
+            payload: Option<Payload>,
+        },
+        Done,
+    }
+}
+
+/// Calls `make`, catching a panic, for a future to poll in place.
+#[inline]
+pub(crate) fn call<F: Future>(make: impl FnOnce() -> F) -> Caught<F> {
+    #[cfg(feature = "std")]
+    match std::panic::catch_unwind(core::panic::AssertUnwindSafe(make)) {
+        Ok(future) => Caught::Running { future },
+        Err(payload) => Caught::Panicked { payload: Some(payload) },
+    }
+    #[cfg(not(feature = "std"))]
+    Caught::Running { future: make() }
+}
+
+impl<F: Future> Future for Caught<F> {
+    type Output = Result<F::Output, Payload>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let out = match self.as_mut().project() {
+            CaughtProj::Running { future } => {
+                #[cfg(feature = "std")]
+                {
+                    // As in `CatchUnwind`: the future is dropped after it panicked, never polled.
+                    let poll = core::panic::AssertUnwindSafe(|| future.poll(cx));
+                    match std::panic::catch_unwind(poll) {
+                        Ok(Poll::Ready(out)) => Ok(out),
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Err(payload) => Err(payload),
+                    }
+                }
+                #[cfg(not(feature = "std"))]
+                Ok(core::task::ready!(future.poll(cx)))
+            }
+            CaughtProj::Panicked { payload } => {
+                Err(payload.take().expect("async-with: polled after it ended"))
+            }
+            CaughtProj::Done => panic!("async-with: polled after it ended"),
+        };
+        self.set(Caught::Done);
+        Poll::Ready(out)
+    }
+}

@@ -125,7 +125,7 @@ macro_rules! closing_protocol {
             let close = self.close;
             let deadline = unwind.deadline();
             let closed = core::future::poll_fn(|task| close(&mut value, task));
-            let result = crate::unwind::exit_within(deadline, closed).await;
+            let result = crate::unwind::exit_within(deadline, move || closed).await;
             unwind.exited(result);
             unwind.drop_value(value);
         }

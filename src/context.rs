@@ -377,7 +377,7 @@ macro_rules! leaf_protocol {
             async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<C::Error>) -> Option<C::Value> {
                 let context = self.get_mut().context.as_mut();
                 let context = context.expect("async-with: a context is entered once");
-                unwind.enter(async move { $Context::enter(context).await }).await
+                unwind.enter(move || $Context::enter(context)).await
             }
 
             async fn exit(self: Pin<&mut Self>, value: C::Value, unwind: &mut Unwind<C::Error>) {
@@ -385,8 +385,7 @@ macro_rules! leaf_protocol {
                 let context = context.expect("async-with: a context is exited once");
                 let deadline = unwind.deadline();
                 let outcome = unwind.outcome();
-                let result =
-                    exit_within(deadline, async move { $Context::exit(context, value, outcome).await }).await;
+                let result = exit_within(deadline, move || $Context::exit(context, value, outcome)).await;
                 unwind.exited(result);
             }
 

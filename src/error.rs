@@ -211,6 +211,30 @@ impl<E: fmt::Debug + fmt::Display + 'static> core::error::Error for Boxed<E> {
     }
 }
 
+/// An error of the body's own type, for `?` inside a body: a body returns
+/// `Result<T, Error<E>>`, so that `?` works both on the contexts' error type `E` (through this
+/// conversion) and on the result of a scope nested inside it (whose `Error` is taken in whole:
+/// its primary error, its suppressed ones and its cancellation).
+///
+/// ```
+/// use async_with::{resource, with, Error, Outcome};
+///
+/// fn parse(s: &str) -> Result<u32, String> { s.parse().map_err(|_| format!("not a number: {s}")) }
+///
+/// # futures::executor::block_on(async {
+/// let ctx = resource(async || Ok::<_, String>("12"), async |_, _: Outcome<'_, String>| Ok(()));
+/// let n = with(ctx, async |s| Ok(parse(s)?)).await.unwrap(); // `?` on a `Result<_, String>`
+/// assert_eq!(n, 12);
+/// let err: Error<String> = "boom".to_string().into();
+/// assert_eq!(err.primary().unwrap(), "boom");
+/// # });
+/// ```
+impl<E> From<E> for Error<E> {
+    fn from(error: E) -> Self {
+        Error::failed(error, Vec::new())
+    }
+}
+
 impl<E: fmt::Debug> fmt::Debug for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");

@@ -11,13 +11,13 @@
 
 use alloc::sync::Arc;
 use core::fmt;
-use core::future::{Future, poll_fn};
+use core::future::Future;
 use core::marker::PhantomData;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::catch_unwind::catch_unwind;
+use crate::frame;
 use crate::protocol::{Protocol, Sealed, SendProtocol};
 use crate::unwind::{Deadline, Kind, Lent, Unwind};
 use crate::{IntoContext, IntoLocalContext, Outcome};
@@ -283,10 +283,6 @@ pin_project_lite::pin_project! {
         #[pin]
         future: Option<<F as GeneratorFn<V, E>>::Future>,
         slot: Option<Arc<Slot<V, E>>>,
-        // Whether the teardown was lent the scope's error (which must come back).
-        lent: bool,
-        // The scope's deadline for this exit, if it has one.
-        deadline: Option<Deadline<E>>,
         types: PhantomData<fn() -> (V, E)>,
     }
 }
@@ -327,14 +323,7 @@ where
     }
 
     fn into_local_context(self) -> Self::LocalContext {
-        Running {
-            generator: Some(self.generator),
-            future: None,
-            slot: None,
-            lent: false,
-            deadline: None,
-            types: PhantomData,
-        }
+        Running { generator: Some(self.generator), future: None, slot: None, types: PhantomData }
     }
 }
 
@@ -371,6 +360,19 @@ where
 enum Step<V, E> {
     Provided(V),
     Finished(Result<(), E>),
+}
+
+/// What a teardown in progress keeps besides the closure's future.
+struct Teardown<E> {
+    started: bool,
+    /// Whether the teardown was lent the scope's error (which must come back).
+    lent: bool,
+    /// The scope's deadline for this exit, if it has one.
+    deadline: Option<Deadline<E>>,
+}
+
+impl<E> Teardown<E> {
+    const NOT_STARTED: Self = Teardown { started: false, lent: false, deadline: None };
 }
 
 impl<F, Fut, V, E> Running<F, V, E>
@@ -415,6 +417,41 @@ where
         }
     }
 
+    /// Runs the setup (shielded, unless the scope interrupts enters and is cancelled: then it
+    /// is dropped, never torn down); `Ready(None)` when it failed, panicked or was interrupted
+    /// (recorded in `unwind`).
+    fn poll_enter(
+        mut self: Pin<&mut Self>,
+        task: &mut Context<'_>,
+        unwind: &mut Unwind<E>,
+    ) -> Poll<Option<V>> {
+        let scope = frame::current();
+        if scope.cancelled && scope.interrupt_enters {
+            let mut future = self.as_mut().project().future;
+            crate::unwind::quietly(|| future.set(None));
+            unwind.cancel();
+            return Poll::Ready(None);
+        }
+        let polled = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+            frame::shielded(|| self.as_mut().poll_setup(task))
+        }));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(Step::Provided(value))) => Poll::Ready(Some(value)),
+            Ok(Poll::Ready(Step::Finished(Ok(())))) => {
+                unreachable!("a setup that returns `Ok` without providing panics")
+            }
+            Ok(Poll::Ready(Step::Finished(Err(error)))) => {
+                unwind.failed(error);
+                Poll::Ready(None)
+            }
+            Err(payload) => {
+                unwind.panicked(payload);
+                Poll::Ready(None)
+            }
+        }
+    }
+
     /// Runs the teardown to its end.
     fn poll_teardown(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Result<(), E>> {
         let mut this = self.project();
@@ -424,47 +461,33 @@ where
         Poll::Ready(result)
     }
 
-    async fn enter_in(mut self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> Option<V> {
-        let step = catch_unwind(poll_fn(|task| self.as_mut().poll_setup(task))).await;
-        match step {
-            Ok(Step::Provided(value)) => return Some(value),
-            Ok(Step::Finished(Ok(()))) => {
-                unreachable!("a setup that returns `Ok` without providing panics")
-            }
-            Ok(Step::Finished(Err(error))) => unwind.failed(error),
-            Err(payload) => unwind.panicked(payload),
-        }
-        None
-    }
-
     /// Runs the teardown: resumes the closure with `value` (taken on the first poll), the
     /// outcome and the lent error, and records how it ended. Polled in place by scopes and by
     /// exit stacks.
-    pub(crate) fn poll_exit(
+    fn poll_exit(
         mut self: Pin<&mut Self>,
         value: &mut Option<V>,
+        teardown: &mut Teardown<E>,
         task: &mut Context<'_>,
         unwind: &mut Unwind<E>,
     ) -> Poll<()> {
-        if let Some(value) = value.take() {
+        if !teardown.started {
+            let value = value.take().expect("async-with: a context is exited once");
             let (kind, lent) = unwind.lend();
-            let deadline = unwind.deadline();
-            let this = self.as_mut().project();
-            *this.lent = lent.is_some();
-            *this.deadline = deadline;
-            this.slot.as_ref().expect("async-with: exit before enter").lock().state =
+            *teardown = Teardown { started: true, lent: lent.is_some(), deadline: unwind.deadline() };
+            self.as_mut().project().slot.as_ref().expect("async-with: exit before enter").lock().state =
                 State::Resumed(value, kind, lent);
         }
-        let polled =
-            std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| self.as_mut().poll_teardown(task)));
+        let polled = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+            frame::shielded(|| self.as_mut().poll_teardown(task))
+        }));
         let result = match polled {
             Ok(Poll::Ready(result)) => Ok(result),
             Ok(Poll::Pending) => {
-                let this = self.as_mut().project();
-                match this.deadline.as_mut().map(|deadline| deadline.as_mut().poll(task)) {
+                match teardown.deadline.as_mut().map(|deadline| deadline.as_mut().poll(task)) {
                     Some(Poll::Ready(late)) => {
                         // Past its deadline: the teardown is dropped (its `Cx` gives the error back).
-                        let mut future = this.future;
+                        let mut future = self.as_mut().project().future;
                         crate::unwind::quietly(|| future.set(None));
                         Ok(Err(late))
                     }
@@ -476,13 +499,12 @@ where
                 Err(payload)
             }
         };
-        *self.as_mut().project().deadline = None;
+        teardown.deadline = None;
         // The closure has returned or unwound, dropping its `Cx`, which gave the error back.
-        let this = self.project();
-        let returned = this.slot.as_ref().expect("entered").lock().returned.take();
+        let returned = self.project().slot.as_ref().expect("entered").lock().returned.take();
         match returned {
             Some(error) => unwind.restore(error),
-            None if *this.lent => unwind.misuse(
+            None if teardown.lent => unwind.misuse(
                 "async-with: a generator context's `Cx` outlived its closure and kept the scope's error",
             ),
             None => {}
@@ -490,10 +512,48 @@ where
         unwind.exited(result);
         Poll::Ready(())
     }
+}
 
-    async fn exit_in(mut self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
-        let mut value = Some(value);
-        poll_fn(|task| self.as_mut().poll_exit(&mut value, task, unwind)).await
+/// The future of a generator's enter, polled in place by the scope.
+pub(crate) struct Setup<'a, 'u, S: ?Sized, E> {
+    running: Pin<&'a mut S>,
+    unwind: &'u mut Unwind<E>,
+}
+
+impl<F, Fut, V, E> Future for Setup<'_, '_, Running<F, V, E>, E>
+where
+    F: FnOnce(Cx<V, E>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    type Output = Option<V>;
+
+    fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Option<V>> {
+        let this = &mut *self;
+        this.running.as_mut().poll_enter(task, this.unwind)
+    }
+}
+
+/// The future of a generator's exit, polled in place by the scope.
+pub(crate) struct Exit<'a, 'u, S: ?Sized, V, E> {
+    running: Pin<&'a mut S>,
+    value: Option<V>,
+    teardown: Teardown<E>,
+    unwind: &'u mut Unwind<E>,
+}
+
+// Nothing in the exit future is pinned: it refers to the pinned state.
+impl<S: ?Sized, V, E> Unpin for Exit<'_, '_, S, V, E> {}
+
+impl<F, Fut, V, E> Future for Exit<'_, '_, Running<F, V, E>, V, E>
+where
+    F: FnOnce(Cx<V, E>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        this.running.as_mut().poll_exit(&mut this.value, &mut this.teardown, task, this.unwind)
     }
 }
 
@@ -507,6 +567,7 @@ pin_project_lite::pin_project! {
         #[pin]
         running: Running<F, V, E>,
         value: Option<V>,
+        teardown: Teardown<E>,
     }
 }
 
@@ -516,13 +577,17 @@ where
     Fut: Future<Output = Result<(), E>>,
 {
     pub(crate) fn new(generator: Generator<F, V, E>) -> Self {
-        GeneratorEntry { running: generator.into_local_context(), value: None }
+        GeneratorEntry {
+            running: generator.into_local_context(),
+            value: None,
+            teardown: Teardown::NOT_STARTED,
+        }
     }
 
     /// Runs the setup; `false` (recorded in `unwind`) when it failed or panicked.
     pub(crate) async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> bool {
         let this = self.project();
-        *this.value = this.running.enter_in(unwind).await;
+        *this.value = Setup { running: this.running, unwind }.await;
         this.value.is_some()
     }
 
@@ -538,7 +603,7 @@ where
 {
     fn poll_exit(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()> {
         let this = self.project();
-        this.running.poll_exit(this.value, task, unwind)
+        this.running.poll_exit(this.value, this.teardown, task, unwind)
     }
 }
 
@@ -554,12 +619,12 @@ macro_rules! generator_protocol {
             type Value = V;
             type Error = E;
 
-            async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> Option<V> {
-                self.enter_in(unwind).await
+            fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> impl Future<Output = Option<V>> $(+ $bound)* {
+                Setup { running: self, unwind }
             }
 
-            async fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
-                self.exit_in(value, unwind).await
+            fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) -> impl Future<Output = ()> $(+ $bound)* {
+                Exit { running: self, value: Some(value), teardown: Teardown::NOT_STARTED, unwind }
             }
 
             fn fallback(self: Pin<&mut Self>, value: V) {

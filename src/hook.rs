@@ -78,6 +78,7 @@ pub use global::{set_drop_hook, set_error_hook};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dropped {
     scope: &'static str,
+    context: &'static str,
 }
 
 impl Dropped {
@@ -89,24 +90,34 @@ impl Dropped {
     pub fn scope(&self) -> &'static str {
         self.scope
     }
+
+    /// The type of the context (or tuple of contexts) whose fallbacks ran, as
+    /// [`core::any::type_name`] writes it; for an exit stack, the stack's type.
+    ///
+    /// ```
+    /// async_with::set_drop_hook(|dropped| eprintln!("{} fell back", dropped.context()));
+    /// ```
+    pub fn context(&self) -> &'static str {
+        self.context
+    }
 }
 
 impl fmt::Display for Dropped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "a `{}` scope was dropped before it finished: its remaining contexts ran their synchronous fallbacks",
-            self.scope
+            "a `{}` scope over `{}` was dropped before it finished: its remaining contexts ran their synchronous fallbacks",
+            self.scope, self.context
         )
     }
 }
 
 /// Tells the process-wide drop hook (std only; without std there is no hook to set).
-pub(crate) fn report_dropped(scope: &'static str) {
+pub(crate) fn report_dropped(scope: &'static str, context: &'static str) {
     #[cfg(feature = "std")]
-    global::dropped(&Dropped { scope });
+    global::dropped(&Dropped { scope, context });
     #[cfg(not(feature = "std"))]
-    let _ = Dropped { scope };
+    let _ = Dropped { scope, context };
 }
 
 #[cfg(feature = "std")]

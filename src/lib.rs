@@ -234,6 +234,7 @@ mod context;
 #[cfg(feature = "std")]
 mod detach;
 mod error;
+mod frame;
 #[cfg(feature = "std")]
 mod generator;
 mod hook;

@@ -61,22 +61,26 @@ pub trait SendProtocol: Sealed + Send {
 
 /// A value entered but not exited yet, held with the state that exits it: if the scope is
 /// dropped meanwhile (drop cancellation), `Drop` runs the state's synchronous fallback instead.
-pub(crate) struct Held<'a, T: ?Sized, V> {
+/// `F` is the fallback function's own (zero-sized) type, not a pointer.
+pub(crate) struct Held<'a, T: ?Sized, V, F: Fn(Pin<&mut T>, V)> {
     state: Option<Pin<&'a mut T>>,
     value: Option<V>,
-    fallback: fn(Pin<&mut T>, V),
+    fallback: F,
 }
 
-impl<'a, T: ?Sized, V> Held<'a, T, V> {
-    pub(crate) fn new(state: Pin<&'a mut T>, value: V, fallback: fn(Pin<&mut T>, V)) -> Self {
+impl<'a, T: ?Sized, V, F: Fn(Pin<&mut T>, V)> Held<'a, T, V, F> {
+    #[inline]
+    pub(crate) fn new(state: Pin<&'a mut T>, value: V, fallback: F) -> Self {
         Held { state: Some(state), value: Some(value), fallback }
     }
 
+    #[inline]
     pub(crate) fn value(&mut self) -> &mut V {
         self.value.as_mut().expect("held until released")
     }
 
     /// Takes the state and the value back, for the async exit.
+    #[inline]
     pub(crate) fn release(mut self) -> (Pin<&'a mut T>, V) {
         let state = self.state.take().expect("held until released");
         let value = self.value.take().expect("held until released");
@@ -84,10 +88,10 @@ impl<'a, T: ?Sized, V> Held<'a, T, V> {
     }
 }
 
-impl<T: ?Sized, V> Drop for Held<'_, T, V> {
+impl<T: ?Sized, V, F: Fn(Pin<&mut T>, V)> Drop for Held<'_, T, V, F> {
     fn drop(&mut self) {
         if let (Some(state), Some(value)) = (self.state.take(), self.value.take()) {
-            let fallback = self.fallback;
+            let fallback = &self.fallback;
             crate::unwind::quietly(|| fallback(state, value));
         }
     }

@@ -229,7 +229,7 @@ macro_rules! resource_protocol {
     ($Protocol:ident) => {
         async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> Option<V> {
             let enter = self.get_mut().enter.take().expect("async-with: a context is entered once");
-            unwind.enter(async move { enter().await }).await
+            unwind.enter(move || enter()).await
         }
 
         async fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
@@ -238,7 +238,7 @@ macro_rules! resource_protocol {
             this.on_drop = None;
             let deadline = unwind.deadline();
             let outcome = unwind.outcome();
-            let result = exit_within(deadline, async move { exit(value, outcome).await }).await;
+            let result = exit_within(deadline, move || exit(value, outcome)).await;
             unwind.exited(result);
         }
 

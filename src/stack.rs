@@ -15,15 +15,14 @@ use std::sync::Mutex;
 use crate::combinator::OutcomeFn;
 pub(crate) use entry::Entry;
 
-use alloc::sync::Arc;
 use core::future::pending;
-use core::pin::pin;
 
 use self::arena::Arena;
 use self::entry::Owned;
+use crate::frame::{self, Busy, Entering};
 use crate::protocol::{Protocol, Sealed, SendProtocol};
-use crate::unwind::{Control, Entering, Unwind};
-use crate::with::{DropReport, body_watching};
+use crate::unwind::{Deadlines, Unwind};
+use crate::with::{DropReport, RunBody, Scoped};
 use crate::{Error, ErrorHook, ExitDeadline, GlobalHook, IntoContext, IntoLocalContext, Outcome, Scope};
 
 /// Identifies one entry of one stack, for [`ExitStack::release`].
@@ -61,27 +60,17 @@ struct Core<D: ?Sized, E> {
     /// Errors that belong to no caller: the suppressed errors of an enter that failed half-way
     /// (its primary error went to the caller) or of a release. Reported when the stack closes.
     orphans: Mutex<Vec<E>>,
-    /// The cancellation control of the scope that owns the stack, if it is cancellable.
-    control: Option<Arc<Control<E>>>,
+    /// The exit deadlines of the scope that owns the stack, if it has them.
+    deadlines: Option<Deadlines<E>>,
 }
 
 impl<D: ?Sized + Entry<E>, E> Core<D, E> {
-    fn new(control: Option<Arc<Control<E>>>) -> Self {
-        Core { id: new_id(), entries: Arena::new(), orphans: Mutex::new(Vec::new()), control }
-    }
-
-    /// Lets an enter start, counted so that a cancellation waits for it. Once the owning scope
-    /// was cancelled, no new enter starts: this never completes, so the body stops right there.
-    async fn begin_enter(&self) -> Option<Entering<'_>> {
-        let control = self.control.as_ref()?;
-        if control.requested() {
-            pending::<()>().await;
-        }
-        Some(control.entering())
+    fn new(deadlines: Option<Deadlines<E>>) -> Self {
+        Core { id: new_id(), entries: Arena::new(), orphans: Mutex::new(Vec::new()), deadlines }
     }
 
     fn unwind(&self) -> Unwind<E> {
-        Unwind::with_control(self.control.clone())
+        Unwind::with_deadlines(self.deadlines.clone())
     }
 
     fn push<T, V>(
@@ -133,8 +122,12 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
     fn pop_all(&mut self) -> Self {
         let orphans = core::mem::take(self.orphans.get_mut().unwrap_or_else(|p| p.into_inner()));
         // The taken entries leave this scope: its cancellation no longer applies to them.
-        let taken =
-            Core { id: self.id, entries: self.entries.split(), orphans: Mutex::new(orphans), control: None };
+        let taken = Core {
+            id: self.id,
+            entries: self.entries.split(),
+            orphans: Mutex::new(orphans),
+            deadlines: None,
+        };
         // The keys given out so far follow the entries.
         self.id = new_id();
         taken
@@ -267,10 +260,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     where
         C: IntoContext<Error = E> + Send + 'static,
     {
-        let entered = {
-            let _entering = self.core.begin_enter().await;
-            context.enter_stack(self).await
-        };
+        let entered = Entering::new(context.enter_stack(self)).await;
         Ok(entered_or_park(entered).await?.1)
     }
 
@@ -294,10 +284,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     where
         C: IntoContext<Error = E> + Send + 'static,
     {
-        let entered = {
-            let _entering = self.core.begin_enter().await;
-            context.enter_stack(self).await
-        };
+        let entered = Entering::new(context.enter_stack(self)).await;
         let (key, value) = entered_or_park(entered).await?;
         Ok((value, key))
     }
@@ -379,7 +366,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     /// # });
     /// ```
     pub async fn release(&mut self, key: Key) -> Result<(), E> {
-        self.core.release(key).await
+        Busy::new(self.core.release(key)).await
     }
 
     /// Moves every pending exit into a new stack, leaving this one empty: Python's `pop_all`,
@@ -427,7 +414,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     where
         E: fmt::Debug,
     {
-        self.core.close(Unwind::new()).await
+        Busy::new(self.core.close(Unwind::new())).await
     }
 
     /// Closes the stack because of `error`: the exits see [`Outcome::Failed`] with it, and it is
@@ -451,7 +438,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     {
         let mut unwind = Unwind::new();
         unwind.failed(error);
-        self.core.close(unwind).await
+        Busy::new(self.core.close(unwind)).await
     }
 
     fn push_owned<X, V, F>(
@@ -556,10 +543,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     where
         C: IntoLocalContext<Error = E> + 'env,
     {
-        let entered = {
-            let _entering = self.core.begin_enter().await;
-            context.enter_local_stack(self).await
-        };
+        let entered = Entering::new(context.enter_local_stack(self)).await;
         Ok(entered_or_park(entered).await?.1)
     }
 
@@ -577,10 +561,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     where
         C: IntoLocalContext<Error = E> + 'env,
     {
-        let entered = {
-            let _entering = self.core.begin_enter().await;
-            context.enter_local_stack(self).await
-        };
+        let entered = Entering::new(context.enter_local_stack(self)).await;
         let (key, value) = entered_or_park(entered).await?;
         Ok((value, key))
     }
@@ -652,7 +633,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     /// # });
     /// ```
     pub async fn release(&mut self, key: Key) -> Result<(), E> {
-        self.core.release(key).await
+        Busy::new(self.core.release(key)).await
     }
 
     /// Moves every pending exit into a new stack; see [`ExitStack::pop_all`].
@@ -683,7 +664,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     where
         E: fmt::Debug,
     {
-        self.core.close(Unwind::new()).await
+        Busy::new(self.core.close(Unwind::new())).await
     }
 
     /// Closes the stack because of `error`; see [`ExitStack::close_with`].
@@ -701,7 +682,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     {
         let mut unwind = Unwind::new();
         unwind.failed(error);
-        self.core.close(unwind).await
+        Busy::new(self.core.close(unwind)).await
     }
 
     fn push_owned<X, V, F>(
@@ -924,11 +905,11 @@ impl<'env, E: 'env> Protocol for Nested<LocalExitStack<'env, E>> {
 }
 
 /// What [`Scope::scope`] and [`Scope::scope_local`] need of their stack: to be made under the
-/// scope's control, and its core, to close.
+/// scope's exit deadlines, and its core, to close.
 trait ScopeStack<E> {
     type Entries: ?Sized + Entry<E>;
 
-    fn with_control(control: Option<Arc<Control<E>>>) -> Self;
+    fn with_deadlines(deadlines: Option<Deadlines<E>>) -> Self;
 
     fn core(&mut self) -> &mut Core<Self::Entries, E>;
 }
@@ -936,8 +917,8 @@ trait ScopeStack<E> {
 impl<E: Send + Sync + 'static> ScopeStack<E> for ExitStack<E> {
     type Entries = dyn Entry<E> + Send;
 
-    fn with_control(control: Option<Arc<Control<E>>>) -> Self {
-        ExitStack { core: Core::new(control) }
+    fn with_deadlines(deadlines: Option<Deadlines<E>>) -> Self {
+        ExitStack { core: Core::new(deadlines) }
     }
 
     fn core(&mut self) -> &mut Core<Self::Entries, E> {
@@ -948,8 +929,8 @@ impl<E: Send + Sync + 'static> ScopeStack<E> for ExitStack<E> {
 impl<'env, E: 'env> ScopeStack<E> for LocalExitStack<'env, E> {
     type Entries = dyn Entry<E> + 'env;
 
-    fn with_control(control: Option<Arc<Control<E>>>) -> Self {
-        LocalExitStack { core: Core::new(control) }
+    fn with_deadlines(deadlines: Option<Deadlines<E>>) -> Self {
+        LocalExitStack { core: Core::new(deadlines) }
     }
 
     fn core(&mut self) -> &mut Core<Self::Entries, E> {
@@ -989,12 +970,12 @@ impl<'env, E: 'env> ScopeStack<E> for LocalExitStack<'env, E> {
 /// assert_eq!(rows, 3);
 /// # });
 /// ```
-pub async fn scope<E, T, B>(body: B) -> Result<T, Error<E>>
+pub fn scope<E, T, B>(body: B) -> impl Future<Output = Result<T, Error<E>>>
 where
     E: Send + Sync + fmt::Debug + 'static,
-    B: AsyncFnOnce(&mut ExitStack<E>) -> Result<T, E>,
+    B: AsyncFnOnce(&mut ExitStack<E>) -> Result<T, Error<E>>,
 {
-    Scope::new().scope(body).await
+    Scope::new().scope(body)
 }
 
 /// [`scope`] with a [`LocalExitStack`], for entries that are not `Send` or that borrow from the
@@ -1012,12 +993,12 @@ where
 /// .unwrap();
 /// assert_eq!(closed, ["cleanup"]);
 /// ```
-pub async fn scope_local<'env, E, T, B>(body: B) -> Result<T, Error<E>>
+pub fn scope_local<'env, E, T, B>(body: B) -> impl Future<Output = Result<T, Error<E>>>
 where
     E: fmt::Debug + 'env,
-    B: AsyncFnOnce(&mut LocalExitStack<'env, E>) -> Result<T, E>,
+    B: AsyncFnOnce(&mut LocalExitStack<'env, E>) -> Result<T, Error<E>>,
 {
-    Scope::new().scope_local(body).await
+    Scope::new().scope_local(body)
 }
 
 impl<H, S: Future, D> Scope<H, S, D> {
@@ -1034,14 +1015,14 @@ impl<H, S: Future, D> Scope<H, S, D> {
     /// assert_eq!(n, 1);
     /// # });
     /// ```
-    pub async fn scope<E, T, B>(self, body: B) -> Result<T, Error<E>>
+    pub fn scope<E, T, B>(self, body: B) -> impl Future<Output = Result<T, Error<E>>>
     where
         E: Send + Sync + 'static,
         H: ErrorHook<E>,
         D: ExitDeadline<E>,
-        B: AsyncFnOnce(&mut ExitStack<E>) -> Result<T, E>,
+        B: AsyncFnOnce(&mut ExitStack<E>) -> Result<T, Error<E>>,
     {
-        crate::trace::scope("scope", self.run_stack_scope::<ExitStack<E>, _, _, _>(body)).await
+        crate::trace::scope("scope", self.run_stack_scope::<ExitStack<E>, _, _, _>(body))
     }
 
     /// Runs `body` with a fresh local stack, as [`scope_local`] does, under this scope's options.
@@ -1053,35 +1034,36 @@ impl<H, S: Future, D> Scope<H, S, D> {
     /// assert_eq!(n, 2);
     /// # });
     /// ```
-    pub async fn scope_local<'env, E, T, B>(self, body: B) -> Result<T, Error<E>>
+    pub fn scope_local<'env, E, T, B>(self, body: B) -> impl Future<Output = Result<T, Error<E>>>
     where
         E: 'env,
         H: ErrorHook<E>,
         D: ExitDeadline<E>,
-        B: AsyncFnOnce(&mut LocalExitStack<'env, E>) -> Result<T, E>,
+        B: AsyncFnOnce(&mut LocalExitStack<'env, E>) -> Result<T, Error<E>>,
     {
-        crate::trace::scope("scope", self.run_stack_scope::<LocalExitStack<'env, E>, _, _, _>(body)).await
+        crate::trace::scope("scope", self.run_stack_scope::<LocalExitStack<'env, E>, _, _, _>(body))
     }
 
     /// The one body of [`Scope::scope`] and [`Scope::scope_local`]: a fresh stack `K` under
     /// this scope's options, closed however `body` ends.
-    async fn run_stack_scope<K, E, T, B>(self, body: B) -> Result<T, Error<E>>
+    fn run_stack_scope<K, E, T, B>(self, body: B) -> impl Future<Output = Result<T, Error<E>>>
     where
         K: ScopeStack<E>,
         H: ErrorHook<E>,
         D: ExitDeadline<E>,
-        B: AsyncFnOnce(&mut K) -> Result<T, E>,
+        B: AsyncFnOnce(&mut K) -> Result<T, Error<E>>,
     {
-        let report = DropReport::armed("scope");
-        let (mut hook, signal, control) = self.into_parts();
-        let mut signal = pin!(signal);
-        let mut unwind = Unwind::with_control(control.clone());
-        let mut stack = K::with_control(control.clone());
-        let body = unwind.body(async { body(&mut stack).await });
-        let out = body_watching(body, signal.as_mut(), &control).await;
-        let out = unwind.watched(out);
-        stack.core().close_into(&mut unwind).await;
-        report.disarm();
-        unwind.finish(out, &mut hook)
+        let (mut hook, signal, interrupt_enters, deadlines) = self.into_parts();
+        let mut unwind = Unwind::with_deadlines(deadlines.clone());
+        let mut stack = K::with_deadlines(deadlines);
+        let report = DropReport::<K>::armed(true);
+        Scoped::new(signal, interrupt_enters, async move {
+            let out = RunBody::new(|| body(&mut stack)).await;
+            let out = unwind.body_ended(out);
+            frame::mark_exiting();
+            stack.core().close_into(&mut unwind).await;
+            report.disarm();
+            unwind.finish(out, &mut hook)
+        })
     }
 }

@@ -17,77 +17,24 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::future::{Future, poll_fn};
-use core::pin::{Pin, pin};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use core::task::Poll;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
 
-use crate::catch_unwind::{Payload, catch_unwind};
-use crate::{Error, ErrorHook, Outcome};
+use crate::catch_unwind::{Caught, Payload, call};
+use crate::error::Error;
+use crate::frame;
+use crate::hook::ErrorHook;
+use crate::outcome::Outcome;
 
 /// A deadline for one exit: completes with the error to report if the exit is still running.
 pub(crate) type Deadline<E> = Pin<Box<dyn Future<Output = E> + Send>>;
 
-/// Makes a [`Deadline`] for each exit.
-pub(crate) type DeadlineFn<E> = Box<dyn Fn() -> Deadline<E> + Send + Sync>;
-
-/// How a cancellable scope is cancelled, shared by the scope (which sets `requested` when its
-/// signal fires) and by whatever enters and exits inside it. Only cancellable scopes have one.
-pub(crate) struct Control<E> {
-    requested: AtomicBool,
-    interrupt_enters: bool,
-    deadline: Option<DeadlineFn<E>>,
-    /// Exit-stack enters running in the scope's body: a cancellation waits for them (enters are
-    /// not interrupted unless the scope says so).
-    entering: AtomicUsize,
-}
-
-impl<E> Control<E> {
-    pub(crate) fn new(interrupt_enters: bool, deadline: Option<DeadlineFn<E>>) -> Self {
-        Control {
-            requested: AtomicBool::new(false),
-            interrupt_enters,
-            deadline,
-            entering: AtomicUsize::new(0),
-        }
-    }
-
-    /// An exit-stack enter starts; it ends when the guard drops.
-    #[cfg(feature = "std")]
-    pub(crate) fn entering(&self) -> Entering<'_> {
-        self.entering.fetch_add(1, Ordering::AcqRel);
-        Entering(&self.entering)
-    }
-
-    /// `true` when the scope must stop its body now: cancelled, and no enter to wait for.
-    pub(crate) fn stops_body(&self) -> bool {
-        self.requested() && (self.interrupt_enters || self.entering.load(Ordering::Acquire) == 0)
-    }
-
-    /// The scope's signal fired.
-    pub(crate) fn request(&self) {
-        self.requested.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn requested(&self) -> bool {
-        self.requested.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn interrupts_enters(&self) -> bool {
-        self.interrupt_enters
-    }
-}
-
-/// An exit-stack enter in progress; see [`Control::entering`].
-#[cfg(feature = "std")]
-pub(crate) struct Entering<'a>(&'a AtomicUsize);
-
-#[cfg(feature = "std")]
-impl Drop for Entering<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+/// Makes a [`Deadline`] for each exit, shared by a scope and everything that exits inside it
+/// (stack entries included). Only a scope with [`exit_deadline`](crate::Scope::exit_deadline)
+/// has one.
+/// (An `Arc` of a `Box`, so that the pointer a scope holds is thin.)
+pub(crate) type Deadlines<E> = Arc<Box<dyn Fn() -> Deadline<E> + Send + Sync>>;
 
 /// What an exit sees, without the error: what a generator context is told when it resumes.
 #[cfg(feature = "std")]
@@ -100,12 +47,12 @@ pub(crate) enum Kind {
 }
 
 /// What a scope hands an exit that runs away from it (in an exit stack's entry): the outcome
-/// kind, the lent error and the scope's cancellation control (for deadlines).
+/// kind, the lent error and the scope's exit deadlines.
 #[cfg(feature = "std")]
 pub(crate) struct Seed<E> {
     kind: Kind,
     lent: Option<Lent<E>>,
-    control: Option<Arc<Control<E>>>,
+    deadlines: Option<Deadlines<E>>,
 }
 
 /// The error an exit sees, lent to it for as long as it runs: moved out of the scope's list
@@ -133,42 +80,70 @@ pub(crate) struct Fork<E> {
     cancelled: bool,
     /// The shared error, and whether it was taken out of the forking unwind's list.
     shared: Option<(Arc<E>, bool)>,
-    control: Option<Arc<Control<E>>>,
+    deadlines: Option<Deadlines<E>>,
 }
 
 impl<E> Fork<E> {
     /// An unwind for one branch.
     pub(crate) fn branch(&self) -> Unwind<E> {
-        let mut branch = Unwind::with_control(self.control.clone());
-        branch.inherited_panic = self.inherited_panic;
-        branch.cancelled = self.cancelled;
-        branch.shared = self.shared.as_ref().map(|(shared, _)| shared.clone());
+        let mut branch = Unwind::with_deadlines(self.deadlines.clone());
+        if self.inherited_panic {
+            branch.rest().inherited_panic = true;
+        }
+        if self.cancelled {
+            branch.head = Head::Cancelled;
+        }
+        if let Some((shared, _)) = &self.shared {
+            branch.rest().shared = Some(shared.clone());
+        }
         branch
     }
+}
+
+/// The first error, or the cancellation that came before any: the two exclude each other (a
+/// scope that failed stays failed; once cancelled, every error is a suppressed one).
+enum Head<E> {
+    Clean,
+    Cancelled,
+    Failed(E),
+}
+
+impl<E> Head<E> {
+    fn first(&self) -> Option<&E> {
+        match self {
+            Head::Failed(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// What an unwind holds beyond its first error: kept out of line, so that the scope's future
+/// stays small on the happy path (the first error is inline: one error allocates nothing).
+struct Rest<E> {
+    later: Vec<E>,
+    panic: Option<Payload>,
+    /// A panic is pending in the scope this one runs an exit for (see [`Unwind::seeded`]).
+    inherited_panic: bool,
+    /// The error of the scope this one runs a concurrent branch for: seen until this one has
+    /// its own, never returned by it (see [`Unwind::fork`]).
+    shared: Option<Arc<E>>,
+    deadlines: Option<Deadlines<E>>,
 }
 
 /// The state of a scope that is unwinding. Public only so that the sealed protocol can name it.
 #[doc(hidden)]
 pub struct Unwind<E> {
-    first: Option<E>,
-    later: Vec<E>,
-    panic: Option<Payload>,
-    /// A panic is pending in the scope this one runs an exit for (see [`Unwind::seeded`]).
-    inherited_panic: bool,
-    cancelled: bool,
-    /// The error of the scope this one runs a concurrent branch for: seen until this one has
-    /// its own, never returned by it (see [`Unwind::branch`]).
-    shared: Option<Arc<E>>,
-    control: Option<Arc<Control<E>>>,
+    head: Head<E>,
+    rest: Option<Box<Rest<E>>>,
 }
 
 impl<E: core::fmt::Debug> core::fmt::Debug for Unwind<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Unwind")
-            .field("first", &self.first)
-            .field("later", &self.later)
-            .field("panicking", &(self.panic.is_some() || self.inherited_panic))
-            .field("cancelled", &self.cancelled)
+            .field("first", &self.head.first())
+            .field("later", &self.later())
+            .field("panicking", &self.panicking())
+            .field("cancelled", &self.is_cancelled())
             .finish()
     }
 }
@@ -176,20 +151,49 @@ impl<E: core::fmt::Debug> core::fmt::Debug for Unwind<E> {
 impl<E> Unwind<E> {
     #[cfg(feature = "std")]
     pub(crate) fn new() -> Self {
-        Self::with_control(None)
+        Self::with_deadlines(None)
     }
 
+    /// An empty unwind; a scope with exit deadlines keeps them out of line (one allocation).
     #[inline]
-    pub(crate) fn with_control(control: Option<Arc<Control<E>>>) -> Self {
-        Unwind {
-            first: None,
-            later: Vec::new(),
-            panic: None,
-            inherited_panic: false,
-            cancelled: false,
-            shared: None,
-            control,
+    pub(crate) fn with_deadlines(deadlines: Option<Deadlines<E>>) -> Self {
+        let mut unwind = Unwind { head: Head::Clean, rest: None };
+        if deadlines.is_some() {
+            unwind.rest().deadlines = deadlines;
         }
+        unwind
+    }
+
+    fn rest(&mut self) -> &mut Rest<E> {
+        self.rest.get_or_insert_with(|| {
+            Box::new(Rest {
+                later: Vec::new(),
+                panic: None,
+                inherited_panic: false,
+                shared: None,
+                deadlines: None,
+            })
+        })
+    }
+
+    fn deadlines(&self) -> Option<Deadlines<E>> {
+        self.rest.as_ref()?.deadlines.clone()
+    }
+
+    fn is_cancelled(&self) -> bool {
+        matches!(self.head, Head::Cancelled)
+    }
+
+    fn later(&self) -> &[E] {
+        self.rest.as_ref().map_or(&[], |rest| &rest.later)
+    }
+
+    fn shared(&self) -> Option<&Arc<E>> {
+        self.rest.as_ref()?.shared.as_ref()
+    }
+
+    fn panicking(&self) -> bool {
+        self.rest.as_ref().is_some_and(|rest| rest.inherited_panic || rest.panic.is_some())
     }
 
     /// Records that the scope was cancelled: the exits from now on see `Cancelled`, and errors
@@ -197,35 +201,25 @@ impl<E> Unwind<E> {
     /// failed: the cancellation came too late to be the cause.
     pub(crate) fn cancel(&mut self) {
         crate::trace::event!("cancelled");
-        if self.first.is_none() && self.shared.is_none() {
-            self.cancelled = true;
+        if matches!(self.head, Head::Clean) && self.shared().is_none() {
+            self.head = Head::Cancelled;
         }
     }
 
-    /// `true` (and recorded) when the scope's signal fired: what composite enters check between
+    /// `true` (and recorded) when the scope is cancelled: what composite enters check between
     /// their parts, so that nothing more is entered after a cancellation.
     pub(crate) fn cancel_requested(&mut self) -> bool {
-        let requested = self.control.as_ref().is_some_and(|c| c.requested());
-        if requested {
+        let requested = frame::current().cancelled;
+        if requested && !self.is_cancelled() {
             self.cancel();
         }
-        requested || self.cancelled
-    }
-
-    /// What a body run by `body_watching` gave: its result, or `None` once the cancellation that
-    /// cut it short is recorded.
-    #[inline]
-    pub(crate) fn watched<T>(&mut self, watched: Option<Option<T>>) -> Option<T> {
-        watched.unwrap_or_else(|| {
-            self.cancel();
-            None
-        })
+        requested || self.is_cancelled()
     }
 
     /// A deadline for the next exit, if the scope has one.
     #[inline]
     pub(crate) fn deadline(&self) -> Option<Deadline<E>> {
-        self.control.as_ref()?.deadline.as_ref().map(|make| make())
+        self.rest.as_ref()?.deadlines.as_ref().map(|make| make())
     }
 
     /// An unwind for running one exit away from the scope (in a stack entry): it starts out
@@ -233,16 +227,30 @@ impl<E> Unwind<E> {
     /// with [`Unwind::merge`].
     #[cfg(feature = "std")]
     #[inline]
-    pub(crate) fn seeded(Seed { kind, lent, control }: Seed<E>) -> Self {
-        let mut unwind = Self::with_control(control);
+    pub(crate) fn seeded(Seed { kind, lent, deadlines }: Seed<E>) -> Self {
+        let mut unwind = Self::with_deadlines(deadlines);
         match (kind, lent) {
-            (Kind::Failed, Some(Lent::Owned(error))) => unwind.first = Some(error),
-            (Kind::Failed, Some(Lent::Shared(error))) => unwind.shared = Some(error),
-            (Kind::Panicked, _) => unwind.inherited_panic = true,
-            (Kind::Cancelled, _) => unwind.cancelled = true,
+            (Kind::Failed, Some(Lent::Owned(error))) => unwind.head = Head::Failed(error),
+            (Kind::Failed, Some(Lent::Shared(error))) => unwind.rest().shared = Some(error),
+            (Kind::Panicked, _) => unwind.rest().inherited_panic = true,
+            (Kind::Cancelled, _) => unwind.head = Head::Cancelled,
             _ => {}
         }
         unwind
+    }
+
+    /// The newest error, taken out of the list (to be put back in its place later).
+    fn take_newest(&mut self) -> Option<E> {
+        if let Some(newest) = self.rest.as_mut().and_then(|rest| rest.later.pop()) {
+            return Some(newest);
+        }
+        match core::mem::replace(&mut self.head, Head::Clean) {
+            Head::Failed(error) => Some(error),
+            head => {
+                self.head = head;
+                None
+            }
+        }
     }
 
     /// Starts concurrent branches (`join`): each [`Fork::branch`] sees what the next exit here
@@ -252,13 +260,13 @@ impl<E> Unwind<E> {
             Outcome::Completed => (false, false, None),
             Outcome::Panicked => (true, false, None),
             Outcome::Cancelled => (false, true, None),
-            Outcome::Failed(_) => match self.later.pop().or_else(|| self.first.take()) {
+            Outcome::Failed(_) => match self.take_newest() {
                 Some(error) => (false, false, Some((Arc::new(error), true))),
                 // Already shared with this unwind (a fork inside a branch): it stays there.
-                None => (false, false, self.shared.clone().map(|shared| (shared, false))),
+                None => (false, false, self.shared().cloned().map(|shared| (shared, false))),
             },
         };
-        Fork { inherited_panic, cancelled, shared, control: self.control.clone() }
+        Fork { inherited_panic, cancelled, shared, deadlines: self.deadlines() }
     }
 
     /// Ends concurrent branches: puts the shared error back in its place, then takes the
@@ -267,7 +275,9 @@ impl<E> Unwind<E> {
         let Fork { shared, .. } = fork;
         // Every branch must let go of the shared error before it can come back.
         for branch in branches.iter_mut() {
-            branch.shared = None;
+            if let Some(rest) = &mut branch.rest {
+                rest.shared = None;
+            }
         }
         if let Some((shared, true)) = shared {
             // Only a generator's `Cx` kept past its closure can still hold it, and that was
@@ -277,7 +287,7 @@ impl<E> Unwind<E> {
             }
         }
         for branch in branches {
-            self.merge(core::mem::replace(branch, Unwind::with_control(None)));
+            self.merge(core::mem::replace(branch, Unwind::with_deadlines(None)));
         }
     }
 
@@ -285,23 +295,30 @@ impl<E> Unwind<E> {
     /// was the newest here), then its new errors in order, then its panic.
     #[inline]
     pub(crate) fn merge(&mut self, other: Unwind<E>) {
-        let Unwind { first, later, panic, .. } = other;
-        if first.is_none() && later.is_empty() && panic.is_none() {
-            return; // the usual case: the exit went well
-        }
-        for error in first.into_iter().chain(later) {
+        let Unwind { head, rest } = other;
+        if let Head::Failed(error) = head {
             self.fail(error);
         }
-        if let Some(payload) = panic {
-            self.panicked(payload);
+        if let Some(rest) = rest {
+            let Rest { later, panic, .. } = *rest;
+            for error in later {
+                self.fail(error);
+            }
+            if let Some(payload) = panic {
+                self.panicked(payload);
+            }
         }
     }
 
     /// Splits a finished unwind into its errors, oldest first, and its panic.
     #[cfg(feature = "std")]
     pub(crate) fn into_parts(self) -> (Vec<E>, Option<Payload>) {
-        let Unwind { first, mut later, panic, .. } = self;
-        if let Some(first) = first {
+        let Unwind { head, rest } = self;
+        let (mut later, panic) = match rest {
+            Some(rest) => (rest.later, rest.panic),
+            None => (Vec::new(), None),
+        };
+        if let Head::Failed(first) = head {
             later.insert(0, first);
         }
         (later, panic)
@@ -310,11 +327,12 @@ impl<E> Unwind<E> {
     /// What the next exit sees.
     #[inline]
     pub(crate) fn outcome(&self) -> Outcome<'_, E> {
-        if self.panic.is_some() || self.inherited_panic {
+        if self.panicking() {
             Outcome::Panicked
-        } else if self.cancelled {
+        } else if self.is_cancelled() {
             Outcome::Cancelled
-        } else if let Some(newest) = self.later.last().or(self.first.as_ref()).or(self.shared.as_deref()) {
+        } else if let Some(newest) = self.later().last().or(self.head.first()).or(self.shared().map(|e| &**e))
+        {
             Outcome::Failed(newest)
         } else {
             Outcome::Completed
@@ -332,8 +350,8 @@ impl<E> Unwind<E> {
             Outcome::Panicked => (Kind::Panicked, None),
             Outcome::Cancelled => (Kind::Cancelled, None),
             Outcome::Failed(_) => {
-                let owned = self.later.pop().or_else(|| self.first.take()).map(Lent::Owned);
-                (Kind::Failed, owned.or_else(|| self.shared.clone().map(Lent::Shared)))
+                let owned = self.take_newest().map(Lent::Owned);
+                (Kind::Failed, owned.or_else(|| self.shared().cloned().map(Lent::Shared)))
             }
         }
     }
@@ -343,7 +361,7 @@ impl<E> Unwind<E> {
     #[inline]
     pub(crate) fn seed(&mut self) -> Seed<E> {
         let (kind, lent) = self.lend();
-        Seed { kind, lent, control: self.control.clone() }
+        Seed { kind, lent, deadlines: self.deadlines() }
     }
 
     /// Puts back the error [`Unwind::lend`] took, where it was.
@@ -361,40 +379,58 @@ impl<E> Unwind<E> {
     /// follows the same path as the user's panics.
     #[cfg(feature = "std")]
     pub(crate) fn misuse(&mut self, message: &'static str) {
-        self.panicked(alloc::boxed::Box::new(message));
+        self.panicked(Box::new(message));
     }
 
-    /// Runs an enter; `None` when it failed or panicked (then it is recorded), or when the scope
-    /// interrupts enters and was cancelled meanwhile (then the enter is dropped: never exited).
-    pub(crate) async fn enter<V>(&mut self, enter: impl Future<Output = Result<V, E>>) -> Option<V> {
-        let control = match &self.control {
-            Some(control) if control.interrupts_enters() => control.clone(),
-            _ => return self.settle("enter", catch_unwind(enter).await),
-        };
-        let mut enter = pin!(Some(catch_unwind(enter)));
-        // The scope polls its signal just before this future, in the same `poll` (the signal's
-        // waker wakes the scope when it fires): checking the flag first sees a cancellation at once.
-        let done = poll_fn(|task| {
-            if control.requested() {
-                return Poll::Ready(None);
-            }
-            let running = enter.as_mut().as_pin_mut().expect("dropped only after it is done");
-            running.poll(task).map(Some)
-        })
-        .await;
-        match done {
-            Some(result) => self.settle("enter", result),
-            None => {
-                quietly(|| enter.set(None));
-                self.cancel();
-                None
-            }
+    /// Runs the enter `make` makes, shielded from cancellation unless the scope interrupts
+    /// enters: `None` when it failed or panicked (then it is recorded), or when it was
+    /// interrupted (then it is dropped and never exited).
+    #[inline]
+    pub(crate) fn enter<F: Future>(&mut self, make: impl FnOnce() -> F) -> Enter<'_, F, E> {
+        Enter { enter: call(make), unwind: self }
+    }
+
+    /// Records how a body ended: `None` when it was stopped by a cancellation (recorded), or
+    /// when it failed or panicked. A body that ends after its scope was cancelled counts as
+    /// cancelled: its value is dropped and its error is a suppressed one.
+    #[inline]
+    pub(crate) fn body_ended<T>(&mut self, ended: Option<Result<Result<T, Error<E>>, Payload>>) -> Option<T> {
+        let cancelled = ended.is_none() || frame::current().cancelled;
+        if cancelled {
+            self.cancel();
         }
+        let value = match ended? {
+            Ok(Ok(value)) => value,
+            Ok(Err(error)) => {
+                crate::trace::event!(ended = "failed", "body");
+                self.absorb(error);
+                return None;
+            }
+            Err(payload) => {
+                crate::trace::event!(ended = "panicked", "body");
+                self.panicked(payload);
+                return None;
+            }
+        };
+        crate::trace::event!(ended = "ok", "body");
+        if cancelled {
+            self.drop_value(value);
+            return None;
+        }
+        Some(value)
     }
 
-    /// Runs the body; `None` when it failed or panicked (then it is recorded).
-    pub(crate) async fn body<T>(&mut self, body: impl Future<Output = Result<T, E>>) -> Option<T> {
-        self.settle("body", catch_unwind(body).await)
+    /// Takes in everything an inner scope's error holds, as it happened there: its primary error
+    /// (or its cancellation), then its suppressed errors in order (G5 across nesting).
+    pub(crate) fn absorb(&mut self, error: Error<E>) {
+        let (primary, suppressed) = error.into_parts();
+        match primary {
+            Some(primary) => self.fail(primary),
+            None => self.cancel(),
+        }
+        for error in suppressed {
+            self.fail(error);
+        }
     }
 
     /// Records how an exit ended. The exit future itself is awaited by the caller, because it
@@ -440,24 +476,25 @@ impl<E> Unwind<E> {
         drop(value);
     }
 
-    /// Records an error that did not come out of `enter`, `body` or `exited`.
+    /// Records an error that did not come out of `enter`, a body or `exited`.
     #[cfg(feature = "std")]
     pub(crate) fn failed(&mut self, error: E) {
         self.fail(error);
     }
 
     fn fail(&mut self, error: E) {
-        if self.first.is_none() && !self.cancelled {
-            self.first = Some(error);
+        if let Head::Clean = self.head {
+            self.head = Head::Failed(error);
         } else {
-            self.later.push(error);
+            self.rest().later.push(error);
         }
     }
 
     #[cfg_attr(not(feature = "std"), allow(clippy::needless_pass_by_value))]
     pub(crate) fn panicked(&mut self, payload: Payload) {
-        if self.panic.is_none() {
-            self.panic = Some(payload);
+        let rest = self.rest();
+        if rest.panic.is_none() {
+            rest.panic = Some(payload);
         } else {
             // Only the first panic resumes. Dropping a payload runs user code, which may panic
             // in turn: that must not become a double panic.
@@ -469,39 +506,93 @@ impl<E> Unwind<E> {
     /// Ends the scope: resumes the first panic (after handing every error to `hook`), or returns
     /// the body's value, or every error.
     pub(crate) fn finish<T>(self, value: Option<T>, hook: &mut impl ErrorHook<E>) -> Result<T, Error<E>> {
-        let Unwind { first, later, panic, cancelled, .. } = self;
+        let Unwind { head, rest } = self;
+        let (later, panic) = match rest {
+            Some(rest) => (rest.later, rest.panic),
+            None => (Vec::new(), None),
+        };
         if let Some(payload) = panic {
+            let first = match head {
+                Head::Failed(first) => Some(first),
+                _ => None,
+            };
             resume(payload, first.into_iter().chain(later), hook);
         }
-        match (first, cancelled) {
-            (Some(primary), _) => Err(Error::failed(primary, later)),
-            (None, true) => Err(Error::cancelled(later)),
-            (None, false) => Ok(value.expect("async-with: a scope without errors has its body's value")),
+        match head {
+            Head::Failed(primary) => Err(Error::failed(primary, later)),
+            Head::Cancelled => Err(Error::cancelled(later)),
+            Head::Clean => Ok(value.expect("async-with: a scope without errors has its body's value")),
         }
     }
 }
 
-/// Runs an exit, bounded by `deadline` if there is one: an exit still running when its
-/// deadline completes is dropped, and the deadline's error is its result.
-pub(crate) async fn exit_within<E>(
-    deadline: Option<Deadline<E>>,
-    exit: impl Future<Output = Result<(), E>>,
-) -> Result<Result<(), E>, Payload> {
-    let Some(mut deadline) = deadline else { return catch_unwind(exit).await };
-    let mut exit = pin!(Some(catch_unwind(exit)));
-    let done = poll_fn(|task| {
-        let running = exit.as_mut().as_pin_mut().expect("dropped only after it is done");
-        if let Poll::Ready(result) = running.poll(task) {
-            return Poll::Ready(Ok(result));
+pin_project_lite::pin_project! {
+    /// The future of [`Unwind::enter`]: an enter polled in place.
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub(crate) struct Enter<'u, F, E> {
+        #[pin]
+        enter: Caught<F>,
+        unwind: &'u mut Unwind<E>,
+    }
+}
+
+impl<F: Future<Output = Result<V, E>>, V, E> Future for Enter<'_, F, E> {
+    type Output = Option<V>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Option<V>> {
+        let mut this = self.project();
+        // The scope computes whether it is cancelled before it polls what it runs, so the
+        // frame is up to date here.
+        let scope = frame::current();
+        if scope.cancelled && scope.interrupt_enters {
+            quietly(|| this.enter.set(Caught::Done));
+            this.unwind.cancel();
+            return Poll::Ready(None);
         }
-        deadline.as_mut().poll(task).map(Err)
-    })
-    .await;
-    match done {
-        Ok(result) => result,
-        Err(late) => {
-            quietly(|| exit.set(None));
-            Ok(Err(late))
+        let running = this.enter.as_mut();
+        let result = core::task::ready!(frame::shielded(|| running.poll(task)));
+        Poll::Ready(this.unwind.settle("enter", result))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`exit_within`]: an exit, and its deadline if the scope has one.
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub(crate) struct ExitWithin<F, E> {
+        #[pin]
+        exit: Caught<F>,
+        deadline: Option<Deadline<E>>,
+    }
+}
+
+/// Runs the exit `make` makes, shielded from cancellation and bounded by `deadline` if there is
+/// one: an exit still running when its deadline completes is dropped, and the deadline's error
+/// is its result.
+#[inline]
+pub(crate) fn exit_within<F: Future, E>(
+    deadline: Option<Deadline<E>>,
+    make: impl FnOnce() -> F,
+) -> ExitWithin<F, E> {
+    ExitWithin { exit: call(make), deadline }
+}
+
+impl<F: Future<Output = Result<(), E>>, E> Future for ExitWithin<F, E> {
+    type Output = Result<Result<(), E>, Payload>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let running = this.exit.as_mut();
+        if let Poll::Ready(result) = frame::shielded(|| running.poll(task)) {
+            return Poll::Ready(result);
+        }
+        match this.deadline.as_mut().map(|deadline| deadline.as_mut().poll(task)) {
+            Some(Poll::Ready(late)) => {
+                quietly(|| this.exit.set(Caught::Done));
+                Poll::Ready(Ok(Err(late)))
+            }
+            _ => Poll::Pending,
         }
     }
 }

@@ -4,13 +4,18 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::fmt;
-use core::future::{Future, Pending, pending, poll_fn};
+use core::future::{Future, Pending, pending};
+use core::marker::PhantomData;
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll};
 
+use crate::catch_unwind::{Caught, call};
+use crate::context::{IntoContext, IntoLocalContext};
+use crate::error::Error;
+use crate::frame::{self, Frame};
+use crate::hook::{ErrorHook, GlobalHook};
 use crate::protocol::{Held, Protocol, SendProtocol};
-use crate::unwind::{Control, DeadlineFn, Unwind, quietly};
-use crate::{Error, ErrorHook, GlobalHook, IntoContext, IntoLocalContext};
+use crate::unwind::{Deadlines, Unwind, quietly};
 
 /// Enters `context`, runs `body` with its value, exits, and returns the body's value or every
 /// error: Python's `async with context as value: body`.
@@ -48,7 +53,7 @@ pub fn with<C, T, B>(context: C, body: B) -> impl Future<Output = Result<T, Erro
 where
     C: IntoContext,
     C::Error: fmt::Debug,
-    B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
+    B: AsyncFnOnce(&mut C::Value) -> Result<T, Error<C::Error>>,
 {
     Scope::new().with(context, body)
 }
@@ -76,7 +81,7 @@ pub fn with_local<C, T, B>(context: C, body: B) -> impl Future<Output = Result<T
 where
     C: IntoLocalContext,
     C::Error: fmt::Debug,
-    B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
+    B: AsyncFnOnce(&mut C::Value) -> Result<T, Error<C::Error>>,
 {
     Scope::new().with_local(context, body)
 }
@@ -134,7 +139,6 @@ where
 pub struct Scope<H = GlobalHook, S = Pending<()>, D = NoDeadline> {
     pub(crate) hook: H,
     signal: S,
-    cancellable: bool,
     interrupt_enters: bool,
     deadline: D,
 }
@@ -143,7 +147,6 @@ impl<H: fmt::Debug, S, D> fmt::Debug for Scope<H, S, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope")
             .field("hook", &self.hook)
-            .field("cancellable", &self.cancellable)
             .field("interrupt_enters", &self.interrupt_enters)
             .finish_non_exhaustive()
     }
@@ -156,21 +159,15 @@ impl Default for Scope {
 }
 
 impl Scope {
-    /// A scope that cannot be cancelled cooperatively, has no exit deadline, and reports to the
-    /// process-wide hook.
+    /// A scope with no signal of its own (it is still cancelled with the scope it runs in), no
+    /// exit deadline, and that reports to the process-wide hook.
     ///
     /// ```
     /// let scope = async_with::Scope::new();
     /// # let _ = scope;
     /// ```
     pub fn new() -> Self {
-        Scope {
-            hook: GlobalHook,
-            signal: pending(),
-            cancellable: false,
-            interrupt_enters: false,
-            deadline: NoDeadline,
-        }
+        Scope { hook: GlobalHook, signal: pending(), interrupt_enters: false, deadline: NoDeadline }
     }
 }
 
@@ -192,13 +189,14 @@ pub struct NoDeadline;
 /// check(|| async { "exit too slow".to_string() });
 /// ```
 pub trait ExitDeadline<E> {
-    /// Converts into the boxed form a scope shares with its contexts.
+    /// Converts into the shared form a scope hands its contexts.
     #[doc(hidden)]
-    fn into_deadline(self) -> Option<DeadlineFn<E>>;
+    fn into_deadlines(self) -> Option<Deadlines<E>>;
 }
 
 impl<E> ExitDeadline<E> for NoDeadline {
-    fn into_deadline(self) -> Option<DeadlineFn<E>> {
+    #[inline]
+    fn into_deadlines(self) -> Option<Deadlines<E>> {
         None
     }
 }
@@ -208,8 +206,8 @@ where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = E> + Send + 'static,
 {
-    fn into_deadline(self) -> Option<DeadlineFn<E>> {
-        Some(Box::new(move || Box::pin(self())))
+    fn into_deadlines(self) -> Option<Deadlines<E>> {
+        Some(Arc::new(Box::new(move || Box::pin(self()) as crate::unwind::Deadline<E>)))
     }
 }
 
@@ -248,8 +246,8 @@ impl<H, S, D> Scope<H, S, D> {
     /// # let _ = scope;
     /// ```
     pub fn on_error_during_panic<G>(self, hook: G) -> Scope<G, S, D> {
-        let Scope { signal, cancellable, interrupt_enters, deadline, .. } = self;
-        Scope { hook, signal, cancellable, interrupt_enters, deadline }
+        let Scope { signal, interrupt_enters, deadline, .. } = self;
+        Scope { hook, signal, interrupt_enters, deadline }
     }
 
     /// Also cancels the scope when `signal` completes (its output is ignored). See the type's
@@ -262,14 +260,8 @@ impl<H, S, D> Scope<H, S, D> {
     /// # let _ = scope;
     /// ```
     pub fn cancel_on<T: Future>(self, signal: T) -> Scope<H, AnyOf<S, T>, D> {
-        let Scope { hook, signal: before, interrupt_enters, deadline, .. } = self;
-        Scope {
-            hook,
-            signal: AnyOf { first: before, second: signal },
-            cancellable: true,
-            interrupt_enters,
-            deadline,
-        }
+        let Scope { hook, signal: before, interrupt_enters, deadline } = self;
+        Scope { hook, signal: AnyOf { first: before, second: signal }, interrupt_enters, deadline }
     }
 
     /// Lets a cancellation interrupt an enter in progress: the enter is dropped, and that context
@@ -287,6 +279,8 @@ impl<H, S, D> Scope<H, S, D> {
 
     /// Bounds each exit: `deadline` is called when an exit starts, and if its future completes
     /// first, the exit is dropped and the error it gives is reported in the exit's place (G5).
+    /// The function is shared with everything that exits in the scope (one allocation per
+    /// scope), and each deadline future is boxed (one allocation per exit).
     ///
     /// ```
     /// use async_with::Scope;
@@ -298,128 +292,171 @@ impl<H, S, D> Scope<H, S, D> {
     /// # let _ = scope;
     /// ```
     pub fn exit_deadline<F>(self, deadline: F) -> Scope<H, S, F> {
-        let Scope { hook, signal, cancellable, interrupt_enters, .. } = self;
-        Scope { hook, signal, cancellable, interrupt_enters, deadline }
-    }
-
-    /// The shared control of a cancellable scope, or `None` (no allocation) for a plain one.
-    fn control<E>(deadline: D, cancellable: bool, interrupt_enters: bool) -> Option<Arc<Control<E>>>
-    where
-        D: ExitDeadline<E>,
-    {
-        let deadline = deadline.into_deadline();
-        (cancellable || deadline.is_some()).then(|| Arc::new(Control::new(interrupt_enters, deadline)))
+        let Scope { hook, signal, interrupt_enters, .. } = self;
+        Scope { hook, signal, interrupt_enters, deadline }
     }
 }
 
-/// Polls the scope's signal, once it is not known to have fired: records the request.
-fn watch<E>(signal: Pin<&mut impl Future>, control: &Option<Arc<Control<E>>>, task: &mut Context<'_>) {
-    if let Some(control) = control {
-        if !control.requested() && signal.poll(task).is_ready() {
-            control.request();
+pin_project_lite::pin_project! {
+    /// A scope's future: its own signal and its place in the scopes around it, around the
+    /// async code that enters, runs the body and exits (see [`crate::frame`]).
+    ///
+    /// Each poll first works out whether the scope is cancelled (the scope it runs in is, or
+    /// its own signal fired), then polls the scope's code with a frame that says so. A scope
+    /// that returns `Pending` tells the scope around it that it is still busy.
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub(crate) struct Scoped<S, F> {
+        #[pin]
+        signal: S,
+        requested: bool,
+        exiting: bool,
+        interrupt_enters: bool,
+        #[pin]
+        scope: F,
+    }
+}
+
+impl<S, F> Scoped<S, F> {
+    #[inline]
+    pub(crate) fn new(signal: S, interrupt_enters: bool, scope: F) -> Self {
+        Scoped { signal, requested: false, exiting: false, interrupt_enters, scope }
+    }
+}
+
+impl<S: Future, F: Future> Future for Scoped<S, F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if !*this.exiting && !*this.requested {
+            // The scope around (if any) first: a cancelled parent cancels its children.
+            *this.requested = frame::current().cancelled || this.signal.poll(task).is_ready();
         }
+        let scope = this.scope;
+        let mine =
+            Frame { cancelled: *this.requested, interrupt_enters: *this.interrupt_enters, ..Frame::SHIELDED };
+        let (poll, left) = frame::within(mine, || scope.poll(task));
+        *this.exiting |= left.exiting;
+        if poll.is_pending() {
+            frame::mark_busy();
+        }
+        poll
     }
 }
 
-/// Runs `enter` to its end (or until it gives up, if enters are interruptible), watching the
-/// signal meanwhile.
-pub(crate) async fn enter_watching<V, E>(
-    enter: impl Future<Output = Option<V>>,
-    mut signal: Pin<&mut impl Future>,
-    control: &Option<Arc<Control<E>>>,
-) -> Option<V> {
-    let mut enter = pin!(enter);
-    poll_fn(|task| {
-        watch(signal.as_mut(), control, task);
-        enter.as_mut().poll(task)
-    })
-    .await
+pin_project_lite::pin_project! {
+    /// A scope's body, polled in place until it ends or the scope is cancelled: then it is
+    /// dropped at its current await, but only once nothing inside it is still busy (a scope
+    /// inside it running its exits, an exit-stack enter or release in progress). `None` when
+    /// cancelled.
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub(crate) struct RunBody<F> {
+        #[pin]
+        body: Caught<F>,
+        // Something inside the body was still busy at its last poll.
+        busy: bool,
+    }
 }
 
-/// Runs `body` until it ends or the scope is cancelled; `None` when cancelled (the body is then
-/// dropped at its current await; the caller records the cancellation).
-pub(crate) async fn body_watching<T, E>(
-    body: impl Future<Output = Option<T>>,
-    mut signal: Pin<&mut impl Future>,
-    control: &Option<Arc<Control<E>>>,
-) -> Option<Option<T>> {
-    let mut body = pin!(Some(body));
-    let done = poll_fn(|task| {
-        watch(signal.as_mut(), control, task);
-        if control.as_ref().is_some_and(|c| c.stops_body()) {
+impl<F: Future> RunBody<F> {
+    /// Calls `make` for the body (a panic in the call is the body's), to poll it in place.
+    #[inline]
+    pub(crate) fn new(make: impl FnOnce() -> F) -> Self {
+        RunBody { body: call(make), busy: false }
+    }
+}
+
+impl<F: Future> Future for RunBody<F> {
+    type Output = Option<Result<F::Output, crate::catch_unwind::Payload>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let scope = frame::current();
+        if scope.cancelled && !*this.busy {
+            quietly(|| this.body.set(Caught::Done));
             return Poll::Ready(None);
         }
-        let running = body.as_mut().as_pin_mut().expect("dropped only after it is done");
-        match running.poll(task) {
+        let body = this.body.as_mut();
+        let (poll, left) = frame::within(scope, || body.poll(task));
+        *this.busy = left.busy;
+        match poll {
             Poll::Ready(out) => Poll::Ready(Some(out)),
-            // An exit-stack enter that started before the cancellation may have just ended:
-            // the body is stopped at this await, rather than left waiting for a wake-up that the
-            // already-fired signal will not send.
-            Poll::Pending if control.as_ref().is_some_and(|c| c.stops_body()) => Poll::Ready(None),
+            // Cancelled, and nothing inside is busy: the body stops at this await.
+            Poll::Pending if scope.cancelled && !*this.busy => {
+                quietly(|| this.body.set(Caught::Done));
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
-    })
-    .await;
-    if done.is_none() {
-        quietly(|| body.set(None));
     }
-    done
 }
 
 /// Tells the process-wide drop hook when a scope future is dropped before it finished. Declared
 /// first in the scope's frame, so that it is dropped last: after the fallbacks ran.
-pub(crate) struct DropReport {
-    scope: Option<&'static str>,
+pub(crate) struct DropReport<C: ?Sized> {
+    stack: bool,
+    armed: bool,
+    context: PhantomData<fn(&C)>,
 }
 
-impl DropReport {
-    pub(crate) fn armed(scope: &'static str) -> Self {
-        DropReport { scope: Some(scope) }
+impl<C: ?Sized> DropReport<C> {
+    /// A report for a `with` scope, or for a `scope` (`stack`).
+    #[inline]
+    pub(crate) fn armed(stack: bool) -> Self {
+        DropReport { stack, armed: true, context: PhantomData }
     }
 
+    #[inline]
     pub(crate) fn disarm(mut self) {
-        self.scope = None;
+        self.armed = false;
     }
 }
 
-impl Drop for DropReport {
+impl<C: ?Sized> Drop for DropReport<C> {
     fn drop(&mut self) {
-        if let Some(scope) = self.scope {
-            crate::hook::report_dropped(scope);
+        if self.armed {
+            let scope = if self.stack { "scope" } else { "with" };
+            crate::hook::report_dropped(scope, core::any::type_name::<C>());
         }
     }
 }
 
 // One body for both flavours: they differ only in the protocol trait that drives the contexts.
+// Every user future is created in place (not passed by value into an `async fn`, which would
+// store it twice, rust-lang/rust#62958), so a nested scope grows by its own state only.
 macro_rules! run_with {
-    ($scope:expr, $context:expr, $State:ty, $body:expr, $Protocol:ident) => {{
-        let Scope { mut hook, signal, cancellable, interrupt_enters, deadline } = $scope;
-        let report = DropReport::armed("with");
-        let control = Scope::<(), (), _>::control(deadline, cancellable, interrupt_enters);
-        let mut unwind = Unwind::with_control(control.clone());
-        let mut signal = pin!(signal);
-        let mut context = pin!($context);
-        let entered =
-            enter_watching($Protocol::enter(context.as_mut(), &mut unwind), signal.as_mut(), &control).await;
-        let value = match entered {
-            None => None,
-            Some(value) => {
-                let mut held = Held::new(context.as_mut(), value, <$State as $Protocol>::fallback);
-                let out = if unwind.cancel_requested() {
-                    None // cancelled while entering: the body never starts
-                } else {
-                    let value = held.value();
-                    let body = unwind.body(async { $body(value).await });
-                    body_watching(body, signal.as_mut(), &control).await
-                };
-                let out = unwind.watched(out);
-                let (state, value) = held.release();
-                $Protocol::exit(state, value, &mut unwind).await;
-                out
-            }
-        };
-        report.disarm();
-        unwind.finish(value, &mut hook)
+    ($scope:expr, $context:ident . $into:ident (), $State:ty, $Into:ty, $body:expr, $Protocol:ident) => {{
+        let Scope { mut hook, signal, interrupt_enters, deadline } = $scope;
+        // Made out here and moved in, so that the scope's state holds each of them once.
+        let mut unwind = Unwind::with_deadlines(deadline.into_deadlines());
+        let report = DropReport::<$Into>::armed(false);
+        let body = $body;
+        Scoped::new(signal, interrupt_enters, async move {
+            // Converted in here: the protocol state (a generator's whole future, say) is held
+            // once, pinned, rather than captured and then moved into a pinned local.
+            let mut context = pin!($context.$into());
+            // Matched without a binding that lives on: the enter's result is moved into `held`.
+            let mut held = match $Protocol::enter(context.as_mut(), &mut unwind).await {
+                Some(value) => Held::new(context, value, <$State as $Protocol>::fallback),
+                None => {
+                    report.disarm();
+                    return unwind.finish(None, &mut hook);
+                }
+            };
+            let out = if unwind.cancel_requested() {
+                None // cancelled while entering: the body never starts
+            } else {
+                RunBody::new(|| body(held.value())).await
+            };
+            let out = unwind.body_ended(out);
+            frame::mark_exiting();
+            let (state, value) = held.release();
+            $Protocol::exit(state, value, &mut unwind).await;
+            report.disarm();
+            unwind.finish(out, &mut hook)
+        })
     }};
 }
 
@@ -440,11 +477,12 @@ impl<H, S: Future, D> Scope<H, S, D> {
         C: IntoContext,
         H: ErrorHook<C::Error>,
         D: ExitDeadline<C::Error>,
-        B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
+        B: AsyncFnOnce(&mut C::Value) -> Result<T, Error<C::Error>>,
     {
-        crate::trace::scope("with", async move {
-            run_with!(self, context.into_context(), C::Context, body, SendProtocol)
-        })
+        crate::trace::scope(
+            "with",
+            run_with!(self, context.into_context(), C::Context, C, body, SendProtocol),
+        )
     }
 
     /// Enters `context` around `body`, as [`with_local`] does, under this scope's options.
@@ -464,21 +502,22 @@ impl<H, S: Future, D> Scope<H, S, D> {
         C: IntoLocalContext,
         H: ErrorHook<C::Error>,
         D: ExitDeadline<C::Error>,
-        B: AsyncFnOnce(&mut C::Value) -> Result<T, C::Error>,
+        B: AsyncFnOnce(&mut C::Value) -> Result<T, Error<C::Error>>,
     {
-        crate::trace::scope("with", async move {
-            run_with!(self, context.into_local_context(), C::LocalContext, body, Protocol)
-        })
+        crate::trace::scope(
+            "with",
+            run_with!(self, context.into_local_context(), C::LocalContext, C, body, Protocol),
+        )
     }
 
-    /// Splits the options for a scope runner: the hook, the signal, and the shared control.
+    /// Splits the options for a scope runner: the hook, the signal, whether enters are
+    /// interrupted, and the exit deadlines.
     #[cfg(feature = "std")]
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn into_parts<E>(self) -> (H, S, Option<Arc<Control<E>>>)
+    pub(crate) fn into_parts<E>(self) -> (H, S, bool, Option<Deadlines<E>>)
     where
         D: ExitDeadline<E>,
     {
-        let Scope { hook, signal, cancellable, interrupt_enters, deadline } = self;
-        (hook, signal, Scope::<(), (), D>::control(deadline, cancellable, interrupt_enters))
+        let Scope { hook, signal, interrupt_enters, deadline } = self;
+        (hook, signal, interrupt_enters, deadline.into_deadlines())
     }
 }

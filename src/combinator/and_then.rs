@@ -95,7 +95,7 @@ macro_rules! and_then_protocol {
                 } else {
                     let value = held.value();
                     // Run like an enter, so that a panic in `make` exits the first context.
-                    unwind.enter(async move { Ok(make(value).$into()) }).await
+                    unwind.enter(move || core::future::ready(Ok(make(value).$into()))).await
                 };
                 let entered = match next {
                     Some(next) => {

@@ -89,7 +89,7 @@ macro_rules! eval_map_protocol {
                 None // cancelled while the inner context entered: no further step
             } else {
                 let value = held.value();
-                unwind.enter(async move { step(value).await }).await
+                unwind.enter(move || step(value)).await
             };
             let (inner, value) = held.release();
             match stepped {

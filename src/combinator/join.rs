@@ -9,7 +9,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::future::{Future, poll_fn};
-use core::pin::{Pin, pin};
+use core::pin::Pin;
 use core::task::Poll;
 
 use crate::protocol::{Held, Protocol, Sealed, SendProtocol};
@@ -149,25 +149,48 @@ impl<C: IntoContext> IntoContext for JoinAll<C> {
     }
 }
 
-/// Polls both futures in every poll until both are done.
-async fn both<A: Future, B: Future>(first: A, second: B) -> (A::Output, B::Output) {
-    let (mut first, mut second) = (pin!(first), pin!(second));
-    let (mut a, mut b) = (None, None);
-    poll_fn(|task| {
-        if a.is_none() {
-            if let Poll::Ready(out) = first.as_mut().poll(task) {
-                a = Some(out);
+pin_project_lite::pin_project! {
+    /// Polls both futures in every poll until both are done, each in place.
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    struct Both<A, B>
+    where
+        A: Future,
+        B: Future,
+    {
+        #[pin]
+        first: A,
+        #[pin]
+        second: B,
+        a: Option<A::Output>,
+        b: Option<B::Output>,
+    }
+}
+
+fn both<A: Future, B: Future>(first: A, second: B) -> Both<A, B> {
+    Both { first, second, a: None, b: None }
+}
+
+impl<A: Future, B: Future> Future for Both<A, B> {
+    type Output = (A::Output, B::Output);
+
+    fn poll(self: Pin<&mut Self>, task: &mut core::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if this.a.is_none() {
+            if let Poll::Ready(out) = this.first.poll(task) {
+                *this.a = Some(out);
             }
         }
-        if b.is_none() {
-            if let Poll::Ready(out) = second.as_mut().poll(task) {
-                b = Some(out);
+        if this.b.is_none() {
+            if let Poll::Ready(out) = this.second.poll(task) {
+                *this.b = Some(out);
             }
         }
-        if a.is_some() && b.is_some() { Poll::Ready(()) } else { Poll::Pending }
-    })
-    .await;
-    (a.expect("polled to completion"), b.expect("polled to completion"))
+        if this.a.is_some() && this.b.is_some() {
+            Poll::Ready((this.a.take().expect("checked"), this.b.take().expect("checked")))
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 /// Polls every future in every poll until all are done; the outputs keep the futures' order.

@@ -86,7 +86,7 @@ macro_rules! map_protocol {
                 let mut value = this.inner.as_mut().enter(unwind).await?;
                 let f = this.f.take().expect("async-with: a context is entered once");
                 // Run like an enter, so that a panic in `f` exits the inner context.
-                match unwind.enter(async { Ok(f(&mut value)) }).await {
+                match unwind.enter(|| core::future::ready(Ok(f(&mut value)))).await {
                     Some(mapped) => {
                         *this.kept = Some(value);
                         Some(mapped)

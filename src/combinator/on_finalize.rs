@@ -85,7 +85,7 @@ macro_rules! on_finalize_protocol {
             let finalize = this.f.take().expect("async-with: a context is exited once");
             let deadline = unwind.deadline();
             let outcome = unwind.outcome();
-            let result = exit_within(deadline, async move { finalize(outcome).await }).await;
+            let result = exit_within(deadline, move || finalize(outcome)).await;
             unwind.exited(result);
         }
 

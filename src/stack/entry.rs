@@ -92,8 +92,7 @@ pub(crate) async fn context_exit<C: AsyncContext>(
     let mut unwind = Unwind::seeded(seed);
     let deadline = unwind.deadline();
     let outcome = unwind.outcome();
-    let result =
-        exit_within(deadline, async move { AsyncContext::exit(context, value, outcome).await }).await;
+    let result = exit_within(deadline, move || AsyncContext::exit(context, value, outcome)).await;
     unwind.exited(result);
     unwind
 }
@@ -106,8 +105,7 @@ pub(crate) async fn local_context_exit<C: LocalAsyncContext>(
     let mut unwind = Unwind::seeded(seed);
     let deadline = unwind.deadline();
     let outcome = unwind.outcome();
-    let result =
-        exit_within(deadline, async move { LocalAsyncContext::exit(context, value, outcome).await }).await;
+    let result = exit_within(deadline, move || LocalAsyncContext::exit(context, value, outcome)).await;
     unwind.exited(result);
     unwind
 }
@@ -124,7 +122,7 @@ where
     let mut unwind = Unwind::seeded(seed);
     let deadline = unwind.deadline();
     let outcome = unwind.outcome();
-    let result = exit_within(deadline, async move { exit(value, outcome).await }).await;
+    let result = exit_within(deadline, move || exit(value, outcome)).await;
     unwind.exited(result);
     unwind
 }
@@ -141,7 +139,7 @@ where
     let mut unwind = Unwind::seeded(seed);
     let deadline = unwind.deadline();
     let outcome = unwind.outcome();
-    let result = exit_within(deadline, async move { exit(value, outcome).await }).await;
+    let result = exit_within(deadline, move || exit(value, outcome)).await;
     unwind.exited(result);
     unwind
 }
@@ -154,7 +152,7 @@ where
     let mut unwind = Unwind::seeded(seed);
     let deadline = unwind.deadline();
     let outcome = unwind.outcome();
-    let result = exit_within(deadline, async move { exit(outcome).await }).await;
+    let result = exit_within(deadline, move || exit(outcome)).await;
     unwind.exited(result);
     unwind
 }
@@ -166,7 +164,7 @@ where
     let mut unwind = Unwind::seeded(seed);
     let deadline = unwind.deadline();
     let outcome = unwind.outcome();
-    let result = exit_within(deadline, async move { exit(outcome).await }).await;
+    let result = exit_within(deadline, move || exit(outcome)).await;
     unwind.exited(result);
     unwind
 }
@@ -178,7 +176,7 @@ where
     Fut: Future<Output = Result<(), E>>,
 {
     let mut unwind = Unwind::seeded(seed);
-    let result = exit_within(unwind.deadline(), async move { callback().await }).await;
+    let result = exit_within(unwind.deadline(), callback).await;
     unwind.exited(result);
     unwind
 }
@@ -189,7 +187,7 @@ where
     F: FnOnce() -> Result<(), E>,
 {
     let mut unwind = Unwind::seeded(seed);
-    let result = exit_within(unwind.deadline(), async move { callback() }).await;
+    let result = exit_within(unwind.deadline(), move || core::future::ready(callback())).await;
     unwind.exited(result);
     unwind
 }

@@ -173,6 +173,9 @@ enum Done {
     Ok,
     Err(Fault),
     Panic(String),
+    /// A body that passed on a nested scope's error with `?`: its primary error (none when it
+    /// was cancelled) and its suppressed ones.
+    Nested(Option<Fault>, Vec<Fault>),
 }
 
 /// How a scope ended.
@@ -221,6 +224,15 @@ impl Model {
             Done::Ok => {}
             Done::Err(fault) => errors.fail(fault),
             Done::Panic(message) => errors.panic(message),
+            Done::Nested(primary, suppressed) => {
+                match primary {
+                    Some(primary) => errors.fail(primary),
+                    None => errors.cancel(),
+                }
+                for fault in suppressed {
+                    errors.fail(fault);
+                }
+            }
         }
     }
 
@@ -324,7 +336,7 @@ impl Model {
         if let Some(nested) = &body.nested {
             match self.node(nested, false)? {
                 End::Ok => {}
-                End::Err(primary, suppressed) => return Ok(Done::Err(Fault::Scope(primary, suppressed))),
+                End::Err(primary, suppressed) => return Ok(Done::Nested(primary.map(|p| *p), suppressed)),
                 End::Panic(message) => return Ok(Done::Panic(message)),
             }
         }

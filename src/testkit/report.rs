@@ -1,6 +1,5 @@
 //! What a run produced, in terms both the interpreter and the oracle can state and compare.
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -14,8 +13,6 @@ pub enum Fault {
     Exit(usize),
     /// The body of scope number `n` failed.
     Body(usize),
-    /// A nested scope failed: its primary error (none when cancelled) and its suppressed ones.
-    Scope(Option<Box<Fault>>, Vec<Fault>),
 }
 
 /// The outcome an exit saw.
@@ -84,16 +81,6 @@ impl fmt::Debug for Fault {
             Fault::Enter(n) => write!(f, "enter #{n}"),
             Fault::Exit(n) => write!(f, "exit #{n}"),
             Fault::Body(n) => write!(f, "body of scope {n}"),
-            Fault::Scope(primary, suppressed) => {
-                match primary {
-                    Some(p) => write!(f, "scope failed: {p:?}")?,
-                    None => f.write_str("scope cancelled")?,
-                }
-                if !suppressed.is_empty() {
-                    write!(f, " (+ {suppressed:?})")?;
-                }
-                Ok(())
-            }
         }
     }
 }

@@ -491,12 +491,7 @@ fn generator(
 
 // ----- Scopes. -----
 
-fn to_fault(error: Error<Fault>) -> Fault {
-    let (primary, suppressed) = error.into_parts();
-    Fault::Scope(primary.map(Box::new), suppressed)
-}
-
-type BodyFuture = Pin<Box<dyn Future<Output = Result<(), Fault>> + Send>>;
+type BodyFuture = Pin<Box<dyn Future<Output = Result<(), Error<Fault>>> + Send>>;
 
 /// A body, built before its scope starts, running (and journaling that it started) only when
 /// the scope awaits it.
@@ -506,10 +501,11 @@ fn body(shared: Shared, id: usize, body: PBody, journal_start: bool) -> BodyFutu
             shared.push(Event::Body(id));
         }
         if let Some(nested) = body.nested {
-            node(*nested, shared.clone(), None).await.map_err(to_fault)?;
+            // An inner scope's error passes through `?` whole: primary, suppressed, cancellation.
+            node(*nested, shared.clone(), None).await?;
         }
         pending(body.step).await;
-        end(body.step.act, Fault::Body(id), || format!("body of scope {id} panicked"))
+        Ok(end(body.step.act, Fault::Body(id), || format!("body of scope {id} panicked"))?)
     })
 }
 

@@ -1,0 +1,216 @@
+//! Structured cancellation: how a scope tells the scopes running inside it that it is cancelled,
+//! and learns whether they are still busy, with no allocation and no runtime.
+//!
+//! The way `tracing::Instrument` sets the current span: while a scope polls what runs inside it,
+//! a thread-local *frame* says whether that scope is cancelled. A scope polled inside another
+//! one's body reads the frame at the start of each of its polls: if its parent is cancelled, so
+//! is it (its body stops at its current await, its exits run to completion seeing `Cancelled`).
+//! Whenever it returns `Pending`, it marks the frame it was polled in as having a *busy child*:
+//! the parent then keeps polling its body instead of dropping it, until no child is busy. So
+//! the cancellation travels down, innermost scopes exit first, and no inner scope is dropped
+//! while it is exiting.
+//!
+//! What is a child is decided by the poll stack, not by types: a scope polled by another task
+//! (spawned) is not a child, one polled by `join!` or `select!` inside a body is. Enters and exits
+//! are polled in a *shielded* frame (not cancelled): acquisition and cleanup are not
+//! interrupted, and neither are the scopes they run.
+//!
+//! Without `std` there are no thread-locals: every frame reads as "not cancelled", and a
+//! scope's cancellation reaches only its own body, which is dropped.
+
+/// What a scope tells what it polls, and what it learns from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Frame {
+    /// The scope is cancelled: what runs inside stops at its next await.
+    pub(crate) cancelled: bool,
+    /// The scope interrupts enters in progress when cancelled.
+    pub(crate) interrupt_enters: bool,
+    /// Set by what ran inside: a child scope (or an exit-stack enter or release) returned
+    /// `Pending`, so it is still busy.
+    pub(crate) busy: bool,
+    /// Set by the scope itself once it runs its exits: its signal no longer matters.
+    pub(crate) exiting: bool,
+}
+
+impl Frame {
+    /// The frame of code that runs shielded from cancellation: enters and exits.
+    pub(crate) const SHIELDED: Frame =
+        Frame { cancelled: false, interrupt_enters: false, busy: false, exiting: false };
+}
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    static CURRENT: core::cell::Cell<Frame> = const { core::cell::Cell::new(Frame::SHIELDED) };
+}
+
+/// The frame of the scope polling the caller (the shielded one outside any scope).
+#[inline]
+pub(crate) fn current() -> Frame {
+    #[cfg(feature = "std")]
+    {
+        CURRENT.with(core::cell::Cell::get)
+    }
+    #[cfg(not(feature = "std"))]
+    Frame::SHIELDED
+}
+
+/// Tells the frame of the scope polling the caller that something inside it is still busy.
+#[inline]
+pub(crate) fn mark_busy() {
+    #[cfg(feature = "std")]
+    CURRENT.with(|cell| {
+        let mut frame = cell.get();
+        frame.busy = true;
+        cell.set(frame);
+    });
+}
+
+/// Tells the frame of the scope polling the caller that this scope now runs its exits.
+#[inline]
+pub(crate) fn mark_exiting() {
+    #[cfg(feature = "std")]
+    CURRENT.with(|cell| {
+        let mut frame = cell.get();
+        frame.exiting = true;
+        cell.set(frame);
+    });
+}
+
+/// Runs `poll` with `frame` as the current frame (starting with nothing busy); returns its
+/// result and the frame as `poll` left it. The previous frame is restored, even if `poll`
+/// unwinds.
+#[inline]
+pub(crate) fn within<T>(frame: Frame, poll: impl FnOnce() -> T) -> (T, Frame) {
+    #[cfg(feature = "std")]
+    {
+        struct Restore(Frame);
+        impl Drop for Restore {
+            #[inline]
+            fn drop(&mut self) {
+                CURRENT.with(|cell| cell.set(self.0));
+            }
+        }
+        let restore =
+            Restore(CURRENT.with(|cell| cell.replace(Frame { busy: false, exiting: false, ..frame })));
+        let out = poll();
+        let left = CURRENT.with(core::cell::Cell::get);
+        drop(restore);
+        (out, left)
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        (poll(), frame)
+    }
+}
+
+/// Runs `poll` shielded from cancellation (an enter's or an exit's user code).
+#[inline]
+pub(crate) fn shielded<T>(poll: impl FnOnce() -> T) -> T {
+    within(Frame::SHIELDED, poll).0
+}
+
+pin_project_lite::pin_project! {
+    /// Exits run from a body (an exit-stack `release` or `close`): shielded, and while they run,
+    /// busy, so that a cancelled scope waits for them to finish before it drops its body.
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub(crate) struct Busy<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> Busy<F> {
+    #[inline]
+    pub(crate) fn new(future: F) -> Self {
+        Busy { future }
+    }
+}
+
+impl<F: core::future::Future> core::future::Future for Busy<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        task: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<F::Output> {
+        let future = self.project().future;
+        let poll = shielded(|| future.poll(task));
+        if poll.is_pending() {
+            mark_busy();
+        }
+        poll
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An exit-stack enter run from a body. Once the scope polling it is cancelled, no enter
+    /// starts: it never completes, so the body stops at this await. One that started goes on
+    /// (it sees the scope's frame, so that an interruptible enter is interrupted and a tuple
+    /// enters nothing more) and is busy until it ends, so the body is not dropped under it.
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub(crate) struct Entering<F> {
+        started: bool,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> Entering<F> {
+    #[inline]
+    pub(crate) fn new(future: F) -> Self {
+        Entering { started: false, future }
+    }
+}
+
+impl<F: core::future::Future> core::future::Future for Entering<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        task: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<F::Output> {
+        let this = self.project();
+        if !*this.started {
+            if current().cancelled {
+                return core::task::Poll::Pending;
+            }
+            *this.started = true;
+        }
+        let poll = this.future.poll(task);
+        if poll.is_pending() {
+            mark_busy();
+        }
+        poll
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_restored_and_reports_busy_children() {
+        assert_eq!(current(), Frame::SHIELDED);
+        let cancelled = Frame { cancelled: true, ..Frame::SHIELDED };
+        let ((), left) = within(cancelled, || {
+            assert!(current().cancelled);
+            // A child sees its parent's frame, and shields what it runs itself.
+            shielded(|| assert!(!current().cancelled));
+            mark_busy();
+        });
+        assert!(left.busy);
+        assert_eq!(current(), Frame::SHIELDED);
+        let ((), left) = within(cancelled, || ());
+        assert!(!left.busy, "each poll starts with no busy child");
+    }
+
+    #[test]
+    fn a_frame_is_restored_when_the_poll_unwinds() {
+        let cancelled = Frame { cancelled: true, ..Frame::SHIELDED };
+        let caught = std::panic::catch_unwind(|| within(cancelled, || panic!("in a body")));
+        assert!(caught.is_err());
+        assert_eq!(current(), Frame::SHIELDED);
+    }
+}
