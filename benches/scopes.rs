@@ -93,7 +93,7 @@ async fn hand_written_one() -> Result<u64, Fail> {
 fn nested_three() -> u64 {
     run(with(connection(), async |a| {
         let inner = with(connection(), async |b| {
-            let innermost = with(connection(), async |c| body(c).await).await.map_err(|_| Fail)?;
+            let innermost = with(connection(), async |c| Ok(body(c).await?)).await.map_err(|_| Fail)?;
             Ok(body(b).await? + innermost)
         })
         .await
@@ -111,10 +111,13 @@ fn size_of_future<F: Future>(future: F) -> usize {
 /// Prints how much larger the crate's futures are than the hand-written ones.
 fn sizes() {
     let hand = size_of_future(hand_written_one());
-    let one = size_of_future(with(connection(), async |v| body(v).await));
+    let one = size_of_future(with(connection(), async |v| Ok(body(v).await?)));
     let tuple =
-        size_of_future(with((connection(), connection(), connection()), async |(a, _, _)| body(a).await));
-    let generator = size_of_future(with(generator(), async |v| body(v).await));
+        size_of_future(with(
+            (connection(), connection(), connection()),
+            async |(a, _, _)| Ok(body(a).await?),
+        ));
+    let generator = size_of_future(with(generator(), async |v| Ok(body(v).await?)));
     println!(
         "future sizes: hand-written {hand} B, with {one} B (+{}), tuple of three {tuple} B, generator {generator} B",
         one - hand
@@ -131,7 +134,7 @@ mod one_context {
 
     #[divan::bench(sample_size = 10_000)]
     fn with() -> u64 {
-        run(async_with::with(connection(), async |v| body(v).await)).unwrap()
+        run(async_with::with(connection(), async |v| Ok(body(v).await?))).unwrap()
     }
 }
 
@@ -166,7 +169,7 @@ mod one_context_that_waits {
     #[divan::bench(sample_size = 10_000)]
     fn with() -> u64 {
         let waiting = resource(acquire, async |value, _: Outcome<'_, Fail>| release(value).await);
-        run(async_with::with(waiting, async |v| body(v).await)).unwrap()
+        run(async_with::with(waiting, async |v| Ok(body(v).await?))).unwrap()
     }
 }
 
@@ -223,7 +226,7 @@ mod generator_context {
 
     #[divan::bench(sample_size = 10_000)]
     fn context() -> u64 {
-        run(with(generator(), async |v| body(v).await)).unwrap()
+        run(with(generator(), async |v| Ok(body(v).await?))).unwrap()
     }
 }
 
@@ -321,13 +324,13 @@ mod composed {
     #[divan::bench(sample_size = 10_000)]
     fn and_then() -> u64 {
         let chain = connection().and_then(|_| connection()).and_then(|_| connection());
-        run(with(chain, async |c| body(c).await)).unwrap()
+        run(with(chain, async |c| Ok(body(c).await?))).unwrap()
     }
 
     #[divan::bench(sample_size = 10_000)]
     fn map_and_eval_map() -> u64 {
         let ctx = connection().map(|v: &mut u64| *v + 1).eval_map(async |v: &mut u64| Ok::<_, Fail>(*v + 1));
-        run(with(ctx, async |v| body(v).await)).unwrap()
+        run(with(ctx, async |v| Ok(body(v).await?))).unwrap()
     }
 
     #[divan::bench(sample_size = 10_000)]

@@ -117,12 +117,13 @@ pub async fn run<C: Child, S: Future<Output = ()> + Send>(
 
     println!("panicked: the exit runs first, then the panic resumes (its message below is expected)");
     let mut pid = 0;
-    let panicked = AssertUnwindSafe(with(sleeper::<C>(), async |child| -> io::Result<()> {
-        pid = child.pid();
-        panic!("the body panicked");
-    }))
-    .catch_unwind()
-    .await;
+    let panicked =
+        AssertUnwindSafe(with(sleeper::<C>(), async |child| -> Result<(), async_with::Error<io::Error>> {
+            pid = child.pid();
+            panic!("the body panicked");
+        }))
+        .catch_unwind()
+        .await;
     assert!(panicked.is_err() && !exists(pid), "the panic came through, and pid {pid} is gone");
 
     println!("cancelled: a timeout interrupts the body, the exit still awaits the kill");

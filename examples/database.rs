@@ -96,12 +96,12 @@ where
     let atomic = || Atomic { pool: pool.clone() };
 
     println!("completed: committed");
-    with(atomic(), async |tx| insert(tx, 1, "apples").await).await?;
+    with(atomic(), async |tx| Ok(insert(tx, 1, "apples").await?)).await?;
 
     println!("failed: rolled back, and the caller gets the database's error");
     let err = with(atomic(), async |tx| {
         insert(tx, 2, "bananas").await?;
-        insert(tx, 1, "cherries").await // order 1 exists: a UNIQUE constraint violation
+        Ok(insert(tx, 1, "cherries").await?) // order 1 exists: a UNIQUE constraint violation
     })
     .await
     .expect_err("the second insert reuses id 1");
@@ -110,12 +110,13 @@ where
     assert!(err.suppressed().is_empty(), "the ROLLBACK itself succeeded");
 
     println!("panicked: rolled back, then the panic resumes (its message below is expected)");
-    let panicked = AssertUnwindSafe(with(atomic(), async |tx| -> Result<(), sqlx::Error> {
-        insert(tx, 3, "dates").await?;
-        panic!("a bug in the middle of a transaction");
-    }))
-    .catch_unwind()
-    .await;
+    let panicked =
+        AssertUnwindSafe(with(atomic(), async |tx| -> Result<(), async_with::Error<sqlx::Error>> {
+            insert(tx, 3, "dates").await?;
+            panic!("a bug in the middle of a transaction");
+        }))
+        .catch_unwind()
+        .await;
     assert!(panicked.is_err(), "the panic reaches the caller after the ROLLBACK");
     say("main", "caught the panic");
 
@@ -148,7 +149,7 @@ where
     say("main", "dropped the scope");
 
     println!("completed again: the queued ROLLBACK ran first, so this is a new transaction");
-    with(atomic(), async |tx| insert(tx, 6, "grapes").await).await?;
+    with(atomic(), async |tx| Ok(insert(tx, 6, "grapes").await?)).await?;
 
     let items: Vec<String> =
         sqlx::query_scalar("SELECT item FROM orders ORDER BY id").fetch_all(&pool).await?;

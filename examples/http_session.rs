@@ -148,7 +148,7 @@ pub async fn run<S: Tcp>(server: &Server) -> Result<(), Box<dyn Error>> {
             a.get_json("/users/ada").await?;
             b.get_json("/users/linus").await?;
             assert_eq!(server.open(), 2);
-            b.get_json("/users/nobody").await // 404
+            Ok(b.get_json("/users/nobody").await?) // 404
         })
         .await
         .expect_err("there is no such user");

@@ -175,9 +175,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         smol::Timer::after(Duration::from_millis(20)).await; // let the server log the close
 
         println!("\n(b) async cleanup runs even when the body fails");
-        let result = with(database("orders"), async |conn| -> Result<(), Error> {
+        let result = with(database("orders"), async |conn| -> Result<(), async_with::Error<Error>> {
             say("body", format!("querying with {conn}..."));
-            Err(error("no such table: orders"))
+            Err(error("no such table: orders").into())
         })
         .await;
         match result {

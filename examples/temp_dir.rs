@@ -109,7 +109,7 @@ pub async fn run<F: Fs>() -> Result<(), Box<dyn Error>> {
     let err = with(temp_dir::<F>(), async |dir| {
         seen = dir.clone();
         F::write(&dir.join("draft.txt"), "half-written").await?;
-        F::read_to_string(&dir.join("config.toml")).await // there is no such file
+        Ok(F::read_to_string(&dir.join("config.toml")).await?) // there is no such file
     })
     .await
     .expect_err("config.toml does not exist");
@@ -125,7 +125,7 @@ pub async fn run<F: Fs>() -> Result<(), Box<dyn Error>> {
             dirs.push(dir.clone());
             F::write(&dir.join("shard"), shard).await?;
             if shard == "us" {
-                return Err(io::Error::other("shard us is unreachable"));
+                return Err(io::Error::other("shard us is unreachable").into());
             }
         }
         Ok(())

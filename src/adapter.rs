@@ -81,13 +81,15 @@ impl<T: Send, E: Send + Sync> IntoContext for NullContext<T, E> {
 }
 
 macro_rules! null_protocol {
-    () => {
-        async fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> Option<T> {
-            Some(self.get_mut().value.take().expect("async-with: a context is entered once"))
+    ($($send:ident)?) => {
+        fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> impl Future<Output = Option<T>> $(+ $send)? {
+            core::future::ready(Some(self.get_mut().value.take().expect("async-with: a context is entered once")))
         }
 
-        async fn exit(self: Pin<&mut Self>, value: T, unwind: &mut Unwind<E>) {
+        fn exit(self: Pin<&mut Self>, value: T, unwind: &mut Unwind<E>) -> impl Future<Output = ()> $(+ $send)? {
+            // Nothing to await: the value is dropped as the exit is made, which is when it runs.
             unwind.drop_value(value);
+            core::future::ready(())
         }
 
         fn fallback(self: Pin<&mut Self>, value: T) {
@@ -105,5 +107,5 @@ impl<T, E> Protocol for NullContext<T, E> {
 impl<T: Send, E: Send + Sync> SendProtocol for NullContext<T, E> {
     type Value = T;
     type Error = E;
-    null_protocol!();
+    null_protocol!(Send);
 }

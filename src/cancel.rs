@@ -37,7 +37,7 @@ use event_listener::{Event, EventListener};
 ///     .cancel_on(token.cancelled())
 ///     .with(conn, async |_| {
 ///         stop.cancel(); // from anywhere: another task, a signal handler, a UI
-///         std::future::pending::<Result<(), String>>().await
+///         std::future::pending::<Result<(), async_with::Error<String>>>().await
 ///     })
 ///     .await
 ///     .unwrap_err();

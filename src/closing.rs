@@ -67,7 +67,7 @@ impl<S, E> Closing<S, E> {
     ///
     /// # futures::executor::block_on(async {
     /// let (tx, mut rx) = futures::channel::mpsc::channel::<u32>(4);
-    /// with(Closing::sink::<u32>(tx), async |tx| tx.send(7).await).await.unwrap();
+    /// with(Closing::sink::<u32>(tx), async |tx| Ok(tx.send(7).await?)).await.unwrap();
     /// // The sender was closed on exit: the receiver sees the item, then the end.
     /// assert_eq!(futures::StreamExt::collect::<Vec<_>>(&mut rx).await, [7]);
     /// # });
@@ -116,18 +116,20 @@ impl<T: Send, E: Send + Sync> IntoContext for Closing<T, E> {
 }
 
 macro_rules! closing_protocol {
-    () => {
-        async fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> Option<T> {
-            Some(self.get_mut().value.take().expect("async-with: a context is entered once"))
+    ($($send:ident)?) => {
+        fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> impl Future<Output = Option<T>> $(+ $send)? {
+            core::future::ready(Some(self.get_mut().value.take().expect("async-with: a context is entered once")))
         }
 
-        async fn exit(self: Pin<&mut Self>, mut value: T, unwind: &mut Unwind<E>) {
+        fn exit(self: Pin<&mut Self>, mut value: T, unwind: &mut Unwind<E>) -> impl Future<Output = ()> $(+ $send)? {
             let close = self.close;
-            let deadline = unwind.deadline();
-            let closed = core::future::poll_fn(|task| close(&mut value, task));
-            let result = crate::unwind::exit_within(deadline, move || closed).await;
-            unwind.exited(result);
-            unwind.drop_value(value);
+            async move {
+                let deadline = unwind.deadline();
+                let closed = core::future::poll_fn(|task| close(&mut value, task));
+                let result = crate::unwind::exit_within(deadline, move || closed).await;
+                unwind.exited(result);
+                unwind.drop_value(value);
+            }
         }
 
         fn fallback(self: Pin<&mut Self>, value: T) {
@@ -145,5 +147,5 @@ impl<T, E> Protocol for Closing<T, E> {
 impl<T: Send, E: Send + Sync> SendProtocol for Closing<T, E> {
     type Value = T;
     type Error = E;
-    closing_protocol!();
+    closing_protocol!(Send);
 }

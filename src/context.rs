@@ -327,7 +327,8 @@ impl<C: AsyncContext> IntoContext for C {
         Self::Value: 'static,
         Self::Error: 'static,
     {
-        let value = AsyncContext::enter(&mut self).await.map_err(Some)?;
+        let entered = crate::frame::StackEnter::new(AsyncContext::enter(&mut self)).await;
+        let value = entered.ok_or(None)?.map_err(Some)?;
         Ok(stack.push_context(
             self,
             value,
@@ -356,7 +357,8 @@ impl<C: LocalAsyncContext> IntoLocalContext for C {
         Self::Value: 'env,
         Self::Error: 'env,
     {
-        let value = LocalAsyncContext::enter(&mut self).await.map_err(Some)?;
+        let entered = crate::frame::StackEnter::new(LocalAsyncContext::enter(&mut self)).await;
+        let value = entered.ok_or(None)?.map_err(Some)?;
         Ok(stack.push_context(
             self,
             value,
@@ -369,24 +371,33 @@ impl<C: LocalAsyncContext> IntoLocalContext for C {
 // The two impls differ only in which trait's methods they call; the call itself runs inside the
 // caught future, because a hand-written `enter` or `exit` may run code before returning its future.
 macro_rules! leaf_protocol {
-    ($Protocol:ident, $Context:ident) => {
+    ($Protocol:ident, $Context:ident $(+ $send:ident)?) => {
         impl<C: $Context> $Protocol for Leaf<C> {
             type Value = C::Value;
             type Error = C::Error;
 
-            async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<C::Error>) -> Option<C::Value> {
+            fn enter(
+                self: Pin<&mut Self>,
+                unwind: &mut Unwind<C::Error>,
+            ) -> impl Future<Output = Option<C::Value>> $(+ $send)? {
                 let context = self.get_mut().context.as_mut();
                 let context = context.expect("async-with: a context is entered once");
-                unwind.enter(move || $Context::enter(context)).await
+                unwind.enter(move || $Context::enter(context))
             }
 
-            async fn exit(self: Pin<&mut Self>, value: C::Value, unwind: &mut Unwind<C::Error>) {
+            fn exit(
+                self: Pin<&mut Self>,
+                value: C::Value,
+                unwind: &mut Unwind<C::Error>,
+            ) -> impl Future<Output = ()> $(+ $send)? {
                 let context = self.get_mut().context.take();
                 let context = context.expect("async-with: a context is exited once");
-                let deadline = unwind.deadline();
-                let outcome = unwind.outcome();
-                let result = exit_within(deadline, move || $Context::exit(context, value, outcome)).await;
-                unwind.exited(result);
+                async move {
+                    let deadline = unwind.deadline();
+                    let outcome = unwind.outcome();
+                    let result = exit_within(deadline, move || $Context::exit(context, value, outcome)).await;
+                    unwind.exited(result);
+                }
             }
 
             fn fallback(self: Pin<&mut Self>, value: C::Value) {
@@ -400,4 +411,4 @@ macro_rules! leaf_protocol {
 }
 
 leaf_protocol!(Protocol, LocalAsyncContext);
-leaf_protocol!(SendProtocol, AsyncContext);
+leaf_protocol!(SendProtocol, AsyncContext + Send);

@@ -20,7 +20,7 @@ use core::fmt;
 ///         async |name, _: Outcome<'_, String>| Err(format!("{name}: close failed")),
 ///     )
 /// };
-/// let err = with((close("a"), close("b")), async |_| Err::<(), _>("body failed".to_string()))
+/// let err = with((close("a"), close("b")), async |_| Err::<(), _>("body failed".to_string().into()))
 ///     .await
 ///     .unwrap_err();
 /// assert_eq!(err.primary().unwrap(), "body failed");
@@ -64,7 +64,7 @@ impl<E> Error<E> {
     /// # use async_with::{resource, with, Outcome};
     /// # futures::executor::block_on(async {
     /// let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
-    /// let err = with(ctx, async |_| Err::<(), _>("body")).await.unwrap_err();
+    /// let err = with(ctx, async |_| Err::<(), _>("body".into())).await.unwrap_err();
     /// assert_eq!(err.suppressed(), ["close"]);
     /// # });
     /// ```
@@ -78,7 +78,7 @@ impl<E> Error<E> {
     /// # use async_with::{resource, with, Outcome};
     /// # futures::executor::block_on(async {
     /// let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Ok(()));
-    /// let err = with(ctx, async |_| Err::<(), _>("body")).await.unwrap_err();
+    /// let err = with(ctx, async |_| Err::<(), _>("body".into())).await.unwrap_err();
     /// assert!(!err.is_cancelled());
     /// # });
     /// ```
@@ -92,7 +92,7 @@ impl<E> Error<E> {
     /// # use async_with::{resource, with, Outcome};
     /// # futures::executor::block_on(async {
     /// let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
-    /// let err = with(ctx, async |_| Err::<(), _>("body")).await.unwrap_err();
+    /// let err = with(ctx, async |_| Err::<(), _>("body".into())).await.unwrap_err();
     /// assert_eq!(err.iter().collect::<Vec<_>>(), [&"body", &"close"]);
     /// # });
     /// ```
@@ -138,7 +138,7 @@ impl<E> Error<E> {
     /// # use async_with::{resource, with, Outcome};
     /// # futures::executor::block_on(async {
     /// let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
-    /// let err = with(ctx, async |_| Err::<(), _>("body")).await.unwrap_err();
+    /// let err = with(ctx, async |_| Err::<(), _>("body".into())).await.unwrap_err();
     /// let err = err.map(str::len);
     /// assert_eq!((err.primary(), err.suppressed()), (Some(&4), &[5][..]));
     /// # });
@@ -164,7 +164,7 @@ impl<E: fmt::Debug + fmt::Display + Send + Sync + 'static> Error<E> {
     ///
     /// async fn run() -> Result<(), BoxError> {
     ///     let ctx = resource(async || Ok::<_, BoxError>(()), async |(), _: Outcome<'_, BoxError>| Err("close failed".into()));
-    ///     with(ctx, async |_| Err("body failed".into())).await.map_err(async_with::Error::into_boxed)?;
+    ///     with(ctx, async |_| Err(BoxError::from("body failed").into())).await.map_err(async_with::Error::into_boxed)?;
     ///     Ok(())
     /// }
     ///

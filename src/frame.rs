@@ -186,6 +186,40 @@ impl<F: core::future::Future> core::future::Future for Entering<F> {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// The enter of one context entered into an exit stack: shielded, unless its scope is
+    /// cancelled and interrupts enters; then it is dropped (never exited) and gives `None`.
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub(crate) struct StackEnter<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> StackEnter<F> {
+    #[inline]
+    pub(crate) fn new(future: F) -> Self {
+        StackEnter { future }
+    }
+}
+
+impl<F: core::future::Future> core::future::Future for StackEnter<F> {
+    type Output = Option<F::Output>;
+
+    #[inline]
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        task: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Self::Output> {
+        let scope = current();
+        if scope.cancelled && scope.interrupt_enters {
+            return core::task::Poll::Ready(None);
+        }
+        let future = self.project().future;
+        shielded(|| future.poll(task)).map(Some)
+    }
+}
+
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;

@@ -114,7 +114,7 @@ impl<F, V, E> fmt::Debug for Generator<F, V, E> {
 /// }
 ///
 /// # futures::executor::block_on(async {
-/// let err = with(context(teardown_logged), async |_| Err::<(), _>("boom".to_string())).await.unwrap_err();
+/// let err = with(context(teardown_logged), async |_| Err::<(), _>("boom".to_string().into())).await.unwrap_err();
 /// assert_eq!(err.primary().unwrap(), "boom"); // the teardown only borrowed it
 /// # });
 /// ```
@@ -273,15 +273,24 @@ impl<V, E> Slot<V, E> {
 }
 
 pin_project_lite::pin_project! {
+    /// The closure, then its future (they share their storage), then nothing.
+    #[project = StageProj]
+    enum Stage<F, Fut> {
+        Start { generator: Option<F> },
+        Running { #[pin] future: Fut },
+        Done,
+    }
+}
+
+pin_project_lite::pin_project! {
     /// The protocol state of a [`Generator`] (sealed).
     #[doc(hidden)]
     pub struct Running<F, V, E>
     where
         F: GeneratorFn<V, E>,
     {
-        generator: Option<F>,
         #[pin]
-        future: Option<<F as GeneratorFn<V, E>>::Future>,
+        stage: Stage<F, <F as GeneratorFn<V, E>>::Future>,
         slot: Option<Arc<Slot<V, E>>>,
         types: PhantomData<fn() -> (V, E)>,
     }
@@ -289,7 +298,8 @@ pin_project_lite::pin_project! {
 
 impl<F: GeneratorFn<V, E>, V, E> fmt::Debug for Running<F, V, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Running").field("started", &self.generator.is_none()).finish_non_exhaustive()
+        let started = !matches!(self.stage, Stage::Start { .. });
+        f.debug_struct("Running").field("started", &started).finish_non_exhaustive()
     }
 }
 
@@ -323,7 +333,7 @@ where
     }
 
     fn into_local_context(self) -> Self::LocalContext {
-        Running { generator: Some(self.generator), future: None, slot: None, types: PhantomData }
+        Running { stage: Stage::Start { generator: Some(self.generator) }, slot: None, types: PhantomData }
     }
 }
 
@@ -364,7 +374,6 @@ enum Step<V, E> {
 
 /// What a teardown in progress keeps besides the closure's future.
 struct Teardown<E> {
-    started: bool,
     /// Whether the teardown was lent the scope's error (which must come back).
     lent: bool,
     /// The scope's deadline for this exit, if it has one.
@@ -372,7 +381,7 @@ struct Teardown<E> {
 }
 
 impl<E> Teardown<E> {
-    const NOT_STARTED: Self = Teardown { started: false, lent: false, deadline: None };
+    const NOT_STARTED: Self = Teardown { lent: false, deadline: None };
 }
 
 impl<F, Fut, V, E> Running<F, V, E>
@@ -380,16 +389,34 @@ where
     F: FnOnce(Cx<V, E>) -> Fut,
     Fut: Future<Output = Result<(), E>>,
 {
+    /// Drops the closure's future (or the closure, if it never started), here and now.
+    fn stop(self: Pin<&mut Self>) {
+        self.project().stage.set(Stage::Done);
+    }
+
+    fn started(&self) -> bool {
+        !matches!(self.stage, Stage::Start { .. })
+    }
+
+    /// Polls the closure's future, if it is still running.
+    fn poll_future(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Result<(), E>> {
+        match self.project().stage.project() {
+            StageProj::Running { future } => future.poll(task),
+            _ => panic!("async-with: a generator context polled after it ended"),
+        }
+    }
+
     /// Starts the closure and runs its setup until it provides a value or returns.
-    fn poll_setup(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Step<V, E>> {
-        let mut this = self.project();
-        if let Some(generator) = this.generator.take() {
+    fn poll_setup(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Step<V, E>> {
+        let mut this = self.as_mut().project();
+        if let StageProj::Start { generator } = this.stage.as_mut().project() {
+            let generator = generator.take().expect("started once");
             let slot = Arc::new(Slot { inner: Mutex::new(Shared { state: State::Setup, returned: None }) });
             *this.slot = Some(slot.clone());
-            this.future.set(Some(generator(Cx { slot, lent: None })));
+            this.stage.set(Stage::Running { future: generator(Cx { slot, lent: None }) });
         }
-        let polled = this.future.as_mut().as_pin_mut().expect("started above").poll(task);
-        let slot = this.slot.as_ref().expect("started above");
+        let polled = self.as_mut().poll_future(task);
+        let slot = self.slot.as_ref().expect("started above");
         let mut shared = slot.lock();
         match (polled, core::mem::replace(&mut shared.state, State::Body)) {
             (Poll::Pending, State::Provided(value)) => Poll::Ready(Step::Provided(value)),
@@ -399,17 +426,17 @@ where
             }
             (Poll::Ready(Ok(())), State::Setup) => {
                 drop(shared);
-                this.future.set(None);
+                self.stop();
                 panic!("async-with: a generator context returned without calling `provide`")
             }
             (Poll::Ready(result), State::Setup) => {
                 drop(shared);
-                this.future.set(None);
+                self.stop();
                 Poll::Ready(Step::Finished(result))
             }
             (Poll::Ready(_), _) => {
                 drop(shared);
-                this.future.set(None);
+                self.stop();
                 panic!(
                     "async-with: a generator context returned while its body had the value (was the `provide` future dropped?)"
                 )
@@ -426,9 +453,9 @@ where
         unwind: &mut Unwind<E>,
     ) -> Poll<Option<V>> {
         let scope = frame::current();
-        if scope.cancelled && scope.interrupt_enters {
-            let mut future = self.as_mut().project().future;
-            crate::unwind::quietly(|| future.set(None));
+        // Cancelled before the setup started, or while it runs if enters are interruptible.
+        if scope.cancelled && (scope.interrupt_enters || !self.started()) {
+            crate::unwind::quietly(|| self.as_mut().stop());
             unwind.cancel();
             return Poll::Ready(None);
         }
@@ -453,31 +480,28 @@ where
     }
 
     /// Runs the teardown to its end.
-    fn poll_teardown(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Result<(), E>> {
-        let mut this = self.project();
-        let future = this.future.as_mut().as_pin_mut().expect("async-with: a context is exited once");
-        let result = core::task::ready!(future.poll(task));
-        this.future.set(None);
+    fn poll_teardown(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Result<(), E>> {
+        let result = core::task::ready!(self.as_mut().poll_future(task));
+        self.stop();
         Poll::Ready(result)
     }
 
-    /// Runs the teardown: resumes the closure with `value` (taken on the first poll), the
-    /// outcome and the lent error, and records how it ended. Polled in place by scopes and by
-    /// exit stacks.
+    /// Resumes the closure for its teardown: with `value`, the outcome and the lent error.
+    fn begin_exit(self: Pin<&mut Self>, value: V, teardown: &mut Teardown<E>, unwind: &mut Unwind<E>) {
+        let (kind, lent) = unwind.lend();
+        *teardown = Teardown { lent: lent.is_some(), deadline: unwind.deadline() };
+        self.slot.as_ref().expect("async-with: exit before enter").lock().state =
+            State::Resumed(value, kind, lent);
+    }
+
+    /// Runs the teardown begun by [`Running::begin_exit`] and records how it ended. Polled in
+    /// place by scopes and by exit stacks.
     fn poll_exit(
         mut self: Pin<&mut Self>,
-        value: &mut Option<V>,
         teardown: &mut Teardown<E>,
         task: &mut Context<'_>,
         unwind: &mut Unwind<E>,
     ) -> Poll<()> {
-        if !teardown.started {
-            let value = value.take().expect("async-with: a context is exited once");
-            let (kind, lent) = unwind.lend();
-            *teardown = Teardown { started: true, lent: lent.is_some(), deadline: unwind.deadline() };
-            self.as_mut().project().slot.as_ref().expect("async-with: exit before enter").lock().state =
-                State::Resumed(value, kind, lent);
-        }
         let polled = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
             frame::shielded(|| self.as_mut().poll_teardown(task))
         }));
@@ -487,15 +511,14 @@ where
                 match teardown.deadline.as_mut().map(|deadline| deadline.as_mut().poll(task)) {
                     Some(Poll::Ready(late)) => {
                         // Past its deadline: the teardown is dropped (its `Cx` gives the error back).
-                        let mut future = self.as_mut().project().future;
-                        crate::unwind::quietly(|| future.set(None));
+                        crate::unwind::quietly(|| self.as_mut().stop());
                         Ok(Err(late))
                     }
                     _ => return Poll::Pending,
                 }
             }
             Err(payload) => {
-                self.as_mut().project().future.set(None);
+                self.as_mut().stop();
                 Err(payload)
             }
         };
@@ -533,18 +556,18 @@ where
     }
 }
 
-/// The future of a generator's exit, polled in place by the scope.
-pub(crate) struct Exit<'a, 'u, S: ?Sized, V, E> {
+/// The future of a generator's exit, polled in place by the scope: the closure was resumed when
+/// it was made.
+pub(crate) struct Exit<'a, 'u, S: ?Sized, E> {
     running: Pin<&'a mut S>,
-    value: Option<V>,
     teardown: Teardown<E>,
     unwind: &'u mut Unwind<E>,
 }
 
 // Nothing in the exit future is pinned: it refers to the pinned state.
-impl<S: ?Sized, V, E> Unpin for Exit<'_, '_, S, V, E> {}
+impl<S: ?Sized, E> Unpin for Exit<'_, '_, S, E> {}
 
-impl<F, Fut, V, E> Future for Exit<'_, '_, Running<F, V, E>, V, E>
+impl<F, Fut, V, E> Future for Exit<'_, '_, Running<F, V, E>, E>
 where
     F: FnOnce(Cx<V, E>) -> Fut,
     Fut: Future<Output = Result<(), E>>,
@@ -553,7 +576,7 @@ where
 
     fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        this.running.as_mut().poll_exit(&mut this.value, &mut this.teardown, task, this.unwind)
+        this.running.as_mut().poll_exit(&mut this.teardown, task, this.unwind)
     }
 }
 
@@ -602,8 +625,11 @@ where
     Fut: Future<Output = Result<(), E>>,
 {
     fn poll_exit(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()> {
-        let this = self.project();
-        this.running.poll_exit(this.value, this.teardown, task, unwind)
+        let mut this = self.project();
+        if let Some(value) = this.value.take() {
+            this.running.as_mut().begin_exit(value, this.teardown, unwind);
+        }
+        this.running.poll_exit(this.teardown, task, unwind)
     }
 }
 
@@ -623,15 +649,17 @@ macro_rules! generator_protocol {
                 Setup { running: self, unwind }
             }
 
-            fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) -> impl Future<Output = ()> $(+ $bound)* {
-                Exit { running: self, value: Some(value), teardown: Teardown::NOT_STARTED, unwind }
+            fn exit(mut self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) -> impl Future<Output = ()> $(+ $bound)* {
+                let mut teardown = Teardown::NOT_STARTED;
+                self.as_mut().begin_exit(value, &mut teardown, unwind);
+                Exit { running: self, teardown, unwind }
             }
 
             fn fallback(self: Pin<&mut Self>, value: V) {
                 // Nothing async can run: the value is dropped, then the closure's future, here and
                 // now (its locals' destructors run in their turn, not later with the state).
                 drop(value);
-                self.project().future.set(None);
+                self.stop();
             }
         }
     };

@@ -25,7 +25,7 @@ use core::fmt;
 ///     futures::executor::block_on(
 ///         Scope::new()
 ///             .on_error_during_panic(move |e: String| sink.lock().unwrap().push(e))
-///             .with(ctx, async |_| -> Result<(), String> { panic!("body panicked") }),
+///             .with(ctx, async |_| -> Result<(), async_with::Error<String>> { panic!("body panicked") }),
 ///     )
 /// }));
 /// assert!(panicked.is_err());

@@ -25,7 +25,7 @@ use core::fmt;
 /// );
 /// let r = with(tx, async |log| {
 ///     log.push("insert");
-///     Err::<(), _>("constraint violated".to_string())
+///     Err::<(), _>("constraint violated".to_string().into())
 /// })
 /// .await;
 /// assert_eq!(r.unwrap_err().primary().unwrap(), "constraint violated");

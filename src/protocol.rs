@@ -59,6 +59,35 @@ pub trait SendProtocol: Sealed + Send {
     fn fallback(self: Pin<&mut Self>, value: Self::Value);
 }
 
+pin_project_lite::pin_project! {
+    /// A future whose output goes through `f`: how a protocol state passes on its inner state's
+    /// future without an `async` layer of its own.
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub(crate) struct MapOutput<F, G> {
+        #[pin]
+        future: F,
+        f: Option<G>,
+    }
+}
+
+impl<F, G> MapOutput<F, G> {
+    #[inline]
+    pub(crate) fn new(future: F, f: G) -> Self {
+        MapOutput { future, f: Some(f) }
+    }
+}
+
+impl<F: Future, G: FnOnce(F::Output) -> T, T> Future for MapOutput<F, G> {
+    type Output = T;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, task: &mut core::task::Context<'_>) -> core::task::Poll<T> {
+        let this = self.project();
+        let out = core::task::ready!(this.future.poll(task));
+        core::task::Poll::Ready((this.f.take().expect("async-with: polled after it ended"))(out))
+    }
+}
+
 /// A value entered but not exited yet, held with the state that exits it: if the scope is
 /// dropped meanwhile (drop cancellation), `Drop` runs the state's synchronous fallback instead.
 /// `F` is the fallback function's own (zero-sized) type, not a pointer.

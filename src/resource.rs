@@ -163,7 +163,7 @@ where
         Self::Error: 'env,
     {
         let enter = self.enter.take().expect("async-with: a context is entered once");
-        let value = enter().await.map_err(Some)?;
+        let value = crate::frame::StackEnter::new(enter()).await.ok_or(None)?.map_err(Some)?;
         let exit = self.exit.take().expect("async-with: a context is exited once");
         let on_drop = self.on_drop.take().expect("async-with: a context is exited once");
         Ok(stack.push_context(
@@ -202,7 +202,7 @@ where
         Self::Error: 'static,
     {
         let enter = self.enter.take().expect("async-with: a context is entered once");
-        let value = enter().await.map_err(Some)?;
+        let value = crate::frame::StackEnter::new(enter()).await.ok_or(None)?.map_err(Some)?;
         let exit = self.exit.take().expect("async-with: a context is exited once");
         let on_drop = self.on_drop.take().expect("async-with: a context is exited once");
         Ok(stack.push_context(
@@ -226,20 +226,22 @@ impl<En, Ex, Fb> Sealed for Resource<En, Ex, Fb> {}
 // The two flavours differ in how the closures are seen: the local one as `AsyncFnOnce`, the `Send`
 // one as plain `FnOnce`s returning named futures, which is what lets its bounds say they are `Send`.
 macro_rules! resource_protocol {
-    ($Protocol:ident) => {
-        async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> Option<V> {
+    ($Protocol:ident $(+ $send:ident)?) => {
+        fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<E>) -> impl Future<Output = Option<V>> $(+ $send)? {
             let enter = self.get_mut().enter.take().expect("async-with: a context is entered once");
-            unwind.enter(move || enter()).await
+            unwind.enter(move || enter())
         }
 
-        async fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) {
+        fn exit(self: Pin<&mut Self>, value: V, unwind: &mut Unwind<E>) -> impl Future<Output = ()> $(+ $send)? {
             let this = self.get_mut();
             let exit = this.exit.take().expect("async-with: a context is exited once");
             this.on_drop = None;
-            let deadline = unwind.deadline();
-            let outcome = unwind.outcome();
-            let result = exit_within(deadline, move || exit(value, outcome)).await;
-            unwind.exited(result);
+            async move {
+                let deadline = unwind.deadline();
+                let outcome = unwind.outcome();
+                let result = exit_within(deadline, move || exit(value, outcome)).await;
+                unwind.exited(result);
+            }
         }
 
         fn fallback(self: Pin<&mut Self>, value: V) {
@@ -276,7 +278,7 @@ where
 {
     type Value = V;
     type Error = E;
-    resource_protocol!(SendProtocol);
+    resource_protocol!(SendProtocol + Send);
 }
 
 /// An exit closure seen as a plain function: `FnOnce(V, Outcome<'a, E>)` returning a future that

@@ -53,20 +53,48 @@ fn new_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Errors that belong to no caller, kept by a stack until it closes: rare, so boxed only once
+/// there is one (the stack stays small inside the scope's future).
+// A box around the list keeps the field to one pointer (a `Vec` is three).
+#[allow(clippy::box_collection)]
+struct Orphans<E>(Mutex<Option<Box<Vec<E>>>>);
+
+impl<E> Default for Orphans<E> {
+    fn default() -> Self {
+        Orphans(Mutex::new(None))
+    }
+}
+
+impl<E> Orphans<E> {
+    fn extend(&self, errors: impl IntoIterator<Item = E>) {
+        let mut errors = errors.into_iter().peekable();
+        if errors.peek().is_some() {
+            // A panic cannot leave the list half-updated (one `extend`), so a poisoned lock is
+            // still consistent.
+            let mut orphans = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            orphans.get_or_insert_with(Default::default).extend(errors);
+        }
+    }
+
+    fn take(&mut self) -> Vec<E> {
+        self.0.get_mut().unwrap_or_else(|p| p.into_inner()).take().map_or_else(Vec::new, |orphans| *orphans)
+    }
+}
+
 /// What the `Send` and the local stacks share.
 struct Core<D: ?Sized, E> {
     id: u64,
     entries: Arena<D>,
     /// Errors that belong to no caller: the suppressed errors of an enter that failed half-way
     /// (its primary error went to the caller) or of a release. Reported when the stack closes.
-    orphans: Mutex<Vec<E>>,
+    orphans: Orphans<E>,
     /// The exit deadlines of the scope that owns the stack, if it has them.
     deadlines: Option<Deadlines<E>>,
 }
 
 impl<D: ?Sized + Entry<E>, E> Core<D, E> {
     fn new(deadlines: Option<Deadlines<E>>) -> Self {
-        Core { id: new_id(), entries: Arena::new(), orphans: Mutex::new(Vec::new()), deadlines }
+        Core { id: new_id(), entries: Arena::new(), orphans: Orphans::default(), deadlines }
     }
 
     fn unwind(&self) -> Unwind<E> {
@@ -93,7 +121,7 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
         // A panic resumes in the body: every error stays with the stack, which reports them
         // (to the hook, since the scope will be panicking) when it closes.
         let first = if cancelled || panic.is_some() { None } else { errors.next() };
-        self.orphans.lock().unwrap_or_else(|p| p.into_inner()).extend(errors);
+        self.orphans.extend(errors);
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }
@@ -112,7 +140,7 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
         let (errors, panic) = unwind.into_parts();
         let mut errors = errors.into_iter();
         let first = errors.next();
-        self.orphans.get_mut().unwrap_or_else(|p| p.into_inner()).extend(errors);
+        self.orphans.extend(errors);
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }
@@ -120,28 +148,17 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
     }
 
     fn pop_all(&mut self) -> Self {
-        let orphans = core::mem::take(self.orphans.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let orphans = core::mem::take(&mut self.orphans);
         // The taken entries leave this scope: its cancellation no longer applies to them.
-        let taken = Core {
-            id: self.id,
-            entries: self.entries.split(),
-            orphans: Mutex::new(orphans),
-            deadlines: None,
-        };
+        let taken = Core { id: self.id, entries: self.entries.split(), orphans, deadlines: None };
         // The keys given out so far follow the entries.
         self.id = new_id();
         taken
     }
 
     /// Runs every exit, newest first, recording into `unwind`; then the orphaned errors.
-    async fn close_into(&mut self, unwind: &mut Unwind<E>) {
-        while let Some(mut entry) = self.entries.pop() {
-            poll_fn(|task| entry.as_mut().poll_exit(task, unwind)).await;
-        }
-        let orphans = core::mem::take(self.orphans.get_mut().unwrap_or_else(|p| p.into_inner()));
-        for error in orphans {
-            unwind.failed(error);
-        }
+    fn close_into<'a>(&'a mut self, unwind: &'a mut Unwind<E>) -> Close<'a, D, E> {
+        Close { core: self, unwind, current: None }
     }
 
     /// Closes the stack starting from `unwind` (empty, or holding `close_with`'s error) and
@@ -152,6 +169,37 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
     {
         self.close_into(&mut unwind).await;
         unwind.finish(Some(()), &mut GlobalHook)
+    }
+}
+
+/// The future of [`Core::close_into`]: each entry's exit polled in place, inside the entry's
+/// own allocation, one at a time (a loop: no recursion however many entries there are).
+struct Close<'a, D: ?Sized, E> {
+    core: &'a mut Core<D, E>,
+    unwind: &'a mut Unwind<E>,
+    current: Option<Pin<Box<D>>>,
+}
+
+impl<D: ?Sized + Entry<E>, E> Future for Close<'_, D, E> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, task: &mut core::task::Context<'_>) -> core::task::Poll<()> {
+        let this = &mut *self;
+        loop {
+            let entry = match &mut this.current {
+                Some(entry) => entry,
+                None => match this.core.entries.pop() {
+                    Some(entry) => this.current.insert(entry),
+                    None => break,
+                },
+            };
+            core::task::ready!(entry.as_mut().poll_exit(task, this.unwind));
+            this.current = None;
+        }
+        for error in this.core.orphans.take() {
+            this.unwind.failed(error);
+        }
+        core::task::Poll::Ready(())
     }
 }
 
@@ -274,7 +322,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     /// scope(async |stack: &mut ExitStack<String>| {
     ///     let (lock, key) = stack.enter_with_key(resource(async || Ok("lock"), async |_, _: Outcome<'_, String>| Ok(()))).await?;
     ///     println!("holding {lock}");
-    ///     stack.release(key).await // give it back before the rest of the scope
+    ///     Ok(stack.release(key).await?) // give it back before the rest of the scope
     /// })
     /// .await
     /// .unwrap();
@@ -857,12 +905,18 @@ impl<E: Send + Sync + 'static> SendProtocol for Nested<ExitStack<E>> {
     type Value = ExitStack<E>;
     type Error = E;
 
-    async fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> Option<ExitStack<E>> {
-        self.get_mut().stack.take()
+    fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> impl Future<Output = Option<ExitStack<E>>> + Send {
+        core::future::ready(self.get_mut().stack.take())
     }
 
-    async fn exit(self: Pin<&mut Self>, mut stack: ExitStack<E>, unwind: &mut Unwind<E>) {
-        stack.core.close_into(unwind).await
+    // The stack is moved in once: an `async fn` would keep it twice (rust-lang/rust#62958).
+    #[allow(clippy::manual_async_fn)]
+    fn exit(
+        self: Pin<&mut Self>,
+        mut stack: ExitStack<E>,
+        unwind: &mut Unwind<E>,
+    ) -> impl Future<Output = ()> + Send {
+        async move { stack.core.close_into(unwind).await }
     }
 
     fn fallback(self: Pin<&mut Self>, stack: ExitStack<E>) {
@@ -874,12 +928,18 @@ impl<E: Send + Sync + 'static> Protocol for Nested<ExitStack<E>> {
     type Value = ExitStack<E>;
     type Error = E;
 
-    async fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> Option<ExitStack<E>> {
-        self.get_mut().stack.take()
+    fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> impl Future<Output = Option<ExitStack<E>>> {
+        core::future::ready(self.get_mut().stack.take())
     }
 
-    async fn exit(self: Pin<&mut Self>, mut stack: ExitStack<E>, unwind: &mut Unwind<E>) {
-        stack.core.close_into(unwind).await
+    // The stack is moved in once: an `async fn` would keep it twice (rust-lang/rust#62958).
+    #[allow(clippy::manual_async_fn)]
+    fn exit(
+        self: Pin<&mut Self>,
+        mut stack: ExitStack<E>,
+        unwind: &mut Unwind<E>,
+    ) -> impl Future<Output = ()> {
+        async move { stack.core.close_into(unwind).await }
     }
 
     fn fallback(self: Pin<&mut Self>, stack: ExitStack<E>) {
@@ -891,12 +951,21 @@ impl<'env, E: 'env> Protocol for Nested<LocalExitStack<'env, E>> {
     type Value = LocalExitStack<'env, E>;
     type Error = E;
 
-    async fn enter(self: Pin<&mut Self>, _: &mut Unwind<E>) -> Option<LocalExitStack<'env, E>> {
-        self.get_mut().stack.take()
+    fn enter(
+        self: Pin<&mut Self>,
+        _: &mut Unwind<E>,
+    ) -> impl Future<Output = Option<LocalExitStack<'env, E>>> {
+        core::future::ready(self.get_mut().stack.take())
     }
 
-    async fn exit(self: Pin<&mut Self>, mut stack: LocalExitStack<'env, E>, unwind: &mut Unwind<E>) {
-        stack.core.close_into(unwind).await
+    // The stack is moved in once: an `async fn` would keep it twice (rust-lang/rust#62958).
+    #[allow(clippy::manual_async_fn)]
+    fn exit(
+        self: Pin<&mut Self>,
+        mut stack: LocalExitStack<'env, E>,
+        unwind: &mut Unwind<E>,
+    ) -> impl Future<Output = ()> {
+        async move { stack.core.close_into(unwind).await }
     }
 
     fn fallback(self: Pin<&mut Self>, stack: LocalExitStack<'env, E>) {

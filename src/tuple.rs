@@ -7,7 +7,9 @@
 use core::marker::PhantomData;
 use core::pin::Pin;
 
-use crate::protocol::{Held, Protocol, Sealed, SendProtocol};
+use core::future::Future;
+
+use crate::protocol::{Held, MapOutput, Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
 use crate::{IntoContext, IntoLocalContext};
 
@@ -25,42 +27,57 @@ pin_project_lite::pin_project! {
 
 impl<A, B> Sealed for Chain<A, B> {}
 
+// The methods are plain functions returning an `async` block that captures what it needs once
+// (an `async fn` would keep its arguments and their copies), so that a tuple stays small.
 macro_rules! chain_protocol {
-    ($Protocol:ident) => {
+    ($Protocol:ident $(+ $send:ident)?) => {
         impl<A: $Protocol, B: $Protocol<Error = A::Error>> $Protocol for Chain<A, B> {
             type Value = (A::Value, B::Value);
             type Error = A::Error;
 
-            async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<A::Error>) -> Option<Self::Value> {
-                let mut this = self.project();
-                let first = this.first.as_mut().enter(unwind).await?;
-                // Held: if the scope is dropped while the second enters, the first falls back.
-                let held = Held::new(this.first, first, A::fallback);
-                if unwind.cancel_requested() {
-                    // Cancelled while the first entered (enters are not interrupted): enter
-                    // nothing more, and undo the first at once.
-                    let (first_state, first) = held.release();
-                    first_state.exit(first, unwind).await;
-                    return None;
-                }
-                match this.second.enter(unwind).await {
-                    Some(second) => Some((held.release().1, second)),
-                    None => {
-                        // The second enter failed (and cleaned up after itself): undo the first
-                        // one, which then sees the failure.
+            fn enter(
+                self: Pin<&mut Self>,
+                unwind: &mut Unwind<A::Error>,
+            ) -> impl Future<Output = Option<Self::Value>> $(+ $send)? {
+                let this = self.project();
+                let (mut first_state, second_state) = (this.first, this.second);
+                async move {
+                    let first = first_state.as_mut().enter(unwind).await?;
+                    // Held: if the scope is dropped while the second enters, the first falls back.
+                    let held = Held::new(first_state, first, A::fallback);
+                    if unwind.cancel_requested() {
+                        // Cancelled while the first entered (enters are not interrupted): enter
+                        // nothing more, and undo the first at once.
                         let (first_state, first) = held.release();
                         first_state.exit(first, unwind).await;
-                        None
+                        return None;
+                    }
+                    match second_state.enter(unwind).await {
+                        Some(second) => Some((held.release().1, second)),
+                        None => {
+                            // The second enter failed (and cleaned up after itself): undo the
+                            // first one, which then sees the failure.
+                            let (first_state, first) = held.release();
+                            first_state.exit(first, unwind).await;
+                            None
+                        }
                     }
                 }
             }
 
-            async fn exit(self: Pin<&mut Self>, (first, second): Self::Value, unwind: &mut Unwind<A::Error>) {
+            fn exit(
+                self: Pin<&mut Self>,
+                (first, second): Self::Value,
+                unwind: &mut Unwind<A::Error>,
+            ) -> impl Future<Output = ()> $(+ $send)? {
                 let this = self.project();
-                let held = Held::new(this.first, first, A::fallback);
-                this.second.exit(second, unwind).await;
-                let (first_state, first) = held.release();
-                first_state.exit(first, unwind).await;
+                let (first_state, second_state) = (this.first, this.second);
+                async move {
+                    let held = Held::new(first_state, first, A::fallback);
+                    second_state.exit(second, unwind).await;
+                    let (first_state, first) = held.release();
+                    first_state.exit(first, unwind).await;
+                }
             }
 
             fn fallback(self: Pin<&mut Self>, (first, second): Self::Value) {
@@ -74,7 +91,7 @@ macro_rules! chain_protocol {
 }
 
 chain_protocol!(Protocol);
-chain_protocol!(SendProtocol);
+chain_protocol!(SendProtocol + Send);
 
 /// Converts between a flat tuple `(a, b, c)` and the nested pairs `(a, (b, c))` of a chain.
 #[doc(hidden)]
@@ -103,12 +120,15 @@ macro_rules! flat_protocol {
             type Value = T;
             type Error = N::Error;
 
-            async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<N::Error>) -> Option<T> {
-                self.project().nested.enter(unwind).await.map(T::flatten)
+            fn enter(
+                self: Pin<&mut Self>,
+                unwind: &mut Unwind<N::Error>,
+            ) -> impl Future<Output = Option<T>> $(+ $bound)? {
+                MapOutput::new(self.project().nested.enter(unwind), |entered: Option<N::Value>| entered.map(T::flatten))
             }
 
-            async fn exit(self: Pin<&mut Self>, value: T, unwind: &mut Unwind<N::Error>) {
-                self.project().nested.exit(value.nest(), unwind).await
+            fn exit(self: Pin<&mut Self>, value: T, unwind: &mut Unwind<N::Error>) -> impl Future<Output = ()> $(+ $bound)? {
+                self.project().nested.exit(value.nest(), unwind)
             }
 
             fn fallback(self: Pin<&mut Self>, value: T) {

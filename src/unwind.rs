@@ -117,10 +117,8 @@ impl<E> Head<E> {
     }
 }
 
-/// What an unwind holds beyond its first error: kept out of line, so that the scope's future
-/// stays small on the happy path (the first error is inline: one error allocates nothing).
+/// What an unwind rarely holds: kept out of line, so that the scope's future stays small.
 struct Rest<E> {
-    later: Vec<E>,
     panic: Option<Payload>,
     /// A panic is pending in the scope this one runs an exit for (see [`Unwind::seeded`]).
     inherited_panic: bool,
@@ -134,6 +132,9 @@ struct Rest<E> {
 #[doc(hidden)]
 pub struct Unwind<E> {
     head: Head<E>,
+    /// The errors after the first, oldest first: the list the caller's [`Error`] gets, so that
+    /// each error after the first costs at most one allocation.
+    later: Vec<E>,
     rest: Option<Box<Rest<E>>>,
 }
 
@@ -141,7 +142,7 @@ impl<E: core::fmt::Debug> core::fmt::Debug for Unwind<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Unwind")
             .field("first", &self.head.first())
-            .field("later", &self.later())
+            .field("later", &self.later)
             .field("panicking", &self.panicking())
             .field("cancelled", &self.is_cancelled())
             .finish()
@@ -157,7 +158,7 @@ impl<E> Unwind<E> {
     /// An empty unwind; a scope with exit deadlines keeps them out of line (one allocation).
     #[inline]
     pub(crate) fn with_deadlines(deadlines: Option<Deadlines<E>>) -> Self {
-        let mut unwind = Unwind { head: Head::Clean, rest: None };
+        let mut unwind = Unwind { head: Head::Clean, later: Vec::new(), rest: None };
         if deadlines.is_some() {
             unwind.rest().deadlines = deadlines;
         }
@@ -166,13 +167,7 @@ impl<E> Unwind<E> {
 
     fn rest(&mut self) -> &mut Rest<E> {
         self.rest.get_or_insert_with(|| {
-            Box::new(Rest {
-                later: Vec::new(),
-                panic: None,
-                inherited_panic: false,
-                shared: None,
-                deadlines: None,
-            })
+            Box::new(Rest { panic: None, inherited_panic: false, shared: None, deadlines: None })
         })
     }
 
@@ -184,8 +179,8 @@ impl<E> Unwind<E> {
         matches!(self.head, Head::Cancelled)
     }
 
-    fn later(&self) -> &[E] {
-        self.rest.as_ref().map_or(&[], |rest| &rest.later)
+    fn newest_later(&self) -> Option<&E> {
+        self.later.last()
     }
 
     fn shared(&self) -> Option<&Arc<E>> {
@@ -241,7 +236,7 @@ impl<E> Unwind<E> {
 
     /// The newest error, taken out of the list (to be put back in its place later).
     fn take_newest(&mut self) -> Option<E> {
-        if let Some(newest) = self.rest.as_mut().and_then(|rest| rest.later.pop()) {
+        if let Some(newest) = self.later.pop() {
             return Some(newest);
         }
         match core::mem::replace(&mut self.head, Head::Clean) {
@@ -295,33 +290,26 @@ impl<E> Unwind<E> {
     /// was the newest here), then its new errors in order, then its panic.
     #[inline]
     pub(crate) fn merge(&mut self, other: Unwind<E>) {
-        let Unwind { head, rest } = other;
+        let Unwind { head, later, rest } = other;
         if let Head::Failed(error) = head {
             self.fail(error);
         }
-        if let Some(rest) = rest {
-            let Rest { later, panic, .. } = *rest;
-            for error in later {
-                self.fail(error);
-            }
-            if let Some(payload) = panic {
-                self.panicked(payload);
-            }
+        for error in later {
+            self.fail(error);
+        }
+        if let Some(payload) = rest.and_then(|rest| rest.panic) {
+            self.panicked(payload);
         }
     }
 
     /// Splits a finished unwind into its errors, oldest first, and its panic.
     #[cfg(feature = "std")]
     pub(crate) fn into_parts(self) -> (Vec<E>, Option<Payload>) {
-        let Unwind { head, rest } = self;
-        let (mut later, panic) = match rest {
-            Some(rest) => (rest.later, rest.panic),
-            None => (Vec::new(), None),
-        };
+        let Unwind { head, mut later, rest } = self;
         if let Head::Failed(first) = head {
             later.insert(0, first);
         }
-        (later, panic)
+        (later, rest.and_then(|rest| rest.panic))
     }
 
     /// What the next exit sees.
@@ -331,7 +319,7 @@ impl<E> Unwind<E> {
             Outcome::Panicked
         } else if self.is_cancelled() {
             Outcome::Cancelled
-        } else if let Some(newest) = self.later().last().or(self.head.first()).or(self.shared().map(|e| &**e))
+        } else if let Some(newest) = self.newest_later().or(self.head.first()).or(self.shared().map(|e| &**e))
         {
             Outcome::Failed(newest)
         } else {
@@ -383,11 +371,12 @@ impl<E> Unwind<E> {
     }
 
     /// Runs the enter `make` makes, shielded from cancellation unless the scope interrupts
-    /// enters: `None` when it failed or panicked (then it is recorded), or when it was
-    /// interrupted (then it is dropped and never exited).
+    /// enters: `None` when it failed or panicked (then it is recorded), or when the scope was
+    /// cancelled before it started or, interrupting enters, while it ran (then it is dropped and
+    /// never exited).
     #[inline]
     pub(crate) fn enter<F: Future>(&mut self, make: impl FnOnce() -> F) -> Enter<'_, F, E> {
-        Enter { enter: call(make), unwind: self }
+        Enter { enter: call(make), started: false, unwind: self }
     }
 
     /// Records how a body ended: `None` when it was stopped by a cancellation (recorded), or
@@ -486,7 +475,7 @@ impl<E> Unwind<E> {
         if let Head::Clean = self.head {
             self.head = Head::Failed(error);
         } else {
-            self.rest().later.push(error);
+            self.later.push(error);
         }
     }
 
@@ -506,12 +495,8 @@ impl<E> Unwind<E> {
     /// Ends the scope: resumes the first panic (after handing every error to `hook`), or returns
     /// the body's value, or every error.
     pub(crate) fn finish<T>(self, value: Option<T>, hook: &mut impl ErrorHook<E>) -> Result<T, Error<E>> {
-        let Unwind { head, rest } = self;
-        let (later, panic) = match rest {
-            Some(rest) => (rest.later, rest.panic),
-            None => (Vec::new(), None),
-        };
-        if let Some(payload) = panic {
+        let Unwind { head, later, rest } = self;
+        if let Some(payload) = rest.and_then(|rest| rest.panic) {
             let first = match head {
                 Head::Failed(first) => Some(first),
                 _ => None,
@@ -532,6 +517,7 @@ pin_project_lite::pin_project! {
     pub(crate) struct Enter<'u, F, E> {
         #[pin]
         enter: Caught<F>,
+        started: bool,
         unwind: &'u mut Unwind<E>,
     }
 }
@@ -545,11 +531,12 @@ impl<F: Future<Output = Result<V, E>>, V, E> Future for Enter<'_, F, E> {
         // The scope computes whether it is cancelled before it polls what it runs, so the
         // frame is up to date here.
         let scope = frame::current();
-        if scope.cancelled && scope.interrupt_enters {
+        if scope.cancelled && (scope.interrupt_enters || !*this.started) {
             quietly(|| this.enter.set(Caught::Done));
             this.unwind.cancel();
             return Poll::Ready(None);
         }
+        *this.started = true;
         let running = this.enter.as_mut();
         let result = core::task::ready!(frame::shielded(|| running.poll(task)));
         Poll::Ready(this.unwind.settle("enter", result))

@@ -139,6 +139,8 @@ where
 pub struct Scope<H = GlobalHook, S = Pending<()>, D = NoDeadline> {
     pub(crate) hook: H,
     signal: S,
+    /// Whether `cancel_on` gave the scope a signal of its own (for `Debug`).
+    own_signal: bool,
     interrupt_enters: bool,
     deadline: D,
 }
@@ -147,6 +149,7 @@ impl<H: fmt::Debug, S, D> fmt::Debug for Scope<H, S, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope")
             .field("hook", &self.hook)
+            .field("own_signal", &self.own_signal)
             .field("interrupt_enters", &self.interrupt_enters)
             .finish_non_exhaustive()
     }
@@ -167,7 +170,13 @@ impl Scope {
     /// # let _ = scope;
     /// ```
     pub fn new() -> Self {
-        Scope { hook: GlobalHook, signal: pending(), interrupt_enters: false, deadline: NoDeadline }
+        Scope {
+            hook: GlobalHook,
+            signal: pending(),
+            own_signal: false,
+            interrupt_enters: false,
+            deadline: NoDeadline,
+        }
     }
 }
 
@@ -246,8 +255,8 @@ impl<H, S, D> Scope<H, S, D> {
     /// # let _ = scope;
     /// ```
     pub fn on_error_during_panic<G>(self, hook: G) -> Scope<G, S, D> {
-        let Scope { signal, interrupt_enters, deadline, .. } = self;
-        Scope { hook, signal, interrupt_enters, deadline }
+        let Scope { signal, own_signal, interrupt_enters, deadline, .. } = self;
+        Scope { hook, signal, own_signal, interrupt_enters, deadline }
     }
 
     /// Also cancels the scope when `signal` completes (its output is ignored). See the type's
@@ -260,8 +269,14 @@ impl<H, S, D> Scope<H, S, D> {
     /// # let _ = scope;
     /// ```
     pub fn cancel_on<T: Future>(self, signal: T) -> Scope<H, AnyOf<S, T>, D> {
-        let Scope { hook, signal: before, interrupt_enters, deadline } = self;
-        Scope { hook, signal: AnyOf { first: before, second: signal }, interrupt_enters, deadline }
+        let Scope { hook, signal: before, interrupt_enters, deadline, .. } = self;
+        Scope {
+            hook,
+            signal: AnyOf { first: before, second: signal },
+            own_signal: true,
+            interrupt_enters,
+            deadline,
+        }
     }
 
     /// Lets a cancellation interrupt an enter in progress: the enter is dropped, and that context
@@ -292,8 +307,8 @@ impl<H, S, D> Scope<H, S, D> {
     /// # let _ = scope;
     /// ```
     pub fn exit_deadline<F>(self, deadline: F) -> Scope<H, S, F> {
-        let Scope { hook, signal, interrupt_enters, .. } = self;
-        Scope { hook, signal, interrupt_enters, deadline }
+        let Scope { hook, signal, own_signal, interrupt_enters, .. } = self;
+        Scope { hook, signal, own_signal, interrupt_enters, deadline }
     }
 }
 
@@ -428,7 +443,7 @@ impl<C: ?Sized> Drop for DropReport<C> {
 // store it twice, rust-lang/rust#62958), so a nested scope grows by its own state only.
 macro_rules! run_with {
     ($scope:expr, $context:ident . $into:ident (), $State:ty, $Into:ty, $body:expr, $Protocol:ident) => {{
-        let Scope { mut hook, signal, interrupt_enters, deadline } = $scope;
+        let Scope { mut hook, signal, interrupt_enters, deadline, .. } = $scope;
         // Made out here and moved in, so that the scope's state holds each of them once.
         let mut unwind = Unwind::with_deadlines(deadline.into_deadlines());
         let report = DropReport::<$Into>::armed(false);
@@ -517,7 +532,7 @@ impl<H, S: Future, D> Scope<H, S, D> {
     where
         D: ExitDeadline<E>,
     {
-        let Scope { hook, signal, interrupt_enters, deadline } = self;
+        let Scope { hook, signal, interrupt_enters, deadline, .. } = self;
         (hook, signal, interrupt_enters, deadline.into_deadlines())
     }
 }

@@ -37,7 +37,7 @@ impl AsyncWrite for Writer {
 fn a_writer_is_closed_on_exit_after_a_good_body() {
     let j = Journal::new();
     futures::executor::block_on(with(closing(Writer { journal: j.clone(), fail_close: false }), async |w| {
-        w.write_all(b"hi").await
+        Ok(w.write_all(b"hi").await?)
     }))
     .unwrap();
     assert_eq!(j.take(), ["write hi", "close"]);
@@ -48,7 +48,7 @@ fn a_writer_is_closed_when_the_body_fails_and_its_close_error_is_kept() {
     let j = Journal::new();
     let error = futures::executor::block_on(with(
         closing(Writer { journal: j.clone(), fail_close: true }),
-        async |_| Err::<(), _>(io::Error::other("body failed")),
+        async |_| Err::<(), _>(io::Error::other("body failed").into()),
     ))
     .unwrap_err();
     assert_eq!(error.primary().unwrap().to_string(), "body failed");

@@ -105,12 +105,12 @@ fn three_nested_withs_allocate_nothing() {
 
 #[test]
 fn one_error_allocates_nothing_and_each_further_error_at_most_one() {
-    let (out, n) = allocations(|| with(counter(false), async |_| Err::<(), _>("body failed")));
+    let (out, n) = allocations(|| with(counter(false), async |_| Err::<(), _>("body failed".into())));
     assert_eq!(out.unwrap_err().primary(), Some(&"body failed"));
     assert_eq!(n, 0);
 
     // A second error starts the list of suppressed errors: one allocation (`Vec` growth).
-    let (out, n) = allocations(|| with(counter(true), async |_| Err::<(), _>("body failed")));
+    let (out, n) = allocations(|| with(counter(true), async |_| Err::<(), _>("body failed".into())));
     assert_eq!(out.unwrap_err().suppressed(), ["exit failed"]);
     assert_eq!(n, 1);
 }
@@ -137,7 +137,7 @@ fn a_generator_context_allocates_once_per_entry() {
     assert_eq!(n, 3);
 
     // Lending the error to the teardown and taking it back allocates nothing more.
-    let (out, n) = allocations(|| with(generator(), async |_| Err::<(), _>("body failed")));
+    let (out, n) = allocations(|| with(generator(), async |_| Err::<(), _>("body failed".into())));
     assert_eq!(out.unwrap_err().primary(), Some(&"body failed"));
     assert_eq!(n, 1);
 }

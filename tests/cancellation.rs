@@ -12,7 +12,7 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use async_with::{
-    AsyncContext, CancellationToken, Cx, ExitStack, Outcome, Scope, context, detach_on_drop, resource,
+    AsyncContext, CancellationToken, Cx, Error, ExitStack, Outcome, Scope, context, detach_on_drop, resource,
 };
 use common::{Act, Journal, describe, ready_on_poll, yield_now};
 use futures::executor::block_on;
@@ -62,7 +62,7 @@ fn a_signal_during_the_body_drops_it_and_every_exit_runs_with_cancelled() {
     let stop = token.clone();
     let err = block_on(Scope::new().cancel_on(token.cancelled()).with(
         (j.probe("a"), j.probe("b").exit(Act::Fail)),
-        async |_| -> Result<(), String> {
+        async |_| -> Result<(), Error<String>> {
             j.push("body starts");
             stop.cancel();
             yield_now().await; // the body is dropped at this await
@@ -87,7 +87,7 @@ fn a_signal_during_an_enter_lets_it_finish_then_exits_it_and_enters_nothing_more
     let ctxs = (j.probe("a"), b, j.probe("c"));
     let scope = Scope::new()
         .cancel_on(token.cancelled())
-        .with(ctxs, async |_| -> Result<(), String> { unreachable!("the body never starts") });
+        .with(ctxs, async |_| -> Result<(), Error<String>> { unreachable!("the body never starts") });
     let mut scope = pin!(scope);
     let mut task = Context::from_waker(Waker::noop());
     while !j.take_peek().contains(&"entering b".to_string()) {
@@ -114,7 +114,9 @@ fn an_interruptible_enter_is_dropped_and_never_exited() {
     let scope = Scope::new()
         .cancel_on(token.cancelled())
         .interrupt_enters()
-        .with((j.probe("a"), b), async |_| -> Result<(), String> { unreachable!("the body never starts") });
+        .with((j.probe("a"), b), async |_| -> Result<(), Error<String>> {
+            unreachable!("the body never starts")
+        });
     let mut scope = pin!(scope);
     let mut task = Context::from_waker(Waker::noop());
     while !j.take_peek().contains(&"entering b".to_string()) {

@@ -8,7 +8,9 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use async_with::{ContextExt, ExitStack, Outcome, join, join_all, nullcontext, scope, with, with_local};
+use async_with::{
+    ContextExt, Error, ExitStack, Outcome, join, join_all, nullcontext, scope, with, with_local,
+};
 use common::{Act, Handle, Journal, block_on_catching, journaling_scope};
 
 fn run<F: Future>(future: F) -> F::Output {
@@ -29,7 +31,7 @@ fn map_shows_the_body_a_value_made_from_the_context_and_exits_with_the_original(
 fn a_panic_in_map_exits_the_context_with_panicked_and_resumes() {
     let journal = Journal::new();
     let a = journal.probe("a").map(|_: &mut Handle| -> u32 { panic!("map panicked") });
-    let out = block_on_catching(with(a, async |_| -> Result<(), String> { unreachable!("no body") }));
+    let out = block_on_catching(with(a, async |_| -> Result<(), Error<String>> { unreachable!("no body") }));
     assert_eq!(out.unwrap_err(), "map panicked");
     assert_eq!(journal.take(), ["enter a", "exit a: Panicked"]);
 }
@@ -46,7 +48,8 @@ fn eval_map_runs_an_async_step_whose_failure_exits_the_context() {
 
     let failing =
         journal.probe("a").eval_map(async |_: &mut Handle| Err::<usize, _>("step failed".to_string()));
-    let error = run(with(failing, async |_| -> Result<(), String> { unreachable!("no body") })).unwrap_err();
+    let error =
+        run(with(failing, async |_| -> Result<(), Error<String>> { unreachable!("no body") })).unwrap_err();
     assert_eq!(error.primary().unwrap(), "step failed");
     assert_eq!(journal.take(), ["enter a", "exit a: Failed(step failed)"]);
 }
@@ -61,7 +64,7 @@ fn and_then_enters_in_order_and_exits_the_second_first() {
     });
     run(with(chain, async |b: &mut Handle| {
         assert_eq!(b.name, "b");
-        Ok::<_, String>(())
+        Ok::<_, Error<String>>(())
     }))
     .unwrap();
     assert_eq!(journal.take(), ["enter a", "enter b", "exit b: Completed", "exit a: Completed"]);
@@ -72,7 +75,8 @@ fn and_then_exits_the_first_when_the_second_fails_to_enter_and_never_exits_the_s
     let journal = Journal::new();
     let j = journal.clone();
     let chain = journal.probe("a").and_then(move |_: &mut Handle| j.probe("b").enter(Act::Fail));
-    let error = run(with(chain, async |_| -> Result<(), String> { unreachable!("no body") })).unwrap_err();
+    let error =
+        run(with(chain, async |_| -> Result<(), Error<String>> { unreachable!("no body") })).unwrap_err();
     assert_eq!(error.primary().unwrap(), "enter b failed");
     assert_eq!(journal.take(), ["enter a", "enter b", "exit a: Failed(enter b failed)"]);
 }
@@ -82,7 +86,8 @@ fn a_panic_while_making_the_second_context_exits_the_first() {
     let journal = Journal::new();
     let chain =
         journal.probe("a").and_then(|_: &mut Handle| -> common::Probe { panic!("and_then panicked") });
-    let out = block_on_catching(with(chain, async |_| -> Result<(), String> { unreachable!("no body") }));
+    let out =
+        block_on_catching(with(chain, async |_| -> Result<(), Error<String>> { unreachable!("no body") }));
     assert_eq!(out.unwrap_err(), "and_then panicked");
     assert_eq!(journal.take(), ["enter a", "exit a: Panicked"]);
 }
@@ -93,7 +98,7 @@ fn an_exit_error_inside_and_then_is_seen_by_the_first_and_kept() {
     let j = journal.clone();
     let chain =
         journal.probe("a").exit(Act::Fail).and_then(move |_: &mut Handle| j.probe("b").exit(Act::Fail));
-    let error = run(with(chain, async |_| Err::<(), _>("body failed".to_string()))).unwrap_err();
+    let error = run(with(chain, async |_| Err::<(), _>("body failed".to_string().into()))).unwrap_err();
     assert_eq!(error.primary().unwrap(), "body failed");
     assert_eq!(error.suppressed(), ["exit b failed", "exit a failed"]);
     assert_eq!(
@@ -110,7 +115,7 @@ fn on_finalize_runs_after_the_exit_and_sees_the_newest_outcome() {
         j.push(format!("finalize: {}", common::describe(outcome)));
         Err("finalize failed".to_string())
     });
-    let error = run(with(ctx, async |_| Ok::<_, String>(()))).unwrap_err();
+    let error = run(with(ctx, async |_| Ok::<_, Error<String>>(()))).unwrap_err();
     assert_eq!(error.primary().unwrap(), "exit a failed");
     assert_eq!(error.suppressed(), ["finalize failed"]);
     assert_eq!(journal.take(), ["enter a", "exit a: Completed", "finalize: Failed(exit a failed)"]);
@@ -121,7 +126,8 @@ fn join_enters_and_exits_both_and_hands_the_body_both_values() {
     let journal = Journal::new();
     let both = join(journal.probe("a"), journal.probe("b"));
     let names =
-        run(with(both, async |(a, b): &mut (Handle, Handle)| Ok::<_, String>((a.name, b.name)))).unwrap();
+        run(with(both, async |(a, b): &mut (Handle, Handle)| Ok::<_, Error<String>>((a.name, b.name))))
+            .unwrap();
     assert_eq!(names, ("a", "b"));
     let lines = journal.take();
     // Polled together: both enters yield once, then finish in the order they are polled.
@@ -132,12 +138,14 @@ fn join_enters_and_exits_both_and_hands_the_body_both_values() {
 fn when_one_branch_fails_to_enter_the_other_is_exited_with_that_failure() {
     let journal = Journal::new();
     let both = join(journal.probe("a"), journal.probe("b").enter(Act::Fail));
-    let error = run(with(both, async |_| -> Result<(), String> { unreachable!("no body") })).unwrap_err();
+    let error =
+        run(with(both, async |_| -> Result<(), Error<String>> { unreachable!("no body") })).unwrap_err();
     assert_eq!(error.primary().unwrap(), "enter b failed");
     assert_eq!(journal.take(), ["enter a", "enter b", "exit a: Failed(enter b failed)"]);
 
     let both = join(journal.probe("a").enter(Act::Fail), journal.probe("b").enter(Act::Fail));
-    let error = run(with(both, async |_| -> Result<(), String> { unreachable!("no body") })).unwrap_err();
+    let error =
+        run(with(both, async |_| -> Result<(), Error<String>> { unreachable!("no body") })).unwrap_err();
     assert_eq!(error.primary().unwrap(), "enter a failed");
     assert_eq!(error.suppressed(), ["enter b failed"]);
     assert_eq!(journal.take(), ["enter a", "enter b"]);
@@ -148,7 +156,8 @@ fn both_branches_see_the_same_outcome_and_their_errors_are_kept_first_branch_fir
     let journal = Journal::new();
     let both = join(journal.probe("a").exit(Act::Fail), journal.probe("b").exit(Act::Fail));
     let outer = journal.probe("outer");
-    let error = run(with((outer, both), async |_| Err::<(), _>("body failed".to_string()))).unwrap_err();
+    let error =
+        run(with((outer, both), async |_| Err::<(), _>("body failed".to_string().into()))).unwrap_err();
     assert_eq!(error.primary().unwrap(), "body failed");
     assert_eq!(error.suppressed(), ["exit a failed", "exit b failed"]);
     assert_eq!(
@@ -169,7 +178,7 @@ fn a_panicking_branch_exit_lets_the_other_finish_then_resumes() {
     let journal = Journal::new();
     let scope = journaling_scope(&journal);
     let both = join(journal.probe("a").exit(Act::Panic), journal.probe("b").exit(Act::Fail));
-    let out = block_on_catching(scope.with(both, async |_| Ok::<_, String>(())));
+    let out = block_on_catching(scope.with(both, async |_| Ok::<_, Error<String>>(())));
     assert_eq!(out.unwrap_err(), "exit a panicked");
     assert_eq!(
         journal.take(),
@@ -182,7 +191,7 @@ fn join_all_keeps_the_order_of_values_and_exits_every_entered_branch_on_failure(
     let journal = Journal::new();
     let all = join_all(["a", "b", "c"].map(|name| journal.probe(name)));
     let names = run(with(all, async |handles: &mut Vec<Handle>| {
-        Ok::<_, String>(handles.iter().map(|h| h.name).collect::<Vec<_>>())
+        Ok::<_, Error<String>>(handles.iter().map(|h| h.name).collect::<Vec<_>>())
     }))
     .unwrap();
     assert_eq!(names, ["a", "b", "c"]);
@@ -192,7 +201,8 @@ fn join_all_keeps_the_order_of_values_and_exits_every_entered_branch_on_failure(
     );
 
     let all = join_all([journal.probe("a"), journal.probe("b").enter(Act::Fail), journal.probe("c")]);
-    let error = run(with(all, async |_| -> Result<(), String> { unreachable!("no body") })).unwrap_err();
+    let error =
+        run(with(all, async |_| -> Result<(), Error<String>> { unreachable!("no body") })).unwrap_err();
     assert_eq!(error.primary().unwrap(), "enter b failed");
     assert_eq!(
         journal.take(),
@@ -208,7 +218,7 @@ fn dropping_the_scope_runs_the_fallbacks_of_combined_contexts_newest_first() {
     let both = join(chain, journal.probe("c"));
     let mut scope = Box::pin(with(both, async |_| {
         std::future::pending::<()>().await;
-        Ok::<_, String>(())
+        Ok::<_, Error<String>>(())
     }));
     let mut task = Context::from_waker(Waker::noop());
     for _ in 0..10 {
@@ -264,7 +274,7 @@ fn combined_send_contexts_make_send_scopes_and_run_on_a_multi_threaded_runtime()
             .eval_map(async |b: &mut Handle| Ok(b.name)),
         journal.probe("c").map(|c: &mut Handle| c.name).on_finalize(async |_: Outcome<'_, String>| Ok(())),
     );
-    let scope = assert_send(with(ctx, async |(b, c)| Ok::<_, String>(format!("{b}{c}"))));
+    let scope = assert_send(with(ctx, async |(b, c)| Ok::<_, Error<String>>(format!("{b}{c}"))));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
     assert_eq!(runtime.block_on(async { tokio::spawn(scope).await.unwrap() }).unwrap(), "bc");
     let mut lines = journal.take();
@@ -285,7 +295,7 @@ fn futures_are_polled_in_place_without_moving() {
     let journal = Journal::new();
     let both =
         join(journal.probe("a"), journal.probe("b")).map(|(a, b): &mut (Handle, Handle)| a.uses + b.uses);
-    let out = run(with(both, async |n| Ok::<_, String>(*n)).assert_unmoved()).unwrap();
+    let out = run(with(both, async |n| Ok::<_, Error<String>>(*n)).assert_unmoved()).unwrap();
     assert_eq!(out, 0);
     assert_eq!(journal.take().len(), 4);
 }
@@ -295,10 +305,11 @@ fn a_cancelled_scope_enters_nothing_after_the_first_context_of_a_chain() {
     let journal = Journal::new();
     let j = journal.clone();
     let chain = journal.probe("a").and_then(move |_: &mut Handle| j.probe("b"));
-    // Fires while `a` enters: `a` finishes entering (enters are not interrupted), then is exited.
+    // Fires while `a` enters (its enter yields once): `a` finishes entering (enters are not
+    // interrupted), then is exited.
     let error = run(async_with::Scope::new()
-        .cancel_on(common::ready_on_poll(0))
-        .with(chain, async |_| -> Result<(), String> { unreachable!("no body") }))
+        .cancel_on(common::ready_on_poll(1))
+        .with(chain, async |_| -> Result<(), Error<String>> { unreachable!("no body") }))
     .unwrap_err();
     assert!(error.is_cancelled());
     assert_eq!(journal.take(), ["enter a", "exit a: Cancelled"]);

@@ -80,7 +80,7 @@ fn a_boxed_error_keeps_its_text_and_its_source() {
         async |(), _: Outcome<'_, BoxError>| Err(std::io::Error::other("close failed").into()),
     );
     let error = futures::executor::block_on(with(failing, async |_| {
-        Err::<(), BoxError>(std::io::Error::new(std::io::ErrorKind::NotFound, "no table").into())
+        Err::<(), _>(BoxError::from(std::io::Error::new(std::io::ErrorKind::NotFound, "no table")).into())
     }))
     .unwrap_err();
     let shown = (error.to_string(), debug(&error));
@@ -126,8 +126,8 @@ fn adapters_show_their_value_or_state() {
 #[test]
 fn a_scope_shows_its_settings() {
     let plain = debug(&async_with::Scope::new());
-    assert!(plain.starts_with("Scope {") && plain.contains("cancellable: false"), "{plain}");
+    assert!(plain.starts_with("Scope {") && plain.contains("own_signal: false"), "{plain}");
     let cancellable = async_with::Scope::new().cancel_on(std::future::pending::<()>()).interrupt_enters();
     let shown = debug(&cancellable);
-    assert!(shown.contains("cancellable: true") && shown.contains("interrupt_enters: true"), "{shown}");
+    assert!(shown.contains("own_signal: true") && shown.contains("interrupt_enters: true"), "{shown}");
 }

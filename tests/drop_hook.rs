@@ -57,6 +57,6 @@ fn a_dropped_scope_is_reported_once_after_its_fallbacks() {
     );
     assert_eq!(
         reports.lock().unwrap()[0],
-        "a `with` scope was dropped before it finished: its remaining contexts ran their synchronous fallbacks"
+        "a `with` scope over `drop_hook::common::Probe` was dropped before it finished: its remaining contexts ran their synchronous fallbacks"
     );
 }

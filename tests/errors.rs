@@ -10,8 +10,10 @@ use futures::executor::block_on;
 #[test]
 fn a_body_error_is_the_primary_error_and_every_exit_sees_it() {
     let j = Journal::new();
-    let err = block_on(with((j.probe("a"), j.probe("b")), async |_| Err::<(), _>("body failed".to_string())))
-        .unwrap_err();
+    let err = block_on(with((j.probe("a"), j.probe("b")), async |_| {
+        Err::<(), _>("body failed".to_string().into())
+    }))
+    .unwrap_err();
     assert_eq!(err.primary().unwrap(), "body failed");
     assert!(err.suppressed().is_empty());
     assert!(!err.is_cancelled());
@@ -33,7 +35,7 @@ fn an_exit_error_after_a_good_body_is_primary_and_the_outer_exits_see_it() {
 fn later_exit_errors_are_suppressed_in_order_and_each_exit_sees_the_newest() {
     let j = Journal::new();
     let ctxs = (j.probe("a").exit(Act::Fail), j.probe("b"), j.probe("c").exit(Act::Fail));
-    let err = block_on(with(ctxs, async |_| Err::<(), _>("body failed".to_string()))).unwrap_err();
+    let err = block_on(with(ctxs, async |_| Err::<(), _>("body failed".to_string().into()))).unwrap_err();
     assert_eq!(err.primary().unwrap(), "body failed");
     assert_eq!(err.suppressed(), ["exit c failed", "exit a failed"]);
     assert_eq!(
@@ -71,16 +73,16 @@ fn the_body_value_is_dropped_when_an_exit_fails() {
 fn display_lists_the_primary_then_the_suppressed_errors() {
     let j = Journal::new();
     let ctxs = (j.probe("a").exit(Act::Fail), j.probe("b").exit(Act::Fail));
-    let err = block_on(with(ctxs, async |_| Err::<(), _>("body failed".to_string()))).unwrap_err();
+    let err = block_on(with(ctxs, async |_| Err::<(), _>("body failed".to_string().into()))).unwrap_err();
     assert_eq!(err.to_string(), "body failed (and 2 suppressed errors: exit b failed; exit a failed)");
     assert_eq!(
         format!("{err:?}"),
         r#"Error { primary: "body failed", suppressed: ["exit b failed", "exit a failed"] }"#
     );
-    let one =
-        block_on(with(j.probe("c").exit(Act::Fail), async |_| Err::<(), _>("x".to_string()))).unwrap_err();
+    let one = block_on(with(j.probe("c").exit(Act::Fail), async |_| Err::<(), _>("x".to_string().into())))
+        .unwrap_err();
     assert_eq!(one.to_string(), "x (and 1 suppressed error: exit c failed)");
-    let alone = block_on(with(j.probe("d"), async |_| Err::<(), _>("y".to_string()))).unwrap_err();
+    let alone = block_on(with(j.probe("d"), async |_| Err::<(), _>("y".to_string().into()))).unwrap_err();
     assert_eq!(alone.to_string(), "y");
 }
 
@@ -92,9 +94,10 @@ fn source_is_the_primary_error() {
         async || Ok::<_, io::Error>(()),
         async |(), _: Outcome<'_, io::Error>| Err(io::Error::other("close failed")),
     );
-    let err =
-        block_on(with(ctx, async |_| Err::<(), _>(io::Error::new(io::ErrorKind::NotFound, "no table"))))
-            .unwrap_err();
+    let err = block_on(with(ctx, async |_| {
+        Err::<(), _>(io::Error::new(io::ErrorKind::NotFound, "no table").into())
+    }))
+    .unwrap_err();
     let source = err.source().unwrap().downcast_ref::<io::Error>().unwrap();
     assert_eq!(source.kind(), io::ErrorKind::NotFound);
     assert_eq!(err.suppressed()[0].to_string(), "close failed");
@@ -106,8 +109,8 @@ fn source_is_the_primary_error() {
 #[test]
 fn map_converts_every_error_in_place() {
     let j = Journal::new();
-    let err =
-        block_on(with(j.probe("a").exit(Act::Fail), async |_| Err::<(), _>("body".to_string()))).unwrap_err();
+    let err = block_on(with(j.probe("a").exit(Act::Fail), async |_| Err::<(), _>("body".to_string().into())))
+        .unwrap_err();
     let err = err.map(|e| e.len());
     assert_eq!((err.primary(), err.suppressed()), (Some(&4), &[13][..]));
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use async_with::with;
+use async_with::{Error, with};
 use common::{Act, Journal, block_on_catching};
 use futures::executor::block_on;
 
@@ -18,7 +18,7 @@ fn each_exit_runs_once_whether_the_body_succeeds_fails_or_panics() {
     for body in ["ok", "err", "panic"] {
         let _ = block_on_catching(with((j.probe("a"), j.probe("b"), j.probe("c")), async |_| match body {
             "ok" => Ok(()),
-            "err" => Err("body failed".to_string()),
+            "err" => Err("body failed".to_string().into()),
             _ => panic!("body panicked"),
         }));
         let journal = j.take();
@@ -31,7 +31,7 @@ fn each_exit_runs_once_whether_the_body_succeeds_fails_or_panics() {
 #[test]
 fn a_context_whose_enter_failed_is_never_exited() {
     let j = Journal::new();
-    let err = block_on(with(j.probe("a").enter(Act::Fail), async |_| -> Result<(), String> {
+    let err = block_on(with(j.probe("a").enter(Act::Fail), async |_| -> Result<(), Error<String>> {
         unreachable!("the body must not run after a failed enter")
     }))
     .unwrap_err();
@@ -48,9 +48,10 @@ fn when_the_kth_enter_fails_only_the_earlier_ones_are_exited_in_reverse() {
             if i == k { probe.enter(Act::Fail) } else { probe }
         };
         let ctxs = (p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8));
-        let err =
-            block_on(with(ctxs, async |_| -> Result<(), String> { unreachable!("the body must not run") }))
-                .unwrap_err();
+        let err = block_on(with(ctxs, async |_| -> Result<(), Error<String>> {
+            unreachable!("the body must not run")
+        }))
+        .unwrap_err();
         assert_eq!(err.primary().unwrap(), &format!("enter {k} failed"));
         assert!(err.suppressed().is_empty());
         let expected: Vec<String> = (1..=k)

@@ -63,14 +63,15 @@ where
     results.push((format!("{out:?}"), std::mem::take(&mut *log.lock().unwrap())));
 
     let ctxs = (timed(&log, "a", sleep.clone(), false), timed(&log, "b", sleep.clone(), true));
-    let out: Result<(), Error<String>> = with(ctxs, async |_| Err("body failed".to_string())).await;
+    let out: Result<(), Error<String>> = with(ctxs, async |_| Err("body failed".to_string().into())).await;
     results.push((format!("{out:?}"), std::mem::take(&mut *log.lock().unwrap())));
 
     let ctxs = (timed(&log, "a", sleep.clone(), false), timed(&log, "b", sleep.clone(), false));
-    let out = AssertUnwindSafe(with(ctxs, async |_| -> Result<(), String> { panic!("body panicked") }))
-        .catch_unwind()
-        .await
-        .map_err(panic_message);
+    let out =
+        AssertUnwindSafe(with(ctxs, async |_| -> Result<(), Error<String>> { panic!("body panicked") }))
+            .catch_unwind()
+            .await
+            .map_err(panic_message);
     results.push((format!("{out:?}"), std::mem::take(&mut *log.lock().unwrap())));
 
     results
@@ -177,7 +178,8 @@ fn tokio_spawned_scope_resumes_its_panic_in_the_join_handle() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
     let log = Log::default();
     let ctx = timed(&log, "a", tokio::time::sleep, false);
-    let join = rt.block_on(rt.spawn(with(ctx, async |_| -> Result<(), String> { panic!("inside a task") })));
+    let join =
+        rt.block_on(rt.spawn(with(ctx, async |_| -> Result<(), Error<String>> { panic!("inside a task") })));
     let payload = join.unwrap_err().into_panic();
     assert_eq!(panic_message(payload), "inside a task");
     assert_eq!(*log.lock().unwrap(), ["enter a", "exit a: Panicked"]);

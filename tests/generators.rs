@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use async_with::{Cx, IntoContext, Outcome, context, with, with_local};
+use async_with::{Cx, Error, IntoContext, Outcome, context, with, with_local};
 use common::{Act, Journal, block_on_catching, describe, journaling_scope, yield_now};
 use futures::executor::block_on;
 
@@ -72,7 +72,7 @@ fn a_failed_setup_means_no_body_and_no_teardown() {
     let j = Journal::new();
     let err = block_on(with(
         (j.probe("a"), generator(&j, "g", Act::Fail, Act::Succeed)),
-        async |_| -> Result<(), String> { unreachable!("no body after a failed setup") },
+        async |_| -> Result<(), Error<String>> { unreachable!("no body after a failed setup") },
     ))
     .unwrap_err();
     assert_eq!(err.primary().unwrap(), "setup g failed");
@@ -83,7 +83,7 @@ fn a_failed_setup_means_no_body_and_no_teardown() {
 fn teardown_sees_the_body_error_and_its_own_error_is_suppressed() {
     let j = Journal::new();
     let ctxs = (j.probe("a"), generator(&j, "g", Act::Succeed, Act::Fail));
-    let err = block_on(with(ctxs, async |_| Err::<(), _>("body failed".to_string()))).unwrap_err();
+    let err = block_on(with(ctxs, async |_| Err::<(), _>("body failed".to_string().into()))).unwrap_err();
     assert_eq!(err.primary().unwrap(), "body failed");
     assert_eq!(err.suppressed(), ["teardown g failed"]);
     assert_eq!(
@@ -108,7 +108,7 @@ fn teardown_sees_the_newest_error_and_gives_it_back() {
 fn a_lent_suppressed_error_goes_back_in_its_place() {
     let j = Journal::new();
     let ctxs = (j.probe("a").exit(Act::Fail), ok(&j, "g"), j.probe("c").exit(Act::Fail));
-    let err = block_on(with(ctxs, async |_| Err::<(), _>("body".to_string()))).unwrap_err();
+    let err = block_on(with(ctxs, async |_| Err::<(), _>("body".to_string().into()))).unwrap_err();
     assert_eq!(
         err.iter().map(String::as_str).collect::<Vec<_>>(),
         ["body", "exit c failed", "exit a failed"]
@@ -136,15 +136,16 @@ fn panics_in_setup_body_and_teardown_follow_g6() {
     assert_eq!(panic.unwrap_err(), "setup g panicked");
     assert_eq!(j.take(), ["enter a", "setup g", "exit a: Panicked"]);
 
-    let panic = block_on_catching(with((j.probe("a"), ok(&j, "g")), async |_| -> Result<(), String> {
-        panic!("body panicked")
-    }));
+    let panic =
+        block_on_catching(with((j.probe("a"), ok(&j, "g")), async |_| -> Result<(), Error<String>> {
+            panic!("body panicked")
+        }));
     assert_eq!(panic.unwrap_err(), "body panicked");
     assert_eq!(j.take(), ["enter a", "setup g", "teardown g: Panicked", "exit a: Panicked"]);
 
     let ctxs = (j.probe("a"), generator(&j, "g", Act::Succeed, Act::Panic));
     let panic =
-        block_on_catching(journaling_scope(&j).with(ctxs, async |_| Err::<(), _>("body".to_string())));
+        block_on_catching(journaling_scope(&j).with(ctxs, async |_| Err::<(), _>("body".to_string().into())));
     assert_eq!(panic.unwrap_err(), "teardown g panicked");
     // The lent error came back although the teardown unwound, and reached the hook.
     assert_eq!(
@@ -161,8 +162,9 @@ fn returning_without_provide_is_reported_as_a_panic_and_cleans_up() {
         jj.push("setup without provide");
         Ok(())
     });
-    let panic =
-        block_on_catching(with((j.probe("a"), silent), async |_| -> Result<(), String> { unreachable!() }));
+    let panic = block_on_catching(with((j.probe("a"), silent), async |_| -> Result<(), Error<String>> {
+        unreachable!()
+    }));
     assert_eq!(panic.unwrap_err(), "async-with: a generator context returned without calling `provide`");
     assert_eq!(j.take(), ["enter a", "setup without provide", "exit a: Panicked"]);
 }
@@ -224,7 +226,7 @@ fn a_cx_that_outlives_its_closure_cannot_swallow_the_error() {
         STASH.lock().unwrap().push(cx); // keeps the lent error away from the scope
         Ok(())
     });
-    let panic = block_on_catching(with(ctx, async |_| Err::<(), _>("body".to_string())));
+    let panic = block_on_catching(with(ctx, async |_| Err::<(), _>("body".to_string().into())));
     assert_eq!(
         panic.unwrap_err(),
         "async-with: a generator context's `Cx` outlived its closure and kept the scope's error"
@@ -266,7 +268,7 @@ fn generator_scopes_are_send_and_run_on_a_multi_threaded_runtime() {
     let out = rt.block_on(rt.spawn(with((db("a"), db("b")), async |(a, b)| Ok(format!("{a}+{b}"))))).unwrap();
     assert_eq!(out.unwrap(), "a-conn+b-conn");
     let err = rt
-        .block_on(rt.spawn(with(db("a"), async |_| Err::<(), _>("boom".to_string()))))
+        .block_on(rt.spawn(with(db("a"), async |_| Err::<(), _>("boom".to_string().into()))))
         .unwrap()
         .unwrap_err();
     assert_eq!(err.iter().map(String::as_str).collect::<Vec<_>>(), ["boom", "a-conn rolled back after boom"]);

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use async_with::{Outcome, resource, set_error_hook, with};
+use async_with::{Error, Outcome, resource, set_error_hook, with};
 
 #[test]
 fn without_a_scope_hook_errors_during_a_panic_reach_the_process_wide_hook() {
@@ -15,7 +15,9 @@ fn without_a_scope_hook_errors_during_a_panic_reach_the_process_wide_hook() {
         async |(), _: Outcome<'_, String>| Err("close failed".to_string()),
     );
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        futures::executor::block_on(with(ctx, async |_| -> Result<(), String> { panic!("body panicked") }))
+        futures::executor::block_on(with(ctx, async |_| -> Result<(), Error<String>> {
+            panic!("body panicked")
+        }))
     }));
     assert!(panicked.is_err());
     assert_eq!(*seen.lock().unwrap(), [r#""close failed""#]);

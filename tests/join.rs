@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use async_with::{ExitStack, IntoContext, Outcome, Scope, join, join_all, resource, with};
+use async_with::{Error, ExitStack, IntoContext, Outcome, Scope, join, join_all, resource, with};
 use common::{Journal, describe, ready_on_poll};
 use futures::channel::oneshot;
 
@@ -153,7 +153,7 @@ fn slow_and_fast(journal: &Journal) -> impl IntoContext<Value = ((), ()), Error 
 fn an_interrupted_concurrent_enter_is_never_exited_and_the_entered_branch_is() {
     let journal = Journal::new();
     let scope = Scope::new().cancel_on(ready_on_poll(2)).interrupt_enters();
-    let error = on_futures(scope.with(slow_and_fast(&journal), async |_| -> Result<(), String> {
+    let error = on_futures(scope.with(slow_and_fast(&journal), async |_| -> Result<(), Error<String>> {
         unreachable!("cancelled before the body")
     }))
     .unwrap_err();
@@ -166,8 +166,9 @@ fn without_interrupting_enters_a_cancellation_lets_both_enters_finish_then_exits
     let journal = Journal::new();
     let j = journal.clone();
     let (a, b) = (journal.probe("a"), journal.probe("b"));
-    let scope = Scope::new().cancel_on(ready_on_poll(0));
-    let error = on_futures(scope.with(join(a, b), async |_| -> Result<(), String> {
+    // Fires while both enter (each yields once).
+    let scope = Scope::new().cancel_on(ready_on_poll(1));
+    let error = on_futures(scope.with(join(a, b), async |_| -> Result<(), Error<String>> {
         j.push("body");
         Ok(())
     }))
@@ -204,8 +205,9 @@ fn a_stack_in_one_branch_shows_its_exits_the_error_both_branches_share() {
         j.push(format!("stack exit: {}", describe(outcome)));
         Ok(())
     });
-    let error = on_futures(with(join(stack, journal.probe("b")), async |_| Err::<(), _>("boom".to_string())))
-        .unwrap_err();
+    let error =
+        on_futures(with(join(stack, journal.probe("b")), async |_| Err::<(), _>("boom".to_string().into())))
+            .unwrap_err();
     assert_eq!(error.primary(), Some(&"boom".to_string()));
     let mut seen = journal.take();
     seen.sort();
@@ -234,7 +236,7 @@ fn a_cancellation_after_a_failed_concurrent_enter_leaves_the_scope_failed() {
     // The signal fires while `b` still enters, after `a` failed: too late to be the cause.
     let scope = Scope::new().cancel_on(ready_on_poll(2));
     let error = on_futures(
-        scope.with(join(a, b), async |_| -> Result<(), String> { unreachable!("an enter failed") }),
+        scope.with(join(a, b), async |_| -> Result<(), Error<String>> { unreachable!("an enter failed") }),
     )
     .unwrap_err();
     assert!(!error.is_cancelled(), "{error:?}");

@@ -7,7 +7,7 @@ mod common;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use async_with::{CancellationToken, ExitStack, LocalExitStack, Scope, scope_local, with, with_local};
+use async_with::{CancellationToken, Error, ExitStack, LocalExitStack, Scope, scope_local, with, with_local};
 use common::{Act, Journal, ready_on_poll};
 use futures::executor::block_on;
 
@@ -82,7 +82,7 @@ fn close_returns_every_exit_error_and_close_with_shows_the_error_to_every_exit()
 #[test]
 fn a_tuple_that_fails_half_way_gives_its_error_and_cleans_up_at_once() {
     let j = Journal::new();
-    let error = block_on(scope_local(async |stack: &mut Local<'_>| -> Result<(), String> {
+    let error = block_on(scope_local(async |stack: &mut Local<'_>| -> Result<(), Error<String>> {
         stack.enter((j.probe("a"), j.probe("b").enter(Act::Fail))).await?;
         unreachable!("the enter failed");
     }))
@@ -97,7 +97,7 @@ fn a_cancelled_local_scope_finishes_the_enter_in_progress_then_exits_it() {
     let token = CancellationToken::new();
     let t = token.clone();
     let error = block_on(Scope::new().cancel_on(token.cancelled()).scope_local(
-        async |stack: &mut Local<'_>| -> Result<(), String> {
+        async |stack: &mut Local<'_>| -> Result<(), Error<String>> {
             stack.enter(j.probe("a")).await?;
             t.cancel(); // the next enter still starts: the body is stopped at its next await
             stack.enter(j.probe("b")).await?;
@@ -121,7 +121,7 @@ fn an_exit_stack_entered_as_a_context_keeps_what_was_entered_before() {
     });
     block_on(with(stack, async |stack| {
         stack.enter(j.probe("b")).await?;
-        Ok::<_, String>(())
+        Ok::<_, Error<String>>(())
     }))
     .unwrap();
     assert_eq!(j.take(), ["enter a", "enter b", "exit b: Completed", "exit a: Completed"]);
@@ -136,7 +136,7 @@ fn an_exit_stack_entered_with_with_local_closes_too() {
     block_on(with_local(stack, async |stack| {
         stack.enter(j.probe("b")).await?;
         let _held = not_send.clone(); // a `!Send` body, as `with_local` allows
-        Err::<(), _>("body failed".to_string())
+        Err::<(), _>("body failed".to_string().into())
     }))
     .unwrap_err();
     assert_eq!(
@@ -156,7 +156,7 @@ fn a_local_exit_stack_entered_as_a_context_keeps_what_was_entered_before() {
     });
     block_on(with_local(stack, async |stack| {
         stack.enter(j.probe("b")).await?;
-        Ok::<_, String>(())
+        Ok::<_, Error<String>>(())
     }))
     .unwrap();
     assert_eq!(j.take(), ["enter b", "exit b: Completed"]);
@@ -171,7 +171,7 @@ fn dropping_a_scope_whose_context_is_a_stack_runs_its_fallbacks() {
     let mut scope = Box::pin(with(stack, async |stack| {
         stack.enter(j.probe("b")).await?;
         std::future::pending::<()>().await;
-        Ok::<_, String>(())
+        Ok::<_, Error<String>>(())
     }));
     let mut task = std::task::Context::from_waker(std::task::Waker::noop());
     for _ in 0..5 {

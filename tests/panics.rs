@@ -6,7 +6,7 @@ mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use async_with::{Outcome, Scope, resource, with};
+use async_with::{Error, Outcome, Scope, resource, with};
 use common::{Act, Journal, block_on_catching, journaling_scope};
 
 #[test]
@@ -29,11 +29,12 @@ fn a_panicking_second_enter_exits_the_first_with_panicked() {
 #[test]
 fn a_panicking_body_runs_every_exit_with_panicked_then_resumes() {
     let j = Journal::new();
-    let panic = block_on_catching(with((j.probe("a"), j.probe("b")), async |_| -> Result<(), String> {
-        j.push("body");
-        panic!("body panicked")
-    }))
-    .unwrap_err();
+    let panic =
+        block_on_catching(with((j.probe("a"), j.probe("b")), async |_| -> Result<(), Error<String>> {
+            j.push("body");
+            panic!("body panicked")
+        }))
+        .unwrap_err();
     assert_eq!(panic, "body panicked");
     assert_eq!(j.take(), ["enter a", "enter b", "body", "exit b: Panicked", "exit a: Panicked"]);
 }
@@ -54,8 +55,9 @@ fn a_panicking_exit_lets_the_outer_exits_run_with_panicked() {
 fn the_first_panic_wins_and_later_ones_do_not_abort() {
     let j = Journal::new();
     let ctxs = (j.probe("a").exit(Act::Panic), j.probe("b").exit(Act::Panic));
-    let panic = block_on_catching(with(ctxs, async |_| -> Result<(), String> { panic!("body panicked") }))
-        .unwrap_err();
+    let panic =
+        block_on_catching(with(ctxs, async |_| -> Result<(), Error<String>> { panic!("body panicked") }))
+            .unwrap_err();
     assert_eq!(panic, "body panicked");
     assert_eq!(j.take(), ["enter a", "enter b", "exit b: Panicked", "exit a: Panicked"]);
 }
@@ -66,7 +68,7 @@ fn the_original_payload_is_resumed_unchanged() {
     struct Payload(u32);
     let j = Journal::new();
     let caught = catch_unwind(AssertUnwindSafe(|| {
-        futures::executor::block_on(with(j.probe("a"), async |_| -> Result<(), String> {
+        futures::executor::block_on(with(j.probe("a"), async |_| -> Result<(), Error<String>> {
             std::panic::panic_any(Payload(42))
         }))
     }))
@@ -80,9 +82,10 @@ fn errors_that_cannot_ride_on_the_panic_reach_the_hook_in_order() {
     let j = Journal::new();
     // The body fails first; then an exit fails; then another exit panics; then one more fails.
     let ctxs = (j.probe("a").exit(Act::Fail), j.probe("b").exit(Act::Panic), j.probe("c").exit(Act::Fail));
-    let panic =
-        block_on_catching(journaling_scope(&j).with(ctxs, async |_| Err::<(), _>("body failed".to_string())))
-            .unwrap_err();
+    let panic = block_on_catching(
+        journaling_scope(&j).with(ctxs, async |_| Err::<(), _>("body failed".to_string().into())),
+    )
+    .unwrap_err();
     assert_eq!(panic, "exit b panicked");
     assert_eq!(
         j.take(),
@@ -105,9 +108,10 @@ fn a_hook_that_panics_does_not_replace_the_panic() {
     let ctx =
         resource(async || Ok::<_, String>(()), async |(), _: Outcome<'_, String>| Err("close".to_string()));
     let scope = Scope::new().on_error_during_panic(|_: String| panic!("hook panicked"));
-    let panic =
-        block_on_catching(scope.with(ctx, async |_| -> Result<(), String> { panic!("body panicked") }))
-            .unwrap_err();
+    let panic = block_on_catching(
+        scope.with(ctx, async |_| -> Result<(), Error<String>> { panic!("body panicked") }),
+    )
+    .unwrap_err();
     assert_eq!(panic, "body panicked");
 }
 

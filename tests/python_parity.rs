@@ -76,7 +76,7 @@ fn contextmanager_finally_runs_teardown_and_the_error_propagates() {
         });
         let err = with(ctx, async |x| {
             state.lock().unwrap().push(*x);
-            Err::<(), _>("ZeroDivisionError".to_string())
+            Err::<(), _>("ZeroDivisionError".to_string().into())
         })
         .await
         .unwrap_err();
@@ -103,7 +103,7 @@ fn contextmanager_except_sees_the_error_value() {
         });
         let err = with(ctx, async |x| {
             state.lock().unwrap().push(*x);
-            Err::<(), _>("999".to_string())
+            Err::<(), _>("999".to_string().into())
         })
         .await
         .unwrap_err();
@@ -124,7 +124,7 @@ fn contextmanager_no_reraise_still_reaches_the_caller() {
             assert!(outcome.is_failed());
             Ok(()) // "swallows" it
         });
-        with(ctx, async |_| Err::<(), _>("TypeError".to_string())).await.unwrap_err().into_primary()
+        with(ctx, async |_| Err::<(), _>("TypeError".to_string().into())).await.unwrap_err().into_primary()
     });
     assert_eq!(error.as_deref(), Some("TypeError"));
 }
@@ -161,7 +161,7 @@ fn contextmanager_trap_yield_after_throw() {
             let (_, _) = cx.provide(2).await;
             Ok(())
         });
-        catching(with(ctx, async |_| Err::<(), _>("thrown".to_string()))).await.unwrap_err()
+        catching(with(ctx, async |_| Err::<(), _>("thrown".to_string().into()))).await.unwrap_err()
     });
     assert_eq!(message, "async-with: `provide` was called twice in one generator context");
 }

@@ -7,7 +7,7 @@ mod common;
 use std::future::Future;
 use std::rc::Rc;
 
-use async_with::{IntoContext, Outcome, resource, with, with_local};
+use async_with::{Error, IntoContext, Outcome, resource, with, with_local};
 use common::{Journal, yield_now};
 
 fn assert_send<F: Future + Send>(f: F) -> F {
@@ -62,7 +62,7 @@ fn a_not_send_body_runs_on_local_executors() {
     let body = async |conn: &mut String| {
         let shared = Rc::new(conn.clone()); // held across an await: the body is !Send
         yield_now().await;
-        Ok::<_, String>(shared.len())
+        Ok::<_, Error<String>>(shared.len())
     };
     let mut pool = futures::executor::LocalPool::new();
     assert_eq!(pool.run_until(with(connection("futures"), body)).unwrap(), 7);

@@ -5,7 +5,9 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use async_with::{Cx, ExitStack, LocalExitStack, Outcome, context, resource, scope, scope_local, with};
+use async_with::{
+    Cx, Error, ExitStack, LocalExitStack, Outcome, context, resource, scope, scope_local, with,
+};
 use common::{Act, Journal, block_on_catching, describe, journaling_scope, yield_now};
 use futures::executor::block_on;
 
@@ -117,10 +119,10 @@ fn values_of_every_entry_are_usable_together_and_the_exits_get_them_back() {
 #[test]
 fn a_body_error_is_seen_by_every_exit_and_returned_first() {
     let j = Journal::new();
-    let err = block_on(scope(async |stack: &mut Stack| -> Result<(), String> {
+    let err = block_on(scope(async |stack: &mut Stack| -> Result<(), Error<String>> {
         stack.enter(j.probe("a").exit(Act::Fail)).await?;
         stack.enter(j.probe("b")).await?;
-        Err("body failed".to_string())
+        Err("body failed".to_string().into())
     }))
     .unwrap_err();
     assert_eq!(err.iter().map(String::as_str).collect::<Vec<_>>(), ["body failed", "exit a failed"]);
@@ -133,7 +135,7 @@ fn a_body_error_is_seen_by_every_exit_and_returned_first() {
 #[test]
 fn a_failed_enter_pushes_nothing_and_is_never_exited() {
     let j = Journal::new();
-    let err = block_on(scope(async |stack: &mut Stack| -> Result<(), String> {
+    let err = block_on(scope(async |stack: &mut Stack| -> Result<(), Error<String>> {
         stack.enter(j.probe("a")).await?;
         stack.enter(j.probe("b").enter(Act::Fail)).await?;
         unreachable!("`?` returns the enter error")
@@ -186,13 +188,14 @@ fn a_tuple_that_fails_half_way_cleans_up_at_once_and_keeps_its_extra_errors() {
 #[test]
 fn a_panicking_body_runs_every_exit_with_panicked_then_resumes() {
     let j = Journal::new();
-    let panic =
-        block_on_catching(journaling_scope(&j).scope(async |stack: &mut Stack| -> Result<(), String> {
+    let panic = block_on_catching(journaling_scope(&j).scope(
+        async |stack: &mut Stack| -> Result<(), Error<String>> {
             stack.enter(j.probe("a").exit(Act::Fail)).await?;
             stack.enter(generator(&j, "g")).await?;
             panic!("body panicked")
-        }))
-        .unwrap_err();
+        },
+    ))
+    .unwrap_err();
     assert_eq!(panic, "body panicked");
     assert_eq!(
         j.take(),
@@ -327,10 +330,8 @@ fn with_inside_scope_scope_inside_with_and_stack_inside_stack_keep_the_order() {
                 Ok(())
             })
             .await
-            .map_err(|e| e.into_primary().unwrap())
         })
-        .await
-        .map_err(|e| e.into_primary().unwrap())?;
+        .await?;
         let nested = stack.enter(Stack::new()).await?; // a stack entered as a context
         nested.enter(j.probe("n1")).await?;
         nested.enter(j.probe("n2")).await?;
@@ -363,7 +364,7 @@ fn a_stack_can_be_the_context_of_with() {
     block_on(with(Stack::new(), async |stack| {
         stack.enter(j.probe("a")).await?;
         stack.enter(j.probe("b")).await?;
-        Err::<(), _>("body failed".to_string())
+        Err::<(), _>("body failed".to_string().into())
     }))
     .unwrap_err();
     assert_eq!(

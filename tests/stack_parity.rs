@@ -12,7 +12,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use async_with::{AsyncContext, ExitStack, Outcome, resource, scope};
+use async_with::{AsyncContext, Error, ExitStack, Outcome, resource, scope};
 use common::describe;
 use futures::executor::block_on;
 
@@ -76,7 +76,7 @@ fn cpython_callback_runs_callbacks_in_reverse_order() {
 #[test]
 fn cpython_async_callback_and_push_exit_run_lifo_and_see_the_error() {
     let log = Log::default();
-    let err = block_on(scope(async |stack: &mut Stack| -> Result<(), String> {
+    let err = block_on(scope(async |stack: &mut Stack| -> Result<(), Error<String>> {
         let l = log.clone();
         stack.defer(async move || {
             push(&l, "async callback");
@@ -87,7 +87,7 @@ fn cpython_async_callback_and_push_exit_run_lifo_and_see_the_error() {
             push(&l, format!("async exit: {}", describe(outcome)));
             Ok(())
         });
-        Err("ZeroDivisionError".to_string())
+        Err("ZeroDivisionError".to_string().into())
     }))
     .unwrap_err();
     assert_eq!(err.primary().unwrap(), "ZeroDivisionError");
@@ -118,7 +118,7 @@ fn cpython_enter_context_interleaves_with_callbacks_in_reverse() {
 #[test]
 fn cpython_a_failed_enter_is_never_exited() {
     let log = Log::default();
-    let err = block_on(scope(async |stack: &mut Stack| -> Result<(), String> {
+    let err = block_on(scope(async |stack: &mut Stack| -> Result<(), Error<String>> {
         stack.enter(cm(&log, 1)).await?;
         stack.enter(Cm { n: 2, log: log.clone(), fail_enter: true }).await?;
         unreachable!()
@@ -160,9 +160,9 @@ fn cpython_pop_all_moves_the_callbacks_out_of_the_with_block() {
 
 #[test]
 fn cpython_exit_raise_propagates_the_body_error() {
-    let err = block_on(scope(async |stack: &mut Stack| -> Result<(), String> {
+    let err = block_on(scope(async |stack: &mut Stack| -> Result<(), Error<String>> {
         stack.push_exit(async |_: Outcome<'_, String>| Ok(()));
-        Err("ZeroDivisionError".to_string())
+        Err("ZeroDivisionError".to_string().into())
     }))
     .unwrap_err();
     assert_eq!(err.into_parts(), (Some("ZeroDivisionError".to_string()), vec![]));
@@ -173,7 +173,7 @@ fn cpython_exit_exception_chaining_keeps_every_error_and_shows_each_exit_the_new
     // Python: `raise_exc(IndexError)`, `raise_exc(KeyError)`, `raise_exc(AttributeError)`,
     // body raises ValueError; each exit sees the exception raised just before it.
     let log = Log::default();
-    let err = block_on(scope(async |stack: &mut Stack| -> Result<(), String> {
+    let err = block_on(scope(async |stack: &mut Stack| -> Result<(), Error<String>> {
         for name in ["IndexError", "KeyError", "AttributeError"] {
             let l = log.clone();
             stack.push_exit(async move |outcome: Outcome<'_, String>| {
@@ -181,7 +181,7 @@ fn cpython_exit_exception_chaining_keeps_every_error_and_shows_each_exit_the_new
                 Err(name.to_string())
             });
         }
-        Err("ValueError".to_string())
+        Err("ValueError".to_string().into())
     }))
     .unwrap_err();
     assert_eq!(

@@ -75,8 +75,9 @@ fn a_scope_is_a_span_and_each_step_an_event_with_how_it_ended() {
     let collect = Collect::default();
     let j = Journal::new();
     tracing::subscriber::with_default(collect.clone(), || {
-        let scope =
-            with((j.probe("a"), j.probe("b").exit(Act::Fail)), async |_| Err::<(), _>("no".to_string()));
+        let scope = with((j.probe("a"), j.probe("b").exit(Act::Fail)), async |_| {
+            Err::<(), _>("no".to_string().into())
+        });
         futures::executor::block_on(scope).unwrap_err();
     });
     let lines = collect.lines.lock().unwrap().clone();

@@ -83,51 +83,55 @@ macro_rules! and_then_protocol {
             type Value = N::Value;
             type Error = S::Error;
 
-            async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<S::Error>) -> Option<N::Value> {
+            fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<S::Error>) -> impl Future<Output = Option<N::Value>> $(+ $send)? {
                 let this = self.project();
-                let mut first = this.first;
-                let value = first.as_mut().enter(unwind).await?;
-                // Held: if the scope is dropped while the second enters, the first falls back.
-                let mut held = Held::new(first, value, <S as $Protocol>::fallback);
-                let make = this.f.take().expect("async-with: a context is entered once");
-                let next = if unwind.cancel_requested() {
-                    None // cancelled while the first entered: enter nothing more
-                } else {
-                    let value = held.value();
-                    // Run like an enter, so that a panic in `make` exits the first context.
-                    unwind.enter(move || core::future::ready(Ok(make(value).$into()))).await
-                };
-                let entered = match next {
-                    Some(next) => {
-                        let mut second = this.second;
-                        second.set(Some(next));
-                        let second = second.as_pin_mut().expect("set above");
-                        second.enter(unwind).await
-                    }
-                    None => None,
-                };
-                let (first, value) = held.release();
-                match entered {
-                    Some(entered) => {
-                        *this.kept = Some(value);
-                        Some(entered)
-                    }
-                    None => {
-                        // The second failed (and cleaned up after itself): undo the first.
-                        first.exit(value, unwind).await;
-                        None
+                async move {
+                    let mut first = this.first;
+                    let value = first.as_mut().enter(unwind).await?;
+                    // Held: if the scope is dropped while the second enters, the first falls back.
+                    let mut held = Held::new(first, value, <S as $Protocol>::fallback);
+                    let make = this.f.take().expect("async-with: a context is entered once");
+                    let next = if unwind.cancel_requested() {
+                        None // cancelled while the first entered: enter nothing more
+                    } else {
+                        let value = held.value();
+                        // Run like an enter, so that a panic in `make` exits the first context.
+                        unwind.enter(move || core::future::ready(Ok(make(value).$into()))).await
+                    };
+                    let entered = match next {
+                        Some(next) => {
+                            let mut second = this.second;
+                            second.set(Some(next));
+                            let second = second.as_pin_mut().expect("set above");
+                            second.enter(unwind).await
+                        }
+                        None => None,
+                    };
+                    let (first, value) = held.release();
+                    match entered {
+                        Some(entered) => {
+                            *this.kept = Some(value);
+                            Some(entered)
+                        }
+                        None => {
+                            // The second failed (and cleaned up after itself): undo the first.
+                            first.exit(value, unwind).await;
+                            None
+                        }
                     }
                 }
             }
 
-            async fn exit(self: Pin<&mut Self>, entered: N::Value, unwind: &mut Unwind<S::Error>) {
+            fn exit(self: Pin<&mut Self>, entered: N::Value, unwind: &mut Unwind<S::Error>) -> impl Future<Output = ()> $(+ $send)? {
                 let this = self.project();
-                let value = this.kept.take().expect("async-with: a context is exited once");
-                let held = Held::new(this.first, value, <S as $Protocol>::fallback);
-                let second = this.second.as_pin_mut().expect("async-with: exit after a successful enter");
-                second.exit(entered, unwind).await;
-                let (first, value) = held.release();
-                first.exit(value, unwind).await;
+                async move {
+                    let value = this.kept.take().expect("async-with: a context is exited once");
+                    let held = Held::new(this.first, value, <S as $Protocol>::fallback);
+                    let second = this.second.as_pin_mut().expect("async-with: exit after a successful enter");
+                    second.exit(entered, unwind).await;
+                    let (first, value) = held.release();
+                    first.exit(value, unwind).await;
+                }
             }
 
             fn fallback(self: Pin<&mut Self>, entered: N::Value) {

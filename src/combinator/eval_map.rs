@@ -77,38 +77,42 @@ where
 // The two flavours differ in how the step is seen: the local one as `AsyncFnOnce`, the `Send` one
 // as a plain `FnOnce` whose named future can be declared `Send`.
 macro_rules! eval_map_protocol {
-    ($Protocol:ident) => {
-        async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<S::Error>) -> Option<W> {
+    ($Protocol:ident $(+ $send:ident)?) => {
+        fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<S::Error>) -> impl Future<Output = Option<W>> $(+ $send)? {
             let this = self.project();
-            let mut inner = this.inner;
-            let value = inner.as_mut().enter(unwind).await?;
-            // Held: if the scope is dropped during the step, the inner context falls back.
-            let mut held = Held::new(inner, value, <S as $Protocol>::fallback);
-            let step = this.f.take().expect("async-with: a context is entered once");
-            let stepped = if unwind.cancel_requested() {
-                None // cancelled while the inner context entered: no further step
-            } else {
-                let value = held.value();
-                unwind.enter(move || step(value)).await
-            };
-            let (inner, value) = held.release();
-            match stepped {
-                Some(stepped) => {
-                    *this.kept = Some(value);
-                    Some(stepped)
-                }
-                None => {
-                    inner.exit(value, unwind).await;
-                    None
+            async move {
+                let mut inner = this.inner;
+                let value = inner.as_mut().enter(unwind).await?;
+                // Held: if the scope is dropped during the step, the inner context falls back.
+                let mut held = Held::new(inner, value, <S as $Protocol>::fallback);
+                let step = this.f.take().expect("async-with: a context is entered once");
+                let stepped = if unwind.cancel_requested() {
+                    None // cancelled while the inner context entered: no further step
+                } else {
+                    let value = held.value();
+                    unwind.enter(move || step(value)).await
+                };
+                let (inner, value) = held.release();
+                match stepped {
+                    Some(stepped) => {
+                        *this.kept = Some(value);
+                        Some(stepped)
+                    }
+                    None => {
+                        inner.exit(value, unwind).await;
+                        None
+                    }
                 }
             }
         }
 
-        async fn exit(self: Pin<&mut Self>, stepped: W, unwind: &mut Unwind<S::Error>) {
+        fn exit(self: Pin<&mut Self>, stepped: W, unwind: &mut Unwind<S::Error>) -> impl Future<Output = ()> $(+ $send)? {
             let this = self.project();
-            unwind.drop_value(stepped);
-            let value = this.kept.take().expect("async-with: a context is exited once");
-            this.inner.exit(value, unwind).await;
+            async move {
+                unwind.drop_value(stepped);
+                let value = this.kept.take().expect("async-with: a context is exited once");
+                this.inner.exit(value, unwind).await;
+            }
         }
 
         fn fallback(self: Pin<&mut Self>, stepped: W) {
@@ -139,5 +143,5 @@ where
 {
     type Value = W;
     type Error = S::Error;
-    eval_map_protocol!(SendProtocol);
+    eval_map_protocol!(SendProtocol + Send);
 }

@@ -213,7 +213,7 @@ async fn all<F: Future>(mut futures: Vec<Pin<Box<F>>>) -> Vec<F::Output> {
 }
 
 macro_rules! join_protocol {
-    ($Protocol:ident, $exit_both:ident, $exit_all:ident) => {
+    ($Protocol:ident, $exit_both:ident, $exit_all:ident $(+ $send:ident)?) => {
         /// Exits two branches concurrently, each seeing what the scope's next exit would see.
         async fn $exit_both<A: $Protocol, B: $Protocol<Error = A::Error>>(
             first: Pin<&mut A>,
@@ -247,43 +247,45 @@ macro_rules! join_protocol {
             type Value = (A::Value, B::Value);
             type Error = A::Error;
 
-            async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<A::Error>) -> Option<Self::Value> {
+            fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<A::Error>) -> impl Future<Output = Option<Self::Value>> $(+ $send)? {
                 let this = self.project();
-                let (mut first, mut second) = (this.first, this.second);
-                let fork = unwind.fork();
-                let (mut a, mut b) = (fork.branch(), fork.branch());
-                // Held: a branch that entered falls back if the scope is dropped meanwhile.
-                let (a_entered, b_entered) = both(
-                    async {
-                        let value = first.as_mut().enter(&mut a).await?;
-                        Some(Held::new(first, value, <A as $Protocol>::fallback))
-                    },
-                    async {
-                        let value = second.as_mut().enter(&mut b).await?;
-                        Some(Held::new(second, value, <B as $Protocol>::fallback))
-                    },
-                )
-                .await;
-                unwind.join(fork, &mut [a, b]);
-                let cancelled = unwind.cancel_requested();
-                match (a_entered, b_entered) {
-                    (Some(a), Some(b)) if !cancelled => Some((a.release().1, b.release().1)),
-                    (Some(a), Some(b)) => {
-                        let ((first, a), (second, b)) = (a.release(), b.release());
-                        $exit_both(first, a, second, b, unwind).await;
-                        None
+                async move {
+                    let (mut first, mut second) = (this.first, this.second);
+                    let fork = unwind.fork();
+                    let (mut a, mut b) = (fork.branch(), fork.branch());
+                    // Held: a branch that entered falls back if the scope is dropped meanwhile.
+                    let (a_entered, b_entered) = both(
+                        async {
+                            let value = first.as_mut().enter(&mut a).await?;
+                            Some(Held::new(first, value, <A as $Protocol>::fallback))
+                        },
+                        async {
+                            let value = second.as_mut().enter(&mut b).await?;
+                            Some(Held::new(second, value, <B as $Protocol>::fallback))
+                        },
+                    )
+                    .await;
+                    unwind.join(fork, &mut [a, b]);
+                    let cancelled = unwind.cancel_requested();
+                    match (a_entered, b_entered) {
+                        (Some(a), Some(b)) if !cancelled => Some((a.release().1, b.release().1)),
+                        (Some(a), Some(b)) => {
+                            let ((first, a), (second, b)) = (a.release(), b.release());
+                            $exit_both(first, a, second, b, unwind).await;
+                            None
+                        }
+                        (Some(entered), None) => {
+                            let (state, value) = entered.release();
+                            state.exit(value, unwind).await;
+                            None
+                        }
+                        (None, Some(entered)) => {
+                            let (state, value) = entered.release();
+                            state.exit(value, unwind).await;
+                            None
+                        }
+                        (None, None) => None,
                     }
-                    (Some(entered), None) => {
-                        let (state, value) = entered.release();
-                        state.exit(value, unwind).await;
-                        None
-                    }
-                    (None, Some(entered)) => {
-                        let (state, value) = entered.release();
-                        state.exit(value, unwind).await;
-                        None
-                    }
-                    (None, None) => None,
                 }
             }
 
@@ -304,32 +306,36 @@ macro_rules! join_protocol {
             type Value = Vec<S::Value>;
             type Error = S::Error;
 
-            async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<S::Error>) -> Option<Self::Value> {
+            fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<S::Error>) -> impl Future<Output = Option<Self::Value>> $(+ $send)? {
                 let states = &mut self.get_mut().states;
-                let fork = unwind.fork();
-                let mut branches: Vec<Unwind<S::Error>> = states.iter().map(|_| fork.branch()).collect();
-                let entering = states.iter_mut().zip(branches.iter_mut()).map(|(state, branch)| {
-                    Box::pin(async move {
-                        let mut state = state.as_mut();
-                        let value = state.as_mut().enter(branch).await?;
-                        Some(Held::new(state, value, <S as $Protocol>::fallback))
-                    })
-                });
-                let entered = all(entering.collect()).await;
-                unwind.join(fork, &mut branches);
-                let cancelled = unwind.cancel_requested();
-                if !cancelled && entered.iter().all(Option::is_some) {
-                    return Some(entered.into_iter().flatten().map(|held| held.release().1).collect());
+                async move {
+                    let fork = unwind.fork();
+                    let mut branches: Vec<Unwind<S::Error>> = states.iter().map(|_| fork.branch()).collect();
+                    let entering = states.iter_mut().zip(branches.iter_mut()).map(|(state, branch)| {
+                        Box::pin(async move {
+                            let mut state = state.as_mut();
+                            let value = state.as_mut().enter(branch).await?;
+                            Some(Held::new(state, value, <S as $Protocol>::fallback))
+                        })
+                    });
+                    let entered = all(entering.collect()).await;
+                    unwind.join(fork, &mut branches);
+                    let cancelled = unwind.cancel_requested();
+                    if !cancelled && entered.iter().all(Option::is_some) {
+                        return Some(entered.into_iter().flatten().map(|held| held.release().1).collect());
+                    }
+                    let entered: Vec<_> = entered.into_iter().flatten().map(Held::release).collect();
+                    $exit_all(entered, unwind).await;
+                    None
                 }
-                let entered: Vec<_> = entered.into_iter().flatten().map(Held::release).collect();
-                $exit_all(entered, unwind).await;
-                None
             }
 
-            async fn exit(self: Pin<&mut Self>, values: Self::Value, unwind: &mut Unwind<S::Error>) {
+            fn exit(self: Pin<&mut Self>, values: Self::Value, unwind: &mut Unwind<S::Error>) -> impl Future<Output = ()> $(+ $send)? {
                 let states = &mut self.get_mut().states;
-                let entered = states.iter_mut().map(|state| state.as_mut()).zip(values).collect();
-                $exit_all(entered, unwind).await;
+                async move {
+                    let entered = states.iter_mut().map(|state| state.as_mut()).zip(values).collect();
+                    $exit_all(entered, unwind).await;
+                }
             }
 
             fn fallback(self: Pin<&mut Self>, values: Self::Value) {
@@ -344,4 +350,4 @@ macro_rules! join_protocol {
 }
 
 join_protocol!(Protocol, exit_both_local, exit_all_local);
-join_protocol!(SendProtocol, exit_both, exit_all);
+join_protocol!(SendProtocol, exit_both, exit_all + Send);

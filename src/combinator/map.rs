@@ -81,29 +81,33 @@ macro_rules! map_protocol {
             type Value = W;
             type Error = S::Error;
 
-            async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<S::Error>) -> Option<W> {
+            fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<S::Error>) -> impl Future<Output = Option<W>> $(+ $send)? {
                 let mut this = self.project();
-                let mut value = this.inner.as_mut().enter(unwind).await?;
-                let f = this.f.take().expect("async-with: a context is entered once");
-                // Run like an enter, so that a panic in `f` exits the inner context.
-                match unwind.enter(|| core::future::ready(Ok(f(&mut value)))).await {
-                    Some(mapped) => {
-                        *this.kept = Some(value);
-                        Some(mapped)
-                    }
-                    None => {
-                        this.inner.exit(value, unwind).await;
-                        None
+                async move {
+                    let mut value = this.inner.as_mut().enter(unwind).await?;
+                    let f = this.f.take().expect("async-with: a context is entered once");
+                    // Run like an enter, so that a panic in `f` exits the inner context.
+                    match unwind.enter(|| core::future::ready(Ok(f(&mut value)))).await {
+                        Some(mapped) => {
+                            *this.kept = Some(value);
+                            Some(mapped)
+                        }
+                        None => {
+                            this.inner.exit(value, unwind).await;
+                            None
+                        }
                     }
                 }
             }
 
-            async fn exit(self: Pin<&mut Self>, mapped: W, unwind: &mut Unwind<S::Error>) {
+            fn exit(self: Pin<&mut Self>, mapped: W, unwind: &mut Unwind<S::Error>) -> impl Future<Output = ()> $(+ $send)? {
                 let this = self.project();
-                // The mapped value goes first: it was made from the inner one.
-                unwind.drop_value(mapped);
-                let value = this.kept.take().expect("async-with: a context is exited once");
-                this.inner.exit(value, unwind).await;
+                async move {
+                    // The mapped value goes first: it was made from the inner one.
+                    unwind.drop_value(mapped);
+                    let value = this.kept.take().expect("async-with: a context is exited once");
+                    this.inner.exit(value, unwind).await;
+                }
             }
 
             fn fallback(self: Pin<&mut Self>, mapped: W) {

@@ -156,7 +156,7 @@ pub trait ContextExt: Sized {
     ///         Ok(())
     ///     });
     /// # futures::executor::block_on(async {
-    /// let _ = with(job, async |_| Err::<(), _>("boom".to_string())).await;
+    /// let _ = with(job, async |_| Err::<(), _>("boom".to_string().into())).await;
     /// assert!(REPORTED.load(Ordering::SeqCst));
     /// # });
     /// ```

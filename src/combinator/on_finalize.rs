@@ -74,19 +74,21 @@ where
 }
 
 macro_rules! on_finalize_protocol {
-    () => {
-        async fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<S::Error>) -> Option<S::Value> {
-            self.project().inner.enter(unwind).await
+    ($($send:ident)?) => {
+        fn enter(self: Pin<&mut Self>, unwind: &mut Unwind<S::Error>) -> impl Future<Output = Option<S::Value>> $(+ $send)? {
+            self.project().inner.enter(unwind)
         }
 
-        async fn exit(self: Pin<&mut Self>, value: S::Value, unwind: &mut Unwind<S::Error>) {
+        fn exit(self: Pin<&mut Self>, value: S::Value, unwind: &mut Unwind<S::Error>) -> impl Future<Output = ()> $(+ $send)? {
             let this = self.project();
-            this.inner.exit(value, unwind).await;
-            let finalize = this.f.take().expect("async-with: a context is exited once");
-            let deadline = unwind.deadline();
-            let outcome = unwind.outcome();
-            let result = exit_within(deadline, move || finalize(outcome)).await;
-            unwind.exited(result);
+            async move {
+                this.inner.exit(value, unwind).await;
+                let finalize = this.f.take().expect("async-with: a context is exited once");
+                let deadline = unwind.deadline();
+                let outcome = unwind.outcome();
+                let result = exit_within(deadline, move || finalize(outcome)).await;
+                unwind.exited(result);
+            }
         }
 
         fn fallback(self: Pin<&mut Self>, value: S::Value) {
@@ -113,5 +115,5 @@ where
 {
     type Value = S::Value;
     type Error = S::Error;
-    on_finalize_protocol!();
+    on_finalize_protocol!(Send);
 }

@@ -27,7 +27,10 @@ fn leaves(u: &mut Unstructured<'_>, max: usize) -> Result<Vec<Leaf>> {
 
 fn body(u: &mut Unstructured<'_>, depth: u8) -> Result<Body> {
     let nested = if depth < 2 && u.ratio(1, 3)? { Some(Box::new(node(u, depth + 1)?)) } else { None };
-    Ok(Body { nested, step: Step::arbitrary(u)? })
+    let step = Step::arbitrary(u)?;
+    // Signals on nested scopes too: a cancellation that starts inside and one that reaches in.
+    let signal = if u.ratio(1, 4)? { Some(u.int_in_range(0..=15)?) } else { None };
+    Ok(Body { nested, step, signal })
 }
 
 fn node(u: &mut Unstructured<'_>, depth: u8) -> Result<Node> {

@@ -43,7 +43,7 @@ pub use strategy::{leaf_strategy, step_strategy, strategy};
 ///
 /// let failing = Leaf { kind: Kind::Context, enter: Step::ok(), exit: Step { pending: 2, act: Act::Fail } };
 /// let scenario = Scenario {
-///     root: Node::With(vec![failing, failing], Body { nested: None, step: Step { pending: 1, act: Act::Panic } }),
+///     root: Node::With(vec![failing, failing], Body::step(Step { pending: 1, act: Act::Panic })),
 ///     interrupt: Interrupt::None,
 /// };
 /// testkit::check(&scenario, futures::executor::block_on).unwrap();
@@ -118,11 +118,11 @@ pub fn example() -> Scenario {
             Item::PushExit(ok),
             Item::Callback(Act::Succeed),
         ],
-        Body { nested: None, step: slow },
+        Body { nested: None, step: slow, signal: Some(3) },
     );
     let root = Node::With(
         vec![leaf(Kind::Context, slow), leaf(Kind::Context, ok)],
-        Body { nested: Some(Box::new(stack)), step: ok },
+        Body { nested: Some(Box::new(stack)), step: ok, signal: None },
     );
     Scenario { root, interrupt: Interrupt::CancelAt(9) }
 }

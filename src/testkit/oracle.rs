@@ -8,16 +8,22 @@
 //!   enter is never exited; a tuple that fails at its k-th context exits the k-1 others;
 //! - each exit sees `Panicked` while a panic is pending, else `Cancelled` after a cancellation,
 //!   else `Failed` with the newest error, else `Completed`; the first error is the primary one,
-//!   unless the scope was cancelled first, and every later one is suppressed, in order;
+//!   unless the scope was cancelled first, and every later one is suppressed, in order; a body
+//!   that passes an inner scope's error on brings its primary error (or its cancellation) and
+//!   its suppressed errors, in that order;
 //! - the first panic resumes after every exit; the errors then go to the hook;
-//! - the root's signal is polled at each of its polls while it enters or runs its body (and once
-//!   more when the body starts); once it fires, an enter finishes and nothing more is entered; a
-//!   body stops at its next `Pending`, unless an exit-stack enter is running (it finishes first);
-//!   an exit-stack enter started after the signal never starts its context; exits are shielded;
+//! - cancellation is structured. At each poll of the root, the scopes that are running (the
+//!   root, the scope in its body, and so on inward) are looked at from the outside in: one not
+//!   yet cancelled nor exiting is cancelled if the scope around it is, or else if its own signal
+//!   fires (a signal is polled once per poll, from the scope's first poll on, and not once the
+//!   scope is cancelled or exiting). A cancelled scope enters nothing more (an enter in progress
+//!   finishes; one not started never starts) and its body stops at its next own await, but not
+//!   while a scope inside it, or an exit-stack enter, is still running: those finish first
+//!   (the inner scopes, cancelled too, run their exits), innermost first. A body that ends in a
+//!   cancelled scope counts as cancelled. Exits are shielded;
 //! - a dropped scope runs the synchronous fallback of every context entered and not yet exiting,
 //!   newest first, innermost scope first.
 
-use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -31,95 +37,60 @@ pub fn expect(scenario: &Scenario) -> Report {
     let mut model = Model {
         events: Vec::new(),
         lost: Vec::new(),
-        clock: Clock {
-            interrupt: scenario.interrupt,
-            polls: 0,
-            signal_polls: 0,
-            requested: false,
-            phase: Phase::Entering,
-            entering: 0,
-        },
+        interrupt: scenario.interrupt,
+        polls: 0,
+        running: Vec::new(),
     };
     let root = plan(&scenario.root);
-    if let PNode::Stack { .. } = root {
-        model.clock.phase = Phase::Body; // a scope's body starts at once
-    }
-    let ending = match model.clock.dropped().and_then(|()| model.node(&root, true)) {
+    let ending = match model.dropped().and_then(|()| model.node(&root, true)) {
         Ok(End::Ok) => Ending::Returned,
         Ok(End::Err(primary, suppressed)) => {
-            Ending::Failed { cancelled: primary.is_none(), primary: primary.map(|p| *p), suppressed }
+            Ending::Failed { cancelled: primary.is_none(), primary, suppressed }
         }
         Ok(End::Panic(message)) => Ending::Panicked(message),
         Err(Stop::Dropped) => Ending::Dropped,
-        Err(Stop::Cancel) => unreachable!("the root scope handles its own cancellation"),
+        Err(Stop::Cancel) => unreachable!("a scope handles its own cancellation"),
     };
     Report { events: model.events, ending, lost: model.lost }
 }
 
-/// What stops the walk: the root future is dropped, or the root's body is cancelled (dropped at
-/// its current await). Both unwind through the scopes in the body, which fall back.
+/// What stops the walk: the root future is dropped, or the innermost scope's body is stopped
+/// by its cancellation (dropped at its current await; that scope handles it).
 #[derive(Debug, Clone, Copy)]
 enum Stop {
     Dropped,
     Cancel,
 }
 
+/// Which step is waiting: one of the innermost scope's body (where a cancellation stops it), or
+/// an enter or an exit (shielded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Entering,
+enum Where {
     Body,
-    Exiting,
+    Shielded,
 }
 
-/// Counts the root's polls and its signal's.
-struct Clock {
-    interrupt: Interrupt,
-    polls: u32,
+/// A scope that is running, as the cancellation rules see it.
+struct Running {
+    /// Its signal completes on its `k + 1`-th poll.
+    signal: Option<u32>,
     signal_polls: u32,
-    requested: bool,
-    phase: Phase,
-    /// Exit-stack enters of the root's own stack in progress (shielded from cancellation).
-    entering: u32,
+    cancelled: bool,
+    exiting: bool,
 }
 
-impl Clock {
-    fn poll_signal(&mut self) {
-        if let Interrupt::CancelAt(k) = self.interrupt {
-            if !self.requested {
-                self.signal_polls += 1;
-                self.requested = self.signal_polls > u32::from(k);
-            }
+impl Running {
+    /// One poll of the scope: it is cancelled with the scope around it, or by its own signal.
+    fn poll(&mut self, outer_cancelled: bool) {
+        if self.exiting || self.cancelled {
+            return;
         }
-    }
-
-    fn stops_body(&self) -> bool {
-        self.phase == Phase::Body && self.requested && self.entering == 0
-    }
-
-    /// The root's future is dropped instead of polled again, after `k` polls.
-    fn dropped(&self) -> Result<(), Stop> {
-        match self.interrupt {
-            Interrupt::DropAt(k) if u32::from(k) == self.polls => Err(Stop::Dropped),
-            _ => Ok(()),
+        if outer_cancelled {
+            self.cancelled = true;
+        } else if let Some(k) = self.signal {
+            self.signal_polls += 1;
+            self.cancelled = self.signal_polls > k;
         }
-    }
-
-    /// A root poll (not the first: see the scopes) starts.
-    fn begin_poll(&mut self) -> Result<(), Stop> {
-        self.dropped()?;
-        if self.phase != Phase::Exiting {
-            self.poll_signal();
-        }
-        if self.stops_body() { Err(Stop::Cancel) } else { Ok(()) }
-    }
-
-    /// A step returned `Pending`: the root's poll ends there (or its body stops at once).
-    fn tick(&mut self) -> Result<(), Stop> {
-        if self.stops_body() {
-            return Err(Stop::Cancel);
-        }
-        self.polls += 1;
-        self.begin_poll()
     }
 }
 
@@ -173,15 +144,15 @@ enum Done {
     Ok,
     Err(Fault),
     Panic(String),
-    /// A body that passed on a nested scope's error with `?`: its primary error (none when it
-    /// was cancelled) and its suppressed ones.
+    /// A body that passed on a nested scope's error: its primary error (none when it was
+    /// cancelled) and its suppressed ones.
     Nested(Option<Fault>, Vec<Fault>),
 }
 
 /// How a scope ended.
 enum End {
     Ok,
-    Err(Option<Box<Fault>>, Vec<Fault>),
+    Err(Option<Fault>, Vec<Fault>),
     Panic(String),
 }
 
@@ -196,13 +167,71 @@ enum Entry {
 struct Model {
     events: Vec<Event>,
     lost: Vec<Fault>,
-    clock: Clock,
+    interrupt: Interrupt,
+    /// Polls of the root that returned `Pending`.
+    polls: u32,
+    /// The scopes running, outermost first.
+    running: Vec<Running>,
 }
 
 impl Model {
-    fn step(&mut self, step: Step, fault: Fault, panic: String) -> Result<Done, Stop> {
+    /// The root's future is dropped instead of polled again, after `k` polls.
+    fn dropped(&self) -> Result<(), Stop> {
+        match self.interrupt {
+            Interrupt::DropAt(k) if u32::from(k) == self.polls => Err(Stop::Dropped),
+            _ => Ok(()),
+        }
+    }
+
+    /// A scope starts, in the middle of a poll: its first poll.
+    fn start(&mut self, signal: Option<u16>, root: bool) {
+        let root_signal = match self.interrupt {
+            Interrupt::CancelAt(k) if root => Some(k),
+            _ => None,
+        };
+        let signal = match (signal, root_signal) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let outer = self.running.last().is_some_and(|scope| scope.cancelled);
+        let mut scope =
+            Running { signal: signal.map(u32::from), signal_polls: 0, cancelled: false, exiting: false };
+        scope.poll(outer);
+        self.running.push(scope);
+    }
+
+    fn innermost(&mut self) -> &mut Running {
+        self.running.last_mut().expect("inside a scope")
+    }
+
+    fn cancelled(&self) -> bool {
+        self.running.last().is_some_and(|scope| scope.cancelled)
+    }
+
+    /// A step returned `Pending`: the root's poll ends there; the next one looks at every
+    /// running scope, from the outside in.
+    fn tick(&mut self) -> Result<(), Stop> {
+        self.polls += 1;
+        self.dropped()?;
+        let mut outer = false;
+        for scope in &mut self.running {
+            scope.poll(outer);
+            outer = scope.cancelled;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, step: Step, at: Where, fault: Fault, panic: String) -> Result<Done, Stop> {
         for _ in 0..step.pending {
-            self.clock.tick()?;
+            // A body of a cancelled scope stops at this await: at once if it already was, or
+            // at the next poll if it is by then.
+            if at == Where::Body && self.cancelled() {
+                return Err(Stop::Cancel);
+            }
+            self.tick()?;
+            if at == Where::Body && self.cancelled() {
+                return Err(Stop::Cancel);
+            }
         }
         Ok(match step.act {
             Act::Succeed => Done::Ok,
@@ -212,7 +241,7 @@ impl Model {
     }
 
     fn enter(&mut self, (n, leaf): (usize, Leaf)) -> Result<Done, Stop> {
-        let done = self.step(leaf.enter, Fault::Enter(n), format!("enter #{n} panicked"))?;
+        let done = self.step(leaf.enter, Where::Shielded, Fault::Enter(n), format!("enter #{n} panicked"))?;
         if let Done::Ok = done {
             self.events.push(Event::Enter(n));
         }
@@ -236,6 +265,25 @@ impl Model {
         }
     }
 
+    /// How a body ended, in its scope: one that ends after the scope was cancelled counts as
+    /// cancelled (its error, if any, comes after the cancellation).
+    fn body_ended(&self, errors: &mut Errors, out: Result<Done, Stop>) -> Result<(), Stop> {
+        match out {
+            Ok(done) => {
+                if self.cancelled() {
+                    errors.cancel();
+                }
+                Self::record(errors, done);
+                Ok(())
+            }
+            Err(Stop::Cancel) => {
+                errors.cancel();
+                Ok(())
+            }
+            Err(stop) => Err(stop),
+        }
+    }
+
     fn fall_back(&mut self, entered: &[(usize, Leaf)]) {
         for (n, _) in entered.iter().rev() {
             self.events.push(Event::Fallback(*n));
@@ -246,7 +294,7 @@ impl Model {
     fn exit_all(&mut self, entered: &[(usize, Leaf)], errors: &mut Errors) -> Result<(), Stop> {
         for (i, (n, leaf)) in entered.iter().enumerate().rev() {
             self.events.push(Event::Exit(*n, errors.seen()));
-            match self.step(leaf.exit, Fault::Exit(*n), format!("exit #{n} panicked")) {
+            match self.step(leaf.exit, Where::Shielded, Fault::Exit(*n), format!("exit #{n} panicked")) {
                 Ok(done) => Self::record(errors, done),
                 Err(stop) => {
                     self.fall_back(&entered[..i]);
@@ -258,15 +306,21 @@ impl Model {
     }
 
     /// Enters `leaves` in order into `errors`; `None` (after exiting what was entered) when one
-    /// failed, panicked, or when the root was cancelled and `check_after` says to look.
+    /// failed or panicked, or when the innermost scope is cancelled before the next one starts
+    /// (looked at before each context, and after the last one when `after_last`).
     fn enter_all(
         &mut self,
         leaves: &[(usize, Leaf)],
         errors: &mut Errors,
-        check_after: impl Fn(usize) -> bool,
+        after_last: bool,
     ) -> Result<Option<Vec<(usize, Leaf)>>, Stop> {
         let mut entered = Vec::new();
         for (i, leaf) in leaves.iter().enumerate() {
+            if self.cancelled() {
+                errors.cancel();
+                self.exit_all(&entered, errors)?;
+                return Ok(None);
+            }
             let done = match self.enter(*leaf) {
                 Ok(done) => done,
                 Err(stop) => {
@@ -282,7 +336,7 @@ impl Model {
                     return Ok(None);
                 }
             }
-            if check_after(i) && self.clock.requested {
+            if i + 1 == leaves.len() && after_last && self.cancelled() {
                 errors.cancel();
                 self.exit_all(&entered, errors)?;
                 return Ok(None);
@@ -292,81 +346,63 @@ impl Model {
     }
 
     fn node(&mut self, node: &PNode, root: bool) -> Result<End, Stop> {
-        match node {
-            PNode::With { id, leaves, body } => self.with(*id, leaves, body, root),
-            PNode::Stack { id, items, body } => self.stack(*id, items, body, root),
-        }
+        let signal = match node {
+            PNode::With { body, .. } | PNode::Stack { body, .. } => body.signal,
+        };
+        self.start(signal, root);
+        let end = match node {
+            PNode::With { id, leaves, body } => self.with(*id, leaves, body),
+            PNode::Stack { id, items, body } => self.stack(*id, items, body),
+        };
+        self.running.pop();
+        end
     }
 
-    fn with(&mut self, id: usize, leaves: &[(usize, Leaf)], body: &PBody, root: bool) -> Result<End, Stop> {
+    fn with(&mut self, id: usize, leaves: &[(usize, Leaf)], body: &PBody) -> Result<End, Stop> {
         let mut errors = Errors::default();
-        if root {
-            self.clock.poll_signal(); // the first poll
-        }
-        // Only the root has a signal: it is checked after each context enters.
-        let Some(entered) = self.enter_all(leaves, &mut errors, |_| root)? else {
+        let Some(entered) = self.enter_all(leaves, &mut errors, true)? else {
             return Ok(self.finish(errors));
         };
-        if root {
-            self.clock.phase = Phase::Body;
-            self.clock.poll_signal(); // the body's first poll looks at the signal again
+        self.events.push(Event::Body(id));
+        let out = self.body(id, body);
+        if let Err(Stop::Dropped) = out {
+            self.fall_back(&entered);
+            return Err(Stop::Dropped);
         }
-        let out = if root && self.clock.stops_body() {
-            Err(Stop::Cancel)
-        } else {
-            self.events.push(Event::Body(id));
-            self.body(id, body)
-        };
-        match out {
-            Ok(done) => Self::record(&mut errors, done),
-            Err(Stop::Cancel) if root => errors.cancel(),
-            Err(stop) => {
-                self.fall_back(&entered);
-                return Err(stop);
-            }
-        }
-        if root {
-            self.clock.phase = Phase::Exiting;
-        }
+        self.body_ended(&mut errors, out)?;
+        self.innermost().exiting = true;
         self.exit_all(&entered, &mut errors)?;
         Ok(self.finish(errors))
     }
 
+    /// A body: its nested scope (whose error passes through, ending the body), then its step.
     fn body(&mut self, id: usize, body: &PBody) -> Result<Done, Stop> {
         if let Some(nested) = &body.nested {
             match self.node(nested, false)? {
                 End::Ok => {}
-                End::Err(primary, suppressed) => return Ok(Done::Nested(primary.map(|p| *p), suppressed)),
+                End::Err(primary, suppressed) => return Ok(Done::Nested(primary, suppressed)),
                 End::Panic(message) => return Ok(Done::Panic(message)),
             }
         }
-        self.step(body.step, Fault::Body(id), format!("body of scope {id} panicked"))
+        self.step(body.step, Where::Body, Fault::Body(id), format!("body of scope {id} panicked"))
     }
 
-    fn stack(&mut self, id: usize, items: &[PItem], body: &PBody, root: bool) -> Result<End, Stop> {
+    fn stack(&mut self, id: usize, items: &[PItem], body: &PBody) -> Result<End, Stop> {
         let mut errors = Errors::default();
         let mut entries = Vec::new();
         let mut orphans = Vec::new();
-        let out = if root && {
-            self.clock.poll_signal(); // the first poll
-            self.clock.stops_body()
-        } {
-            Err(Stop::Cancel) // cancelled before the body starts
+        let out = if self.cancelled() {
+            Err(Stop::Cancel) // cancelled before the body started
         } else {
             self.events.push(Event::Body(id));
-            self.stack_body(id, items, body, root, &mut entries, &mut orphans)
+            self.stack_body(id, items, body, &mut entries, &mut orphans)
         };
-        match out {
-            Ok(done) => Self::record(&mut errors, done),
-            Err(Stop::Cancel) if root => errors.cancel(),
-            Err(stop) => {
-                self.fall_back_entries(&entries);
-                return Err(stop);
-            }
+        if let Err(Stop::Dropped) = out {
+            self.fall_back_entries(&entries);
+            return Err(Stop::Dropped);
         }
-        if root {
-            self.clock.phase = Phase::Exiting;
-        }
+        self.body_ended(&mut errors, out)?;
+        self.innermost().exiting = true;
         for i in (0..entries.len()).rev() {
             if let Err(stop) = self.exit_entry(&entries[i], &mut errors) {
                 self.fall_back_entries(&entries[..i]);
@@ -384,7 +420,6 @@ impl Model {
         id: usize,
         items: &[PItem],
         body: &PBody,
-        root: bool,
         entries: &mut Vec<Entry>,
         orphans: &mut Vec<Fault>,
     ) -> Result<Done, Stop> {
@@ -394,18 +429,11 @@ impl Model {
                 PItem::PushExit(n, step) => entries.push(Entry::PushExit(*n, *step)),
                 PItem::Callback(n, act) => entries.push(Entry::Callback(*n, *act)),
                 PItem::Enter(leaves) => {
-                    if root && self.clock.requested {
-                        // The enter parks before its context starts: the body stops here.
+                    if self.cancelled() {
+                        // The enter never starts: the body stops here.
                         return Err(Stop::Cancel);
                     }
-                    if root {
-                        self.clock.entering += 1;
-                    }
-                    let entered = self.stack_enter(leaves, root, orphans);
-                    if root {
-                        self.clock.entering -= 1;
-                    }
-                    match entered? {
+                    match self.stack_enter(leaves, orphans)? {
                         Some(Done::Ok) => entries.push(Entry::Leaves(leaves.clone())),
                         Some(done) => return Ok(done),
                         // Cancelled half-way (its cleanup done): the body stops here.
@@ -422,15 +450,13 @@ impl Model {
     fn stack_enter(
         &mut self,
         leaves: &[(usize, Leaf)],
-        root: bool,
         orphans: &mut Vec<Fault>,
     ) -> Result<Option<Done>, Stop> {
         if let [leaf] = leaves {
             return self.enter(*leaf).map(Some);
         }
         let mut errors = Errors::default();
-        let last = leaves.len() - 1;
-        match self.enter_all(leaves, &mut errors, |i| root && i < last)? {
+        match self.enter_all(leaves, &mut errors, false)? {
             Some(_) => Ok(Some(Done::Ok)),
             None => {
                 let cancelled = errors.first.is_none() && errors.panic.is_none() && errors.cancelled;
@@ -459,7 +485,7 @@ impl Model {
             Entry::Callback(n, act) => (*n, Step { pending: 0, act: *act }, Seen::NotShown),
         };
         self.events.push(Event::Exit(n, seen));
-        let done = self.step(step, Fault::Exit(n), format!("exit #{n} panicked"))?;
+        let done = self.step(step, Where::Shielded, Fault::Exit(n), format!("exit #{n} panicked"))?;
         Self::record(errors, done);
         Ok(())
     }
@@ -481,7 +507,7 @@ impl Model {
             return End::Panic(message);
         }
         match errors.first.take() {
-            Some(primary) => End::Err(Some(Box::new(primary)), errors.later),
+            Some(primary) => End::Err(Some(primary), errors.later),
             None if errors.cancelled => End::Err(None, errors.later),
             None => End::Ok,
         }

@@ -14,6 +14,7 @@ pub(crate) enum PNode {
 pub(crate) struct PBody {
     pub(crate) nested: Option<Box<PNode>>,
     pub(crate) step: Step,
+    pub(crate) signal: Option<u16>,
 }
 
 pub(crate) enum PItem {
@@ -40,7 +41,11 @@ impl Counters {
     }
 
     fn body(&mut self, body: &Body) -> PBody {
-        PBody { nested: body.nested.as_deref().map(|node| Box::new(self.node(node))), step: body.step }
+        PBody {
+            nested: body.nested.as_deref().map(|node| Box::new(self.node(node))),
+            step: body.step,
+            signal: body.signal,
+        }
     }
 
     fn node(&mut self, node: &Node) -> PNode {

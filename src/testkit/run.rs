@@ -124,7 +124,7 @@ impl Shared {
 /// use async_with::testkit::{self, Body, Interrupt, Kind, Leaf, Node, Scenario, Step};
 ///
 /// let leaf = Leaf { kind: Kind::Generator, enter: Step::ok(), exit: Step::ok() };
-/// let scenario = Scenario { root: Node::With(vec![leaf], Body { nested: None, step: Step::ok() }), interrupt: Interrupt::None };
+/// let scenario = Scenario { root: Node::With(vec![leaf], Body::step(Step::ok())), interrupt: Interrupt::None };
 /// let report = testkit::run(&scenario, futures::executor::block_on);
 /// assert_eq!(report, testkit::expect(&scenario));
 /// ```
@@ -255,12 +255,16 @@ impl Journal {
     }
 
     /// A body numbered `n` that journals `Body(n)`, then does what `step` says.
-    pub fn body(&self, n: usize, step: Step) -> impl Future<Output = Result<(), Fault>> + Send + use<> {
+    pub fn body(
+        &self,
+        n: usize,
+        step: Step,
+    ) -> impl Future<Output = Result<(), Error<Fault>>> + Send + use<> {
         let shared = self.shared.clone();
         async move {
             shared.push(Event::Body(n));
             pending(step).await;
-            end(step.act, Fault::Body(n), || format!("body of scope {n} panicked"))
+            Ok(end(step.act, Fault::Body(n), || format!("body of scope {n} panicked"))?)
         }
     }
 
@@ -509,24 +513,31 @@ fn body(shared: Shared, id: usize, body: PBody, journal_start: bool) -> BodyFutu
     })
 }
 
-/// The scope options of a run: every scope reports errors lost to a panic into the journal; the
-/// root also has the scenario's cancellation signal.
+/// The scope options of a run: every scope reports errors lost to a panic into the journal; a
+/// scope with a signal (its own, or the scenario's for the root) is cancelled on it.
 macro_rules! scope_for {
-    ($shared:expr, $interrupt:expr) => {{
+    ($shared:expr, $interrupt:expr, $own:expr) => {{
         let lost = $shared.lost.clone();
-        let at = match $interrupt {
-            Some(Interrupt::CancelAt(at)) => u32::from(at),
-            _ => u32::MAX,
+        let root = match $interrupt {
+            Some(Interrupt::CancelAt(at)) => Some(at),
+            _ => None,
+        };
+        // Both signals would be polled together, so the earlier one is the one that fires.
+        let at = match (root, $own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         let scope = Scope::new()
             .on_error_during_panic(move |e: Fault| lost.lock().unwrap_or_else(|p| p.into_inner()).push(e));
-        // A signal that never fires outside a `CancelAt` run (and no control is needed then).
-        (scope, at != u32::MAX, SignalAt { polls: 0, at })
+        (scope, at.is_some(), SignalAt { polls: 0, at: at.map_or(u32::MAX, u32::from) })
     }};
 }
 
 fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>) -> Scoped {
-    let (scope, cancellable, signal) = scope_for!(shared, interrupt);
+    let own = match &node {
+        PNode::With { body, .. } | PNode::Stack { body, .. } => body.signal,
+    };
+    let (scope, cancellable, signal) = scope_for!(shared, interrupt, own);
     match node {
         PNode::With { id, leaves, body: b } => {
             let kind = leaves[0].1.kind;

@@ -59,13 +59,29 @@ pub struct Leaf {
     pub exit: Step,
 }
 
-/// What a scope's body does: first the nested scope, if any, then its own step.
+/// What a scope's body does: first the nested scope, if any, then its own step; and the scope's
+/// own cancellation signal, if it has one.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Body {
-    /// A scope run inside the body; its error becomes the body's error.
+    /// A scope run inside the body; its error passes through the body (with `?`) whole.
     pub nested: Option<Box<Node>>,
     /// The body's own step.
     pub step: Step,
+    /// The scope's own signal ([`Scope::cancel_on`](crate::Scope::cancel_on)): it completes on
+    /// the scope's `n + 1`-th poll. A scope is also cancelled when the scope it runs in is.
+    pub signal: Option<u16>,
+}
+
+impl Body {
+    /// A body that runs `step`, with nothing nested and no signal of its own.
+    ///
+    /// ```
+    /// use async_with::testkit::{Body, Step};
+    /// assert_eq!(Body::step(Step::ok()), Body { nested: None, step: Step::ok(), signal: None });
+    /// ```
+    pub const fn step(step: Step) -> Self {
+        Body { nested: None, step, signal: None }
+    }
 }
 
 /// An entry pushed on an exit stack.
@@ -95,7 +111,8 @@ pub enum Node {
 pub enum Interrupt {
     /// Nothing: the scope runs to its end.
     None,
-    /// A cooperative cancellation: the signal completes on its `n + 1`-th poll.
+    /// A cooperative cancellation: the root's signal completes on its `n + 1`-th poll (the
+    /// root's [`Body::signal`] and this one both apply; the earlier one wins).
     CancelAt(u16),
     /// The scope's future is dropped after `n` polls (the default drop policy).
     DropAt(u16),
@@ -108,7 +125,7 @@ pub enum Interrupt {
 ///
 /// let leaf = Leaf { kind: Kind::Resource, enter: Step::ok(), exit: Step { pending: 1, act: Act::Fail } };
 /// let scenario = Scenario {
-///     root: Node::With(vec![leaf, leaf], Body { nested: None, step: Step::ok() }),
+///     root: Node::With(vec![leaf, leaf], Body::step(Step::ok())),
 ///     interrupt: Interrupt::None,
 /// };
 /// assert_eq!(format!("{scenario:?}"), "with(#0 resource ok, exit pending 1 then fail; #1 resource ok, exit pending 1 then fail) { ok }");
@@ -188,7 +205,11 @@ impl fmt::Debug for Numbered<'_, Body> {
         if let Some(nested) = &self.value.nested {
             write!(f, "{:?}; ", Numbered { value: &**nested, next: self.next })?;
         }
-        write!(f, "{:?} }}", self.value.step)
+        write!(f, "{:?} }}", self.value.step)?;
+        match self.value.signal {
+            Some(n) => write!(f, " cancelled at its poll {n}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -241,7 +262,7 @@ impl fmt::Debug for Node {
 impl fmt::Debug for Item {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Numbered as if it were the first item of a stack.
-        let node = Node::Stack(alloc::vec![self.clone()], Body { nested: None, step: Step::ok() });
+        let node = Node::Stack(alloc::vec![self.clone()], Body::step(Step::ok()));
         write!(f, "{node:?}")
     }
 }

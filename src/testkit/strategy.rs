@@ -63,19 +63,29 @@ fn item() -> impl Strategy<Value = Item> {
     ]
 }
 
+/// A scope's own signal: most scopes have none; some fire early, while inner scopes enter, run
+/// or exit.
+fn signal() -> impl Strategy<Value = Option<u16>> {
+    prop_oneof![3 => Just(None), 1 => (0..16u16).prop_map(Some)]
+}
+
 fn node() -> impl Strategy<Value = Node> {
     let flat = prop_oneof![
-        (leaves(4), step()).prop_map(|(l, step)| Node::With(l, Body { nested: None, step })),
-        (proptest::collection::vec(item(), 0..=4), step())
-            .prop_map(|(items, step)| Node::Stack(items, Body { nested: None, step })),
+        (leaves(4), step(), signal())
+            .prop_map(|(l, step, signal)| Node::With(l, Body { nested: None, step, signal })),
+        (proptest::collection::vec(item(), 0..=4), step(), signal())
+            .prop_map(|(items, step, signal)| Node::Stack(items, Body { nested: None, step, signal })),
     ];
     flat.prop_recursive(2, 8, 1, |inner| {
         prop_oneof![
-            (leaves(4), inner.clone(), step())
-                .prop_map(|(l, nested, step)| Node::With(l, Body { nested: Some(Box::new(nested)), step })),
-            (proptest::collection::vec(item(), 0..=4), inner, step()).prop_map(|(items, nested, step)| {
-                Node::Stack(items, Body { nested: Some(Box::new(nested)), step })
+            (leaves(4), inner.clone(), step(), signal()).prop_map(|(l, nested, step, signal)| {
+                Node::With(l, Body { nested: Some(Box::new(nested)), step, signal })
             }),
+            (proptest::collection::vec(item(), 0..=4), inner, step(), signal()).prop_map(
+                |(items, nested, step, signal)| {
+                    Node::Stack(items, Body { nested: Some(Box::new(nested)), step, signal })
+                }
+            ),
         ]
     })
 }
