@@ -86,6 +86,36 @@
 //! # });
 //! ```
 //!
+//! # Nesting
+//!
+//! Scopes nest like Python's `async with` blocks. A body returns `Result<T, Error<E>>`: `?`
+//! works on the contexts' error type `E` (through `From<E>`), and on the result of a scope nested
+//! inside, whose whole [`Error`] passes through: the caller gets the inner primary error, then the
+//! inner suppressed ones, then the errors of the exits outside.
+//!
+//! ```
+//! use async_with::{resource, with, Outcome};
+//!
+//! # futures::executor::block_on(async {
+//! let close = |name: &'static str, fails: bool| resource(
+//!     async move || Ok::<_, String>(name),
+//!     async move |name, _: Outcome<'_, String>| if fails { Err(format!("{name}: close failed")) } else { Ok(()) },
+//! );
+//! let error = with(close("db", true), async |_db| {
+//!     with(close("tx", true), async |_tx| {
+//!         Err("insert failed".to_string())?; // `?` on the contexts' error type
+//!         Ok(())
+//!     })
+//!     .await?; // `?` on the inner scope's `Error<String>`
+//!     Ok(())
+//! })
+//! .await
+//! .unwrap_err();
+//! assert_eq!(error.primary().unwrap(), "insert failed");
+//! assert_eq!(error.suppressed(), ["tx: close failed", "db: close failed"]);
+//! # });
+//! ```
+//!
 //! # Cancellation
 //!
 //! Rust cancels a future by dropping it, and no destructor can await. So there are two kinds.
@@ -97,6 +127,14 @@
 //! exited), nothing more is entered and what was entered is exited at once. Exits are shielded,
 //! each bounded by [`Scope::exit_deadline`] if given. The result is an [`Error`] that
 //! [`is_cancelled`](Error::is_cancelled), with every exit error kept.
+//!
+//! Cancellation is *structured*: it reaches the scopes running inside the body, as Python's
+//! `CancelledError` travels through nested `async with` blocks. Each inner scope stops its body
+//! and runs its exits (async, seeing `Cancelled`), innermost first, and the outer scope drops its
+//! body only once none of them is still exiting. A scope is the child of the scope whose body
+//! polls it: one polled by a task you spawned is not. (It works like `tracing::Instrument`: a
+//! scope sets a thread-local frame while it polls its body. Without the `std` feature there is
+//! none, and a cancellation reaches only the scope's own body.)
 //!
 //! ```
 //! use async_with::{resource, Outcome, Scope};
@@ -118,6 +156,39 @@
 //! # });
 //! ```
 //!
+//! ```
+//! use async_with::{resource, CancellationToken, Error, Outcome, Scope, with};
+//! use std::sync::{Arc, Mutex};
+//!
+//! # futures::executor::block_on(async {
+//! let log = Arc::new(Mutex::new(Vec::new()));
+//! let conn = |name: &'static str| {
+//!     let log = log.clone();
+//!     resource(async || Ok::<_, String>(()), async move |(), outcome: Outcome<'_, String>| {
+//!         log.lock().unwrap().push(format!("{name} closed: {outcome:?}"));
+//!         Ok(())
+//!     })
+//! };
+//! let token = CancellationToken::new();
+//! let stop = token.clone();
+//! // Only the outer scope has a signal; the cancellation reaches the inner one.
+//! let err = Scope::new()
+//!     .cancel_on(token.cancelled())
+//!     .with(conn("outer"), async |_| {
+//!         with(conn("inner"), async |_| -> Result<(), Error<String>> {
+//!             stop.cancel();
+//!             std::future::pending().await
+//!         })
+//!         .await?;
+//!         Ok(())
+//!     })
+//!     .await
+//!     .unwrap_err();
+//! assert!(err.is_cancelled());
+//! assert_eq!(*log.lock().unwrap(), ["inner closed: Cancelled", "outer closed: Cancelled"]);
+//! # });
+//! ```
+//!
 //! **By drop** (a `select!`, a runtime's `timeout`, a dropped task): the remaining exits cannot
 //! be awaited in place, and nothing blocks, in `poll` or in `Drop`. By default each remaining
 //! context runs its synchronous fallback, newest first ([`AsyncContext::exit_on_drop`],
@@ -136,11 +207,14 @@
 //! - **G2, reverse order.** Exits run in the reverse order of the enters, inner scopes first.
 //! - **G3, exits always run**: after `Ok`, after an error from the body or an enter, after a
 //!   panic in an enter, the body or an exit.
-//! - **G4, the outcome is true.** An exit sees how things ended when it runs: once an inner exit
-//!   failed, the outer ones see [`Outcome::Failed`] with that newest error; while a panic is
-//!   pending they see [`Outcome::Panicked`].
+//! - **G4, the outcome is true.** An exit sees how things ended when it runs, by one precedence:
+//!   [`Outcome::Panicked`] while a panic is pending, else [`Outcome::Cancelled`] once the scope
+//!   was cancelled, else [`Outcome::Failed`] with the newest error (once an inner exit failed, the
+//!   outer ones see that error), else [`Outcome::Completed`]. A cleanup error never hides a
+//!   cancellation: an exit that fails after one is a suppressed error, and the exits outside
+//!   still see `Cancelled` (in asyncio the cleanup error replaces the `CancelledError`).
 //! - **G5, no error is lost.** The caller's [`Error`] holds the first error as the primary one
-//!   and every later one as a suppressed error, in order.
+//!   and every later one as a suppressed error, in order, across nesting too.
 //! - **G6, panics propagate after cleanup.** A panic is caught, the remaining exits run, then the
 //!   first panic resumes with its original payload. Errors that cannot ride on it go to an
 //!   [`ErrorHook`]. Catching needs the `std` feature (on by default); without it a panic unwinds
@@ -193,7 +267,9 @@
 //! Two differences come from Rust itself. A value has one owner, so the body *borrows* it
 //! (`&mut V`) and the exit gets it back by value; combinators borrow it too. And a destructor
 //! cannot await, so a scope future that is dropped runs synchronous fallbacks (or finishes in a
-//! task, with [`detach_on_drop`]) instead of its async exits.
+//! task, with [`detach_on_drop`]) instead of its async exits. Two more are choices: a teardown
+//! cannot swallow the error it is shown (the caller always gets it), and a cleanup error cannot
+//! hide a cancellation (see G4).
 //!
 //! # Features
 //!

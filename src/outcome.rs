@@ -3,10 +3,18 @@ use core::fmt;
 /// How the body, or the part of the scope inside a context, ended.
 ///
 /// Every exit is given one: Python's `__aexit__(exc_type, exc, tb)`, Cats Effect's `ExitCase`. It
-/// is what the exit sees *at the moment it runs* (guarantee G4): after an inner exit fails, the
-/// exits outside it see [`Failed`](Outcome::Failed) with that newest error; while a panic
-/// propagates they see [`Panicked`](Outcome::Panicked); after a cancellation they see
-/// [`Cancelled`](Outcome::Cancelled).
+/// is what the exit sees *at the moment it runs* (guarantee G4), by one precedence rule:
+///
+/// 1. [`Panicked`](Outcome::Panicked) while a panic is pending (it resumes once every exit ran);
+/// 2. else [`Cancelled`](Outcome::Cancelled) once the scope was cancelled, by its own signal or
+///    by the scope around it;
+/// 3. else [`Failed`](Outcome::Failed) with the *newest* error: after an inner exit fails, the
+///    exits outside it see that error, as nested `async with` blocks do in Python;
+/// 4. else [`Completed`](Outcome::Completed).
+///
+/// So a cleanup error never hides a cancellation: an exit that fails after one is kept as a
+/// suppressed error, and the exits outside it still see `Cancelled` (in asyncio, the cleanup
+/// error would replace the `CancelledError`, a known pitfall).
 ///
 /// ```
 /// use async_with::{resource, with, Outcome};
@@ -34,11 +42,13 @@ use core::fmt;
 pub enum Outcome<'a, E> {
     /// Everything inside ran to the end without error.
     Completed,
-    /// The body, an enter or an inner exit failed; this is the newest such error.
+    /// The body, an enter or an inner exit failed, and the scope was not cancelled first; this
+    /// is the newest such error.
     Failed(&'a E),
     /// A panic is propagating; it resumes once every exit has run.
     Panicked,
-    /// The scope was cancelled (see the crate docs on cancellation).
+    /// The scope was cancelled, by its signal or by the scope around it (see the crate docs on
+    /// cancellation); errors after that do not change it.
     Cancelled,
 }
 

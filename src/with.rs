@@ -21,6 +21,8 @@ use crate::unwind::{Deadlines, Unwind, quietly};
 /// error: Python's `async with context as value: body`.
 ///
 /// - The body borrows the value (`&mut V`); the exit gets it back by value afterwards.
+/// - The body returns `Result<T, Error<E>>`: `?` works on the contexts' error type `E` and on a
+///   scope nested inside, whose whole error (primary, suppressed, cancellation) passes on.
 /// - `context` may be a tuple of up to 8 contexts: they are entered left to right, exited right to
 ///   left, and the body borrows the tuple of their values. If the k-th enter fails, the k-1 entered
 ///   ones are exited (seeing [`Outcome::Failed`](crate::Outcome::Failed)) and nothing else runs.
@@ -95,15 +97,22 @@ where
 /// Rust cancels a future by dropping it, and no destructor can await. So a scope offers two kinds:
 ///
 /// - **Cooperative** ([`cancel_on`](Scope::cancel_on)): a *signal*, any future (a timer of any
-///   runtime, a channel, a [`CancellationToken`](crate::CancellationToken)), is raced against the
-///   scope. If it completes during the body, the body is dropped at its current await and every
-///   exit runs to completion seeing [`Outcome::Cancelled`](crate::Outcome::Cancelled). If it
-///   completes during an enter, the enter finishes (acquisition is not interrupted, as in Cats
-///   Effect), nothing more is entered, the body never starts, and what was entered is exited at
-///   once with `Cancelled`; [`interrupt_enters`](Scope::interrupt_enters) drops the enter instead
-///   (it is then never exited). Exits are shielded: they run to completion, each bounded by the
+///   runtime, a channel, a [`CancellationToken`](crate::CancellationToken)), is polled once each
+///   time the scope is polled, until the scope runs its exits. Once it has fired, the body is
+///   dropped at its current await and every exit runs to completion seeing
+///   [`Outcome::Cancelled`](crate::Outcome::Cancelled); a body that ends after that counts as
+///   cancelled too (its value is dropped, its error suppressed). An enter in progress finishes
+///   (acquisition is not interrupted, as in Cats Effect), one not started never starts, the body
+///   never starts, and what was entered is exited at once with `Cancelled`;
+///   [`interrupt_enters`](Scope::interrupt_enters) drops the enter in progress instead (it is then
+///   never exited). Exits are shielded: they run to completion, each bounded by the
 ///   [`exit_deadline`](Scope::exit_deadline) if there is one. The result is an [`Error`] that
 ///   [`is_cancelled`](Error::is_cancelled), with every exit error in it.
+/// - **Structured**: a scope is also cancelled when the scope whose body polls it is (see the
+///   crate docs). Then it behaves as if its own signal had fired, and the scope around it drops
+///   its body only once this one has finished its exits; an exit-stack enter or `release` in
+///   progress in the body is waited for the same way (the body then goes on to its next await).
+///   Each scope keeps its own [`interrupt_enters`](Scope::interrupt_enters) setting.
 /// - **By drop** (a `select!`, a runtime's `timeout` or a dropped task drops the scope's future):
 ///   the remaining exits cannot be awaited in place. By default each remaining context runs its
 ///   synchronous fallback, newest first, inside `Drop` (dropping its value, unless it was given
@@ -281,7 +290,8 @@ impl<H, S, D> Scope<H, S, D> {
 
     /// Lets a cancellation interrupt an enter in progress: the enter is dropped, and that context
     /// is never exited (its enter must clean up after itself in its own `Drop`). By default an
-    /// enter runs to its end and the context is then exited at once.
+    /// enter runs to its end and the context is then exited at once. It applies to this scope's
+    /// own enters and to exit-stack enters in its body, not to scopes nested inside.
     ///
     /// ```
     /// let scope = async_with::Scope::new().interrupt_enters();

@@ -2,16 +2,22 @@
 //! (`Lib/test/test_contextlib_async.py`, `AsyncContextManagerTestCase`) that apply to Rust,
 //! rewritten from the behaviour. Each runs on `futures::executor`, smol and tokio.
 //!
-//! One deliberate difference: Python lets a generator swallow the exception thrown into it
-//! (`test_contextmanager_no_reraise`); here the teardown only borrows the error, and the caller
-//! always gets it (guarantee G5).
+//! Two deliberate differences, each tested below:
+//! - Python lets a generator swallow the exception thrown into it
+//!   (`test_contextmanager_no_reraise`); here the teardown only borrows the error, and the caller
+//!   always gets it (guarantee G5).
+//! - In asyncio, an `__aexit__` that raises while a `CancelledError` propagates replaces it: the
+//!   task ends with the cleanup error, and the scopes outside see that error, not the
+//!   cancellation (a known pitfall). Here one precedence rule decides what every exit sees,
+//!   `Panicked` over `Cancelled` over `Failed(newest error)`: a cleanup error after a
+//!   cancellation is kept as a suppressed error, and the exits outside still see `Cancelled`.
 
 mod common;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use async_with::{Cx, IntoContext, Outcome, context, with};
+use async_with::{CancellationToken, Cx, Error, IntoContext, Outcome, Scope, context, resource, with};
 use common::catching;
 
 type State = Arc<Mutex<Vec<i32>>>;
@@ -185,4 +191,69 @@ fn contextmanager_setup_error_propagates_without_running_the_body() {
         (err.into_primary(), ran)
     });
     assert_eq!((error.as_deref(), ran), (Some("setup failed"), false));
+}
+
+/// Nested `async with` blocks, as in Python: the inner exit sees the body's exception, the outer
+/// one sees the newest exception (the one the inner exit raised), and the caller gets the
+/// first, with the later one kept (Python chains it as `__context__`).
+#[test]
+fn nested_async_with_sees_the_newest_error_outside() {
+    let (seen, error) = on_each_executor(|| async {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let exit = |name: &'static str, fails: bool| {
+            let seen = seen.clone();
+            resource(
+                async || Ok::<_, String>(()),
+                async move |(), outcome: Outcome<'_, String>| {
+                    seen.lock().unwrap().push(format!("{name} saw {outcome:?}"));
+                    if fails { Err(format!("{name} exit failed")) } else { Ok(()) }
+                },
+            )
+        };
+        let error = with(exit("outer", false), async |_| {
+            with(exit("inner", true), async |_| Err::<(), _>("body failed".to_string().into())).await?;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+        let seen = seen.lock().unwrap().clone();
+        (seen, (error.primary().cloned(), error.suppressed().to_vec()))
+    });
+    assert_eq!(seen, [r#"inner saw Failed("body failed")"#, r#"outer saw Failed("inner exit failed")"#]);
+    assert_eq!(error, (Some("body failed".to_string()), vec!["inner exit failed".to_string()]));
+}
+
+/// Where this crate differs from asyncio on purpose: an exit that fails while the scope is
+/// cancelled does not turn the cancellation into a failure. The exits outside still see
+/// `Cancelled`, and the caller's error says *cancelled*, with the cleanup error kept.
+#[test]
+fn a_cleanup_error_after_a_cancellation_does_not_hide_it() {
+    let (seen, cancelled, suppressed) = on_each_executor(|| async {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let token = CancellationToken::new();
+        let exit = |name: &'static str, fails: bool| {
+            let seen = seen.clone();
+            resource(
+                async || Ok::<_, String>(()),
+                async move |(), outcome: Outcome<'_, String>| {
+                    seen.lock().unwrap().push(format!("{name} saw {outcome:?}"));
+                    if fails { Err(format!("{name} exit failed")) } else { Ok(()) }
+                },
+            )
+        };
+        let stop = token.clone();
+        let error = Scope::new()
+            .cancel_on(token.cancelled())
+            .with((exit("outer", false), exit("inner", true)), async |_| -> Result<(), Error<String>> {
+                stop.cancel();
+                std::future::pending().await
+            })
+            .await
+            .unwrap_err();
+        let seen = seen.lock().unwrap().clone();
+        (seen, error.is_cancelled(), error.suppressed().to_vec())
+    });
+    assert_eq!(seen, ["inner saw Cancelled", "outer saw Cancelled"]);
+    assert!(cancelled);
+    assert_eq!(suppressed, ["inner exit failed"]);
 }
