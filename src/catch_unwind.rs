@@ -1,6 +1,7 @@
-//! A future that turns a panic inside `poll` into a value, so that the unwinder can run the
-//! remaining exits before resuming it. Without `std` there is no way to catch a panic: the future
-//! is then a plain pass-through and a panic unwinds (or aborts) as it would without this crate.
+//! Futures that turn a panic inside `poll` (or inside the call that makes the future) into a
+//! value, so that the unwinder can run the remaining exits before resuming it. Without `std`
+//! there is no way to catch a panic: [`Caught`] is then a plain pass-through and a panic unwinds
+//! (or aborts) as it would without this crate.
 
 use core::future::Future;
 use core::pin::Pin;
@@ -13,7 +14,9 @@ pub(crate) type Payload = alloc::boxed::Box<dyn core::any::Any + Send + 'static>
 #[cfg(not(feature = "std"))]
 pub(crate) type Payload = core::convert::Infallible;
 
+#[cfg(feature = "std")]
 pin_project_lite::pin_project! {
+    /// A future whose panics are caught: what a detached scope's task runs in.
     #[must_use = "futures do nothing unless you .await or poll them"]
     pub(crate) struct CatchUnwind<F> {
         #[pin]
@@ -21,28 +24,25 @@ pin_project_lite::pin_project! {
     }
 }
 
+#[cfg(feature = "std")]
 pub(crate) fn catch_unwind<F: Future>(future: F) -> CatchUnwind<F> {
     CatchUnwind { future }
 }
 
+#[cfg(feature = "std")]
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, Payload>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let future = self.project().future;
-        #[cfg(feature = "std")]
-        {
-            // The future is never polled again after it panicked (the caller drops it), so no
-            // broken invariant inside it can be observed: asserting unwind safety is sound here.
-            let poll = core::panic::AssertUnwindSafe(|| future.poll(cx));
-            match std::panic::catch_unwind(poll) {
-                Ok(poll) => poll.map(Ok),
-                Err(payload) => Poll::Ready(Err(payload)),
-            }
+        // The future is never polled again after it panicked (the caller drops it), so no
+        // broken invariant inside it can be observed: asserting unwind safety is sound here.
+        let poll = core::panic::AssertUnwindSafe(|| future.poll(cx));
+        match std::panic::catch_unwind(poll) {
+            Ok(poll) => poll.map(Ok),
+            Err(payload) => Poll::Ready(Err(payload)),
         }
-        #[cfg(not(feature = "std"))]
-        future.poll(cx).map(Ok)
     }
 }
 
@@ -81,6 +81,8 @@ impl<F: Future> Future for Caught<F> {
     type Output = Result<F::Output, Payload>;
 
     #[inline]
+    // Without `std` the payload type is uninhabited: nothing after taking one is reachable.
+    #[cfg_attr(not(feature = "std"), allow(unreachable_code))]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let out = match self.as_mut().project() {
             CaughtProj::Running { future } => {

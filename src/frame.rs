@@ -109,6 +109,7 @@ pub(crate) fn shielded<T>(poll: impl FnOnce() -> T) -> T {
     within(Frame::SHIELDED, poll).0
 }
 
+#[cfg(feature = "std")]
 pin_project_lite::pin_project! {
     /// Exits run from a body (an exit-stack `release` or `close`): shielded, and while they run,
     /// busy, so that a cancelled scope waits for them to finish before it drops its body.
@@ -119,6 +120,7 @@ pin_project_lite::pin_project! {
     }
 }
 
+#[cfg(feature = "std")]
 impl<F> Busy<F> {
     #[inline]
     pub(crate) fn new(future: F) -> Self {
@@ -126,6 +128,7 @@ impl<F> Busy<F> {
     }
 }
 
+#[cfg(feature = "std")]
 impl<F: core::future::Future> core::future::Future for Busy<F> {
     type Output = F::Output;
 
@@ -143,6 +146,7 @@ impl<F: core::future::Future> core::future::Future for Busy<F> {
     }
 }
 
+#[cfg(feature = "std")]
 pin_project_lite::pin_project! {
     /// An exit-stack enter run from a body. Once the scope polling it is cancelled, no enter
     /// starts: it never completes, so the body stops at this await. One that started goes on
@@ -156,6 +160,7 @@ pin_project_lite::pin_project! {
     }
 }
 
+#[cfg(feature = "std")]
 impl<F> Entering<F> {
     #[inline]
     pub(crate) fn new(future: F) -> Self {
@@ -163,6 +168,7 @@ impl<F> Entering<F> {
     }
 }
 
+#[cfg(feature = "std")]
 impl<F: core::future::Future> core::future::Future for Entering<F> {
     type Output = F::Output;
 
@@ -186,6 +192,7 @@ impl<F: core::future::Future> core::future::Future for Entering<F> {
     }
 }
 
+#[cfg(feature = "std")]
 pin_project_lite::pin_project! {
     /// The enter of one context entered into an exit stack: shielded, unless its scope is
     /// cancelled and interrupts enters; then it is dropped (never exited) and gives `None`.
@@ -196,6 +203,7 @@ pin_project_lite::pin_project! {
     }
 }
 
+#[cfg(feature = "std")]
 impl<F> StackEnter<F> {
     #[inline]
     pub(crate) fn new(future: F) -> Self {
@@ -203,6 +211,7 @@ impl<F> StackEnter<F> {
     }
 }
 
+#[cfg(feature = "std")]
 impl<F: core::future::Future> core::future::Future for StackEnter<F> {
     type Output = Option<F::Output>;
 
