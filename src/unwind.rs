@@ -485,10 +485,9 @@ impl<E> Unwind<E> {
         if rest.panic.is_none() {
             rest.panic = Some(payload);
         } else {
-            // Only the first panic resumes. Dropping a payload runs user code, which may panic
-            // in turn: that must not become a double panic.
+            // Only the first panic resumes; the others were printed by the panic hook already.
             #[cfg(feature = "std")]
-            drop(std::panic::catch_unwind(core::panic::AssertUnwindSafe(move || drop(payload))));
+            drop_payload(payload);
         }
     }
 
@@ -588,9 +587,24 @@ impl<F: Future<Output = Result<(), E>>, E> Future for ExitWithin<F, E> {
 /// panic (or escape a `Drop`): it is swallowed, after the panic hook of `std` printed it.
 pub(crate) fn quietly(f: impl FnOnce()) {
     #[cfg(feature = "std")]
-    drop(std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)));
+    if let Err(payload) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)) {
+        drop_payload(payload);
+    }
     #[cfg(not(feature = "std"))]
     f();
+}
+
+/// Drops a caught panic's payload. Its destructor is user code and may panic in turn (a payload
+/// whose `Drop` panics): that panic's payload is dropped the same way, until one drops quietly,
+/// so that nothing escapes (from a `Drop` of the crate's, or into a double panic).
+#[cfg(feature = "std")]
+pub(crate) fn drop_payload(payload: Payload) {
+    let mut next = Some(payload);
+    while let Some(payload) = next.take() {
+        if let Err(again) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(move || drop(payload))) {
+            next = Some(again);
+        }
+    }
 }
 
 #[cfg(feature = "std")]
@@ -598,7 +612,9 @@ fn resume<E>(payload: Payload, errors: impl Iterator<Item = E>, hook: &mut impl 
     for error in errors {
         // A hook that panics must not replace the panic being resumed.
         let report = core::panic::AssertUnwindSafe(|| hook.report(error));
-        drop(std::panic::catch_unwind(report));
+        if let Err(payload) = std::panic::catch_unwind(report) {
+            drop_payload(payload);
+        }
     }
     std::panic::resume_unwind(payload)
 }
