@@ -30,17 +30,49 @@ pub(crate) struct Frame {
     pub(crate) busy: bool,
     /// Set by the scope itself once it runs its exits: its signal no longer matters.
     pub(crate) exiting: bool,
+    /// The scope's signal panicked: its payload waits in [`SIGNAL_PANIC`] for the scope's
+    /// unwinder, which records it where it would have recorded the cancellation.
+    pub(crate) panicking: bool,
 }
 
 impl Frame {
     /// The frame of code that runs shielded from cancellation: enters and exits.
     pub(crate) const SHIELDED: Frame =
-        Frame { cancelled: false, interrupt_enters: false, busy: false, exiting: false };
+        Frame { cancelled: false, interrupt_enters: false, busy: false, exiting: false, panicking: false };
 }
 
 #[cfg(feature = "std")]
 std::thread_local! {
     static CURRENT: core::cell::Cell<Frame> = const { core::cell::Cell::new(Frame::SHIELDED) };
+    /// The payload of a scope's panicking signal, while the scope polls what it runs.
+    static SIGNAL_PANIC: core::cell::Cell<Option<crate::catch_unwind::Payload>> = const { core::cell::Cell::new(None) };
+}
+
+/// Offers the payload of the polling scope's panicked signal for the duration of `poll`; what
+/// the scope's unwinder did not take is given back, and the slot is left as it was found (a
+/// scope polled inside another one's body must not lose the outer one's payload).
+#[cfg(feature = "std")]
+pub(crate) fn offering<T>(payload: &mut Option<crate::catch_unwind::Payload>, poll: impl FnOnce() -> T) -> T {
+    struct TakeBack<'a> {
+        payload: &'a mut Option<crate::catch_unwind::Payload>,
+        found: Option<crate::catch_unwind::Payload>,
+    }
+    impl Drop for TakeBack<'_> {
+        fn drop(&mut self) {
+            *self.payload = SIGNAL_PANIC.with(|slot| slot.replace(self.found.take()));
+        }
+    }
+    let found = SIGNAL_PANIC.with(|slot| slot.replace(payload.take()));
+    let take_back = TakeBack { payload, found };
+    let out = poll();
+    drop(take_back);
+    out
+}
+
+/// Takes the payload of the polling scope's panicked signal, if its frame says there is one.
+#[cfg(feature = "std")]
+pub(crate) fn take_signal_panic() -> Option<crate::catch_unwind::Payload> {
+    if current().panicking { SIGNAL_PANIC.with(core::cell::Cell::take) } else { None }
 }
 
 /// The frame of the scope polling the caller (the shielded one outside any scope).

@@ -206,15 +206,36 @@ impl<E> Unwind<E> {
     pub(crate) fn cancel_requested(&mut self) -> bool {
         let requested = frame::current().cancelled;
         if requested && !self.is_cancelled() {
-            self.cancel();
+            self.cancelled_by_frame();
         }
         requested || self.is_cancelled()
     }
 
-    /// A deadline for the next exit, if the scope has one.
+    /// Records the cancellation the scope's frame says, or, when it came from a signal that
+    /// panicked, that panic: the exits then see `Panicked`, and it resumes after them.
+    pub(crate) fn cancelled_by_frame(&mut self) {
+        #[cfg(feature = "std")]
+        if let Some(payload) = frame::take_signal_panic() {
+            self.panicked(payload);
+        }
+        self.cancel();
+    }
+
+    /// A deadline for the next exit, if the scope has one. A deadline function that panics is a
+    /// panic of the scope: recorded (the exit then runs without a deadline, seeing `Panicked`).
     #[inline]
-    pub(crate) fn deadline(&self) -> Option<Deadline<E>> {
-        self.rest.as_ref()?.deadlines.as_ref().map(|make| make())
+    pub(crate) fn deadline(&mut self) -> Option<Deadline<E>> {
+        let make = self.rest.as_ref()?.deadlines.clone()?;
+        #[cfg(feature = "std")]
+        match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| make())) {
+            Ok(deadline) => Some(deadline),
+            Err(payload) => {
+                self.panicked(payload);
+                None
+            }
+        }
+        #[cfg(not(feature = "std"))]
+        Some(make())
     }
 
     /// An unwind for running one exit away from the scope (in a stack entry): it starts out
@@ -381,14 +402,25 @@ impl<E> Unwind<E> {
 
     /// Records how a body ended: `None` when it was stopped by a cancellation (recorded), or
     /// when it failed or panicked. A body that ends after its scope was cancelled counts as
-    /// cancelled: its value is dropped and its error is a suppressed one.
+    /// cancelled: its value is dropped and its error is a suppressed one. A destructor that
+    /// panicked as a stopped body was dropped is a panic of the scope.
     #[inline]
-    pub(crate) fn body_ended<T>(&mut self, ended: Option<Result<Result<T, Error<E>>, Payload>>) -> Option<T> {
-        let cancelled = ended.is_none() || frame::current().cancelled;
+    pub(crate) fn body_ended<T>(&mut self, ended: crate::with::BodyEnd<Result<T, Error<E>>>) -> Option<T> {
+        use crate::with::BodyEnd;
+        let cancelled = matches!(ended, BodyEnd::Stopped(_)) || frame::current().cancelled;
         if cancelled {
-            self.cancel();
+            self.cancelled_by_frame();
         }
-        let value = match ended? {
+        let ended = match ended {
+            BodyEnd::Ended(ended) => ended,
+            BodyEnd::Stopped(dropping) => {
+                if let Some(payload) = dropping {
+                    self.panicked(payload);
+                }
+                return None;
+            }
+        };
+        let value = match ended {
             Ok(Ok(value)) => value,
             Ok(Err(error)) => {
                 crate::trace::event!(ended = "failed", "body");
@@ -425,8 +457,13 @@ impl<E> Unwind<E> {
     /// Records how an exit ended. The exit future itself is awaited by the caller, because it
     /// borrows the outcome from `self`; see [`crate::context`] for the pattern.
     #[inline]
-    pub(crate) fn exited(&mut self, result: Result<Result<(), E>, Payload>) {
+    pub(crate) fn exited(&mut self, exited: impl Into<Exited<E>>) {
+        let Exited { result, also } = exited.into();
         crate::trace::event!(saw = self.outcome().name(), "exit");
+        // A panic of the deadline came before the exit ended: it is the one that resumes.
+        if let Some(payload) = also {
+            self.panicked(payload);
+        }
         self.settle("exit", result);
     }
 
@@ -531,8 +568,16 @@ impl<F: Future<Output = Result<V, E>>, V, E> Future for Enter<'_, F, E> {
         // frame is up to date here.
         let scope = frame::current();
         if scope.cancelled && (scope.interrupt_enters || !*this.started) {
-            quietly(|| this.enter.set(Caught::Done));
-            this.unwind.cancel();
+            // Dropping an interrupted enter runs user code: a panic there is the scope's.
+            #[cfg(feature = "std")]
+            if let Err(payload) =
+                std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| this.enter.set(Caught::Done)))
+            {
+                this.unwind.panicked(payload);
+            }
+            #[cfg(not(feature = "std"))]
+            this.enter.set(Caught::Done);
+            this.unwind.cancelled_by_frame();
             return Poll::Ready(None);
         }
         *this.started = true;
@@ -549,6 +594,21 @@ pin_project_lite::pin_project! {
         #[pin]
         exit: Caught<F>,
         deadline: Option<Deadline<E>>,
+        // A panic of the deadline, or of dropping an exit past it: the scope's too.
+        also: Option<Payload>,
+    }
+}
+
+/// How an exit ended, and a panic that happened around it (in its deadline, or while dropping
+/// it past its deadline), which is a panic of the scope as well.
+pub(crate) struct Exited<E> {
+    result: Result<Result<(), E>, Payload>,
+    also: Option<Payload>,
+}
+
+impl<E> From<Result<Result<(), E>, Payload>> for Exited<E> {
+    fn from(result: Result<Result<(), E>, Payload>) -> Self {
+        Exited { result, also: None }
     }
 }
 
@@ -560,25 +620,46 @@ pub(crate) fn exit_within<F: Future, E>(
     deadline: Option<Deadline<E>>,
     make: impl FnOnce() -> F,
 ) -> ExitWithin<F, E> {
-    ExitWithin { exit: call(make), deadline }
+    ExitWithin { exit: call(make), deadline, also: None }
 }
 
 impl<F: Future<Output = Result<(), E>>, E> Future for ExitWithin<F, E> {
-    type Output = Result<Result<(), E>, Payload>;
+    type Output = Exited<E>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let running = this.exit.as_mut();
         if let Poll::Ready(result) = frame::shielded(|| running.poll(task)) {
-            return Poll::Ready(result);
+            return Poll::Ready(Exited { result, also: this.also.take() });
         }
-        match this.deadline.as_mut().map(|deadline| deadline.as_mut().poll(task)) {
-            Some(Poll::Ready(late)) => {
-                quietly(|| this.exit.set(Caught::Done));
-                Poll::Ready(Ok(Err(late)))
+        let Some(deadline) = this.deadline.as_mut() else { return Poll::Pending };
+        #[cfg(feature = "std")]
+        let polled = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| deadline.as_mut().poll(task)));
+        #[cfg(not(feature = "std"))]
+        let polled: Result<_, Payload> = Ok(deadline.as_mut().poll(task));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(late)) => {
+                // Past its deadline: the exit is dropped; a panic in doing so is the scope's.
+                #[cfg(feature = "std")]
+                let dropping =
+                    std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| this.exit.set(Caught::Done)))
+                        .err();
+                #[cfg(not(feature = "std"))]
+                let dropping: Option<Payload> = {
+                    this.exit.set(Caught::Done);
+                    None
+                };
+                let also = this.also.take().or(dropping);
+                Poll::Ready(Exited { result: Ok(Err(late)), also })
             }
-            _ => Poll::Pending,
+            // A deadline that panics is a panic of the scope: the exit goes on without one.
+            Err(payload) => {
+                *this.deadline = None;
+                *this.also = Some(payload);
+                Poll::Pending
+            }
         }
     }
 }

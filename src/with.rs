@@ -9,13 +9,13 @@ use core::marker::PhantomData;
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll};
 
-use crate::catch_unwind::{Caught, call};
+use crate::catch_unwind::{Caught, Payload, call};
 use crate::context::{IntoContext, IntoLocalContext};
 use crate::error::Error;
 use crate::frame::{self, Frame};
 use crate::hook::{ErrorHook, GlobalHook};
 use crate::protocol::{Held, Protocol, SendProtocol};
-use crate::unwind::{Deadlines, Unwind, quietly};
+use crate::unwind::{Deadlines, Unwind};
 
 /// Enters `context`, runs `body` with its value, exits, and returns the body's value or every
 /// error: Python's `async with context as value: body`.
@@ -328,7 +328,9 @@ pin_project_lite::pin_project! {
     ///
     /// Each poll first works out whether the scope is cancelled (the scope it runs in is, or
     /// its own signal fired), then polls the scope's code with a frame that says so. A scope
-    /// that returns `Pending` tells the scope around it that it is still busy.
+    /// that returns `Pending` tells the scope around it that it is still busy. A signal that
+    /// panics cancels the scope too, and its panic is the scope's (the exits see `Panicked`,
+    /// then it resumes): the payload waits here until the scope's unwinder takes it.
     #[must_use = "futures do nothing unless you .await or poll them"]
     pub(crate) struct Scoped<S, F> {
         #[pin]
@@ -336,6 +338,7 @@ pin_project_lite::pin_project! {
         requested: bool,
         exiting: bool,
         interrupt_enters: bool,
+        signal_panic: Option<Box<Payload>>,
         #[pin]
         scope: F,
     }
@@ -344,7 +347,32 @@ pin_project_lite::pin_project! {
 impl<S, F> Scoped<S, F> {
     #[inline]
     pub(crate) fn new(signal: S, interrupt_enters: bool, scope: F) -> Self {
-        Scoped { signal, requested: false, exiting: false, interrupt_enters, scope }
+        Scoped { signal, requested: false, exiting: false, interrupt_enters, signal_panic: None, scope }
+    }
+}
+
+/// Polls a scope's signal: `true` once it has fired; a panic in it counts as firing, and its
+/// payload is kept in `panicked`.
+#[inline]
+fn poll_signal<S: Future>(
+    signal: Pin<&mut S>,
+    task: &mut Context<'_>,
+    panicked: &mut Option<Box<Payload>>,
+) -> bool {
+    #[cfg(feature = "std")]
+    {
+        match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| signal.poll(task).is_ready())) {
+            Ok(fired) => fired,
+            Err(payload) => {
+                *panicked = Some(Box::new(payload));
+                true
+            }
+        }
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        let _ = panicked;
+        signal.poll(task).is_ready()
     }
 }
 
@@ -356,15 +384,41 @@ impl<S: Future, F: Future> Future for Scoped<S, F> {
         let this = self.project();
         if !*this.exiting && !*this.requested {
             // The scope around (if any) first: a cancelled parent cancels its children.
-            *this.requested = frame::current().cancelled || this.signal.poll(task).is_ready();
+            *this.requested = frame::current().cancelled || poll_signal(this.signal, task, this.signal_panic);
         }
         let scope = this.scope;
-        let mine =
-            Frame { cancelled: *this.requested, interrupt_enters: *this.interrupt_enters, ..Frame::SHIELDED };
+        let mine = Frame {
+            cancelled: *this.requested,
+            interrupt_enters: *this.interrupt_enters,
+            panicking: this.signal_panic.is_some(),
+            ..Frame::SHIELDED
+        };
+        #[cfg(feature = "std")]
+        let (poll, left) = match this.signal_panic.take() {
+            None => frame::within(mine, || scope.poll(task)),
+            Some(payload) => {
+                let signal_panic = &mut *this.signal_panic;
+                frame::within(mine, || {
+                    let mut offered = Some(*payload);
+                    let poll = frame::offering(&mut offered, || scope.poll(task));
+                    *signal_panic = offered.map(Box::new);
+                    poll
+                })
+            }
+        };
+        #[cfg(not(feature = "std"))]
         let (poll, left) = frame::within(mine, || scope.poll(task));
         *this.exiting |= left.exiting;
         if poll.is_pending() {
             frame::mark_busy();
+        }
+        #[cfg(feature = "std")]
+        if poll.is_ready() {
+            // Every path of a scope records its cancellation, which takes the payload; one left
+            // here would be a panic lost, so it resumes.
+            if let Some(payload) = this.signal_panic.take() {
+                std::panic::resume_unwind(*payload);
+            }
         }
         poll
     }
@@ -392,29 +446,47 @@ impl<F: Future> RunBody<F> {
     }
 }
 
+/// How a body ended: it returned (or panicked), or the scope's cancellation stopped it (and
+/// dropping it there may have panicked: a panic of the scope too).
+pub(crate) enum BodyEnd<T> {
+    Ended(Result<T, Payload>),
+    Stopped(Option<Payload>),
+}
+
 impl<F: Future> Future for RunBody<F> {
-    type Output = Option<Result<F::Output, crate::catch_unwind::Payload>>;
+    type Output = BodyEnd<F::Output>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let scope = frame::current();
         if scope.cancelled && !*this.busy {
-            quietly(|| this.body.set(Caught::Done));
-            return Poll::Ready(None);
+            return Poll::Ready(BodyEnd::Stopped(dropped(this.body)));
         }
         let body = this.body.as_mut();
         let (poll, left) = frame::within(scope, || body.poll(task));
         *this.busy = left.busy;
         match poll {
-            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Ready(out) => Poll::Ready(BodyEnd::Ended(out)),
             // Cancelled, and nothing inside is busy: the body stops at this await.
             Poll::Pending if scope.cancelled && !*this.busy => {
-                quietly(|| this.body.set(Caught::Done));
-                Poll::Ready(None)
+                Poll::Ready(BodyEnd::Stopped(dropped(this.body)))
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// Drops a stopped body here and now; a panic in a destructor in it is returned.
+fn dropped<F>(mut body: Pin<&mut Caught<F>>) -> Option<Payload> {
+    #[cfg(feature = "std")]
+    {
+        std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| body.set(Caught::Done))).err()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        body.set(Caught::Done);
+        None
     }
 }
 
@@ -466,12 +538,14 @@ macro_rules! run_with {
             let mut held = match $Protocol::enter(context.as_mut(), &mut unwind).await {
                 Some(value) => Held::new(context, value, <$State as $Protocol>::fallback),
                 None => {
+                    // A signal that fired (or panicked) meanwhile is recorded like any other.
+                    unwind.cancel_requested();
                     report.disarm();
                     return unwind.finish(None, &mut hook);
                 }
             };
             let out = if unwind.cancel_requested() {
-                None // cancelled while entering: the body never starts
+                BodyEnd::Stopped(None) // cancelled while entering: the body never starts
             } else {
                 RunBody::new(|| body(held.value())).await
             };
