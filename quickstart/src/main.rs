@@ -6,7 +6,7 @@
 //!     runs even though the body fails;
 //! (c) two contexts entered on one line and exited in reverse.
 //!
-//! Run with `cargo run --example quickstart`. Every line it prints is numbered in the order it
+//! Run with `cargo run -p quickstart` from the repository's root. Every line it prints is numbered in the order it
 //! happened, so the order of enters and exits is visible.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
