@@ -135,8 +135,8 @@ impl CancellationToken {
     /// cancelled.await;
     /// # });
     /// ```
-    pub fn cancelled(&self) -> Cancelled {
-        Cancelled { token: self.clone(), listener: None }
+    pub fn cancelled(&self) -> WaitForCancellation {
+        WaitForCancellation { token: self.clone(), listener: None }
     }
 }
 
@@ -171,21 +171,21 @@ impl Node {
 ///
 /// ```
 /// let token = async_with::CancellationToken::new();
-/// let _signal: async_with::Cancelled = token.cancelled();
+/// let _signal: async_with::WaitForCancellation = token.cancelled();
 /// ```
 #[must_use = "futures do nothing unless you .await or poll them"]
-pub struct Cancelled {
+pub struct WaitForCancellation {
     token: CancellationToken,
     listener: Option<EventListener>,
 }
 
-impl fmt::Debug for Cancelled {
+impl fmt::Debug for WaitForCancellation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cancelled").field("token", &self.token).finish()
+        f.debug_struct("WaitForCancellation").field("token", &self.token).finish()
     }
 }
 
-impl Future for Cancelled {
+impl Future for WaitForCancellation {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {

@@ -100,6 +100,57 @@ impl<E> Error<E> {
         self.primary.iter().chain(&self.suppressed)
     }
 
+    /// Back to a plain `E`, for a `?` in a function that returns `Result<_, E>`: the primary
+    /// error, or, when the scope was cancelled, `E::from(Cancelled)`. An `E` holds one error, so
+    /// the suppressed ones go to the process-wide error hook ([`set_error_hook`](crate::set_error_hook);
+    /// by default they are printed to standard error), one by one and in order: none is lost
+    /// silently. Use [`into_parts`](Error::into_parts) to keep them yourself.
+    ///
+    /// `From<Cancelled>` is implemented for `String`, `std::io::Error` (of kind `Interrupted`),
+    /// and every `std::error::Error` box (through `Cancelled`'s own `Error` impl); implement it for
+    /// your error type to use this with it.
+    ///
+    /// ```
+    /// use async_with::{resource, with, Error, Outcome};
+    /// use std::io;
+    ///
+    /// async fn read_config() -> io::Result<usize> {
+    ///     let file = resource(async || Ok(vec![1_u8, 2, 3]), async |_, _: Outcome<'_, io::Error>| Ok(()));
+    ///     let len = with(file, async |bytes| Ok(bytes.len())).await.map_err(Error::into_error)?;
+    ///     Ok(len)
+    /// }
+    /// # assert_eq!(futures::executor::block_on(read_config()).unwrap(), 3);
+    /// ```
+    ///
+    /// When `E` is a `std::error::Error` (as `io::Error` or a `thiserror` enum are), `Error<E>` is
+    /// one too, so `?` converts it into `Box<dyn Error + Send + Sync>` or `anyhow::Error`
+    /// directly, every error kept in the box:
+    ///
+    /// ```
+    /// use async_with::{resource, with, Outcome};
+    /// use std::io;
+    ///
+    /// async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    ///     let file = resource(async || Ok(()), async |(), _: Outcome<'_, io::Error>| Ok(()));
+    ///     with(file, async |()| Ok(())).await?; // `Error<io::Error>` into the box
+    ///     Ok(())
+    /// }
+    /// # futures::executor::block_on(run()).unwrap();
+    /// ```
+    #[cfg(feature = "std")]
+    pub fn into_error(self) -> E
+    where
+        E: From<Cancelled> + fmt::Debug,
+    {
+        use crate::hook::ErrorHook;
+        let Error { primary, suppressed } = self;
+        let mut hook = crate::hook::GlobalHook;
+        for error in suppressed {
+            hook.report(error);
+        }
+        primary.unwrap_or_else(|| E::from(Cancelled))
+    }
+
     /// Gives back the primary error, dropping the suppressed ones; `None` when cancelled.
     ///
     /// The way back to a plain error type, for callers that only want the cause:
@@ -235,6 +286,40 @@ impl<E> From<E> for Error<E> {
     }
 }
 
+/// What a cancelled scope gives instead of an error of its own: the cancellation, as a value of
+/// the caller's error type, for [`Error::into_error`].
+///
+/// ```
+/// use async_with::Cancelled;
+/// let text: String = Cancelled.into();
+/// assert_eq!(text, "the scope was cancelled");
+/// let io: std::io::Error = Cancelled.into();
+/// assert_eq!(io.kind(), std::io::ErrorKind::Interrupted);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Cancelled;
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the scope was cancelled")
+    }
+}
+
+impl core::error::Error for Cancelled {}
+
+impl From<Cancelled> for alloc::string::String {
+    fn from(cancelled: Cancelled) -> Self {
+        alloc::string::ToString::to_string(&cancelled)
+    }
+}
+
+#[cfg(feature = "std")]
+impl From<Cancelled> for std::io::Error {
+    fn from(cancelled: Cancelled) -> Self {
+        std::io::Error::new(std::io::ErrorKind::Interrupted, cancelled)
+    }
+}
+
 impl<E: fmt::Debug> fmt::Debug for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
@@ -250,7 +335,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.primary {
             Some(p) => fmt::Display::fmt(p, f)?,
-            None => f.write_str("the scope was cancelled")?,
+            None => fmt::Display::fmt(&Cancelled, f)?,
         }
         if let Some((first, rest)) = self.suppressed.split_first() {
             let n = self.suppressed.len();

@@ -326,7 +326,7 @@ mod with;
 
 pub use adapter::{NullContext, nullcontext};
 #[cfg(feature = "std")]
-pub use cancel::{CancellationToken, Cancelled};
+pub use cancel::{CancellationToken, WaitForCancellation};
 #[cfg(any(feature = "futures-io", feature = "futures-sink"))]
 pub use closing::Closing;
 #[cfg(feature = "futures-io")]
@@ -335,7 +335,7 @@ pub use combinator::{AndThen, ContextExt, EvalMap, Join, JoinAll, Map, OnFinaliz
 pub use context::{AsyncContext, IntoContext, IntoLocalContext, LocalAsyncContext};
 #[cfg(feature = "std")]
 pub use detach::{DetachOnDrop, DetachSignal, Detached, detach_on_drop};
-pub use error::Error;
+pub use error::{Cancelled, Error};
 #[cfg(feature = "std")]
 pub use generator::{Cx, Generator, Provide, context};
 pub use hook::{Dropped, ErrorHook, GlobalHook};

@@ -114,3 +114,84 @@ fn map_converts_every_error_in_place() {
     let err = err.map(|e| e.len());
     assert_eq!((err.primary(), err.suppressed()), (Some(&4), &[13][..]));
 }
+
+/// `Error<E>` back to a plain error type in one call, for `?` in functions that return one.
+mod back_to_a_plain_error {
+    use async_with::{Cancelled, CancellationToken, Error, Outcome, Scope, resource, with};
+    use std::io;
+
+    fn file(close_fails: bool) -> impl async_with::IntoContext<Value = (), Error = io::Error> {
+        resource(async || Ok(()), async move |(), _: Outcome<'_, io::Error>| {
+            if close_fails { Err(io::Error::other("close failed")) } else { Ok(()) }
+        })
+    }
+
+    async fn fails() -> Result<(), Error<io::Error>> {
+        with(file(true), async |()| Err(io::Error::other("write failed").into())).await
+    }
+
+    #[test]
+    fn into_error_gives_the_primary_error_for_a_question_mark() {
+        async fn run() -> io::Result<()> {
+            fails().await.map_err(Error::into_error)?;
+            Ok(())
+        }
+        let error = futures::executor::block_on(run()).unwrap_err();
+        assert_eq!(error.to_string(), "write failed");
+    }
+
+    #[test]
+    fn into_error_gives_the_cancellation_as_an_error_of_the_type() {
+        let token = CancellationToken::new();
+        token.cancel();
+        let cancelled = futures::executor::block_on(Scope::new().cancel_on(token.cancelled()).with(
+            file(false),
+            async |()| -> Result<(), Error<io::Error>> { std::future::pending().await },
+        ));
+        let error: io::Error = cancelled.unwrap_err().into_error();
+        assert_eq!(error.kind(), io::ErrorKind::Interrupted);
+        assert_eq!(error.to_string(), Cancelled.to_string());
+        let text: String = Error::<String>::from("x".to_string()).into_error();
+        assert_eq!(text, "x");
+    }
+
+    #[test]
+    fn a_std_error_converts_with_question_mark_into_a_box_and_into_anyhow() {
+        async fn boxed() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            fails().await?;
+            Ok(())
+        }
+        async fn with_anyhow() -> anyhow::Result<()> {
+            fails().await?;
+            Ok(())
+        }
+        let boxed = futures::executor::block_on(boxed()).unwrap_err();
+        assert_eq!(boxed.to_string(), "write failed (and 1 suppressed error: close failed)");
+        let error = futures::executor::block_on(with_anyhow()).unwrap_err();
+        // The whole `Error` is inside, and can be taken back out.
+        let inner = error.downcast_ref::<Error<io::Error>>().expect("the scope's error");
+        assert_eq!(inner.suppressed()[0].to_string(), "close failed");
+    }
+
+    #[test]
+    fn other_error_types_go_into_a_box_or_anyhow_in_one_call() {
+        // `String` is not a `std::error::Error`, so `Error<String>` is not one either (coherence
+        // keeps it from being one without losing `source` for the error types that are).
+        async fn scope_error() -> Result<(), Error<String>> {
+            with(resource(async || Ok(()), async |(), _: Outcome<'_, String>| Ok(())), async |()| {
+                Err("no".to_string().into())
+            })
+            .await
+        }
+        async fn boxed() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            scope_error().await.map_err(Error::into_boxed)?;
+            Ok(())
+        }
+        async fn with_anyhow() -> anyhow::Result<()> {
+            scope_error().await.map_err(anyhow::Error::msg)?;
+            Ok(())
+        }
+        assert_eq!(futures::executor::block_on(boxed()).unwrap_err().to_string(), "no");
+        assert_eq!(futures::executor::block_on(with_anyhow()).unwrap_err().to_string(), "no");
+    }
+}
