@@ -24,7 +24,12 @@ pub type Detached = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// running; an enter that was running finishes and is exited at once; the body, if it was
 /// running, is dropped; then every remaining exit runs to completion, newest first, seeing
 /// [`Outcome::Cancelled`](crate::Outcome::Cancelled). Its errors go to the process-wide error
-/// hook ([`set_error_hook`](crate::set_error_hook)), since nobody awaits them.
+/// hook ([`set_error_hook`](crate::set_error_hook)), since nobody awaits them: every one, in
+/// order, even if the hook panics on one.
+///
+/// Nothing is spawned for a future dropped before its first poll (nothing was entered: the
+/// scope is simply dropped, with its contexts), nor for one whose scope finished or panicked
+/// (the panic propagated out of `poll`, after the scope's exits ran).
 ///
 /// The scope's future is boxed (one allocation), and so is the task at detach time. Nothing blocks
 /// in `Drop`: `spawn` only has to start the task, as `smol::spawn(task).detach()` or
@@ -94,7 +99,13 @@ where
 {
     let dropped = Arc::new(AtomicBool::new(false));
     let scope = make(DetachSignal { dropped: dropped.clone() });
-    DetachOnDrop { scope: Some(Box::pin(scope)), dropped, spawn: Some(spawn), rest: finish_detached::<T, E> }
+    DetachOnDrop {
+        scope: Some(Box::pin(scope)),
+        polled: false,
+        dropped,
+        spawn: Some(spawn),
+        rest: finish_detached::<T, E>,
+    }
 }
 
 type Scoped<T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
@@ -103,15 +114,21 @@ type Scoped<T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
 fn finish_detached<T: Send + 'static, E: fmt::Debug + Send + 'static>(mut scope: Scoped<T, E>) -> Detached {
     Box::pin(async move {
         let finished = crate::catch_unwind::catch_unwind(scope.as_mut()).await;
-        if let Ok(Err(error)) = finished {
-            // Nobody awaits this task: its errors go to the process-wide hook.
-            let mut hook = GlobalHook;
-            let (primary, suppressed) = error.into_parts();
-            for e in primary.into_iter().chain(suppressed) {
-                hook.report(e);
+        match finished {
+            Ok(Err(error)) => {
+                // Nobody awaits this task: its errors go to the process-wide hook, each one
+                // offered in order, whatever the hook did with the one before (a panic in it is
+                // swallowed after the panic hook printed it).
+                let mut hook = GlobalHook;
+                let (primary, suppressed) = error.into_parts();
+                for e in primary.into_iter().chain(suppressed) {
+                    crate::unwind::quietly(|| hook.report(e));
+                }
             }
+            Ok(Ok(value)) => crate::unwind::quietly(move || drop(value)),
+            // A panic was printed by the panic hook when it happened; the task ends quietly.
+            Err(payload) => crate::unwind::drop_payload(payload),
         }
-        // A panic was printed by the panic hook when it happened; the task ends quietly.
     })
 }
 
@@ -145,7 +162,11 @@ impl Future for DetachSignal {
 /// that finishes the scope.
 #[must_use = "futures do nothing unless you .await or poll them"]
 pub struct DetachOnDrop<T, E, S: FnOnce(Detached)> {
+    /// `None` once the scope finished or panicked: nothing is left to detach.
     scope: Option<Scoped<T, E>>,
+    /// Whether the scope was polled at least once: one never polled entered nothing, and is
+    /// dropped rather than detached.
+    polled: bool,
     dropped: Arc<AtomicBool>,
     spawn: Option<S>,
     rest: fn(Scoped<T, E>) -> Detached,
@@ -164,18 +185,40 @@ impl<T, E, S: FnOnce(Detached)> Future for DetachOnDrop<T, E, S> {
     type Output = Result<T, Error<E>>;
 
     fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
-        let scope = self.scope.as_mut().expect("async-with: `DetachOnDrop` polled after completion");
-        let out = core::task::ready!(scope.as_mut().poll(task));
-        self.scope = None;
-        Poll::Ready(out)
+        let this = &mut *self;
+        let scope = this.scope.as_mut().expect("async-with: `DetachOnDrop` polled after completion");
+        this.polled = true;
+        // A scope that panicked is over (its exits ran, then its panic resumed): it must not be
+        // detached, whose task would poll it again. The future is never polled again after a
+        // panic, so no broken invariant inside it can be observed.
+        let poll = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| scope.as_mut().poll(task)));
+        match poll {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(out)) => {
+                this.scope = None;
+                Poll::Ready(out)
+            }
+            Err(payload) => {
+                let scope = this.scope.take();
+                crate::unwind::quietly(move || drop(scope));
+                std::panic::resume_unwind(payload)
+            }
+        }
     }
 }
 
 impl<T, E, S: FnOnce(Detached)> Drop for DetachOnDrop<T, E, S> {
     fn drop(&mut self) {
-        let (Some(scope), Some(spawn)) = (self.scope.take(), self.spawn.take()) else { return };
-        self.dropped.store(true, Ordering::Release);
-        let rest = (self.rest)(scope);
-        crate::unwind::quietly(|| spawn(rest));
+        match (self.scope.take(), self.spawn.take()) {
+            (Some(scope), Some(spawn)) if self.polled => {
+                self.dropped.store(true, Ordering::Release);
+                let rest = (self.rest)(scope);
+                crate::unwind::quietly(|| spawn(rest));
+            }
+            // Finished or panicked (no scope left), or never polled (nothing was entered, so
+            // nothing is detached: the contexts are dropped with the scope). Their destructors
+            // and the spawn function's are user code, and this may run during unwinding.
+            leftovers => crate::unwind::quietly(move || drop(leftovers)),
+        }
     }
 }

@@ -122,15 +122,32 @@ pub(crate) fn report_dropped(scope: &'static str, context: &'static str) {
 
 #[cfg(feature = "std")]
 mod global {
-    use alloc::boxed::Box;
+    use alloc::sync::Arc;
     use core::fmt;
     use std::sync::RwLock;
 
-    type Hook = Box<dyn Fn(&dyn fmt::Debug) + Send + Sync>;
-    type DropHook = Box<dyn Fn(&super::Dropped) + Send + Sync>;
+    // Shared, not boxed: a hook is cloned out of its slot and called after the lock is released,
+    // so that it may replace the hooks itself (or be replaced from another thread) while it runs.
+    type Hook = Arc<dyn Fn(&dyn fmt::Debug) + Send + Sync>;
+    type DropHook = Arc<dyn Fn(&super::Dropped) + Send + Sync>;
 
     static HOOK: RwLock<Option<Hook>> = RwLock::new(None);
     static DROP_HOOK: RwLock<Option<DropHook>> = RwLock::new(None);
+
+    /// Stores `hook` in `slot` and drops the hook it replaces after releasing the lock: that
+    /// hook's destructor is user code, which may set a hook in turn.
+    fn replace<T: ?Sized>(slot: &RwLock<Option<Arc<T>>>, hook: Arc<T>) {
+        let old = {
+            let mut slot = slot.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            slot.replace(hook)
+        };
+        drop(old);
+    }
+
+    /// A clone of the hook in `slot`, taken under the read lock, which is released on return.
+    fn current<T: ?Sized>(slot: &RwLock<Option<Arc<T>>>) -> Option<Arc<T>> {
+        slot.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
 
     /// Replaces the process-wide hook for errors that cannot be returned: exit errors while a
     /// panic propagates (unless the scope has its own hook, see
@@ -138,39 +155,46 @@ mod global {
     /// scopes finished in a detached task (see [`detach_on_drop`](crate::detach_on_drop)).
     ///
     /// Like [`std::panic::set_hook`], it applies on every thread. By default the errors are printed
-    /// to standard error.
+    /// to standard error. The hook may call `set_error_hook` itself: the new hook takes effect
+    /// from the next error on. A hook that panics does not stop the errors after it from being
+    /// offered (the panic is printed by the panic hook, then swallowed).
     ///
     /// ```
     /// async_with::set_error_hook(|error| log_somewhere(format!("{error:?}")));
     /// # fn log_somewhere(_: String) {}
     /// ```
     pub fn set_error_hook(hook: impl Fn(&dyn fmt::Debug) + Send + Sync + 'static) {
-        let mut slot = HOOK.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        *slot = Some(Box::new(hook));
+        replace(&HOOK, Arc::new(hook) as Hook);
     }
 
     /// Replaces the process-wide hook told when a scope future is dropped before it finished (its
     /// contexts then ran their synchronous fallbacks). By default nothing is reported: dropping a
     /// scope is how `select!` and timeouts cancel, and the fallbacks did run.
     ///
+    /// The hook runs inside the scope future's `Drop`, possibly while a panic unwinds: a panic in
+    /// it is printed by the panic hook and then swallowed, never a double panic or an abort. It
+    /// may call `set_drop_hook` (or [`set_error_hook`]) itself: the new hook takes effect from
+    /// the next report on.
+    ///
     /// ```
     /// async_with::set_drop_hook(|dropped| eprintln!("warning: {dropped}"));
     /// ```
     pub fn set_drop_hook(hook: impl Fn(&super::Dropped) + Send + Sync + 'static) {
-        let mut slot = DROP_HOOK.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        *slot = Some(Box::new(hook));
+        replace(&DROP_HOOK, Arc::new(hook) as DropHook);
     }
 
+    /// Called from the `Drop` of a scope future, maybe during unwinding: nothing may escape.
     pub(super) fn dropped(report: &super::Dropped) {
-        let slot = DROP_HOOK.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(hook) = &*slot {
-            hook(report);
+        if let Some(hook) = current(&DROP_HOOK) {
+            // The clone is dropped in there too: it is the last one if the hook was replaced
+            // meanwhile, and then its destructor (user code) runs.
+            crate::unwind::quietly(move || hook(report));
         }
     }
 
+    /// May panic if the hook does: the callers guard each call.
     pub(super) fn report(error: &dyn fmt::Debug) {
-        let slot = HOOK.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match &*slot {
+        match current(&HOOK) {
             Some(hook) => hook(error),
             None => std::eprintln!("async-with: an exit error could not be returned: {error:?}"),
         }
