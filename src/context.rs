@@ -225,7 +225,9 @@ impl<C: AsyncContext> LocalAsyncContext for C {
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a context `with` can enter",
-    note = "`with` takes an `AsyncContext`, a `resource(..)` whose closures and futures are `Send`, or a tuple of them; for `!Send` ones use `with_local`"
+    note = "`with` takes an `AsyncContext`, a `resource(..)` or `context(..)`, a combinator over them, or a tuple of them, whose closures, values and futures are `Send`",
+    note = "if the closures or their futures borrow from their surroundings, they must outlive the scope, and a closure's future may borrow only what the closure's signature lets it (write the closure's argument types out, as in `async |conn: &mut Conn|`)",
+    note = "contexts whose futures are not `Send` (they hold an `Rc`, say) are entered with `with_local`"
 )]
 pub trait IntoContext: IntoLocalContext<Value: Send, Error: Send + Sync> {
     /// The state a scope pins and drives (sealed).

@@ -331,7 +331,7 @@ pub use cancel::{CancellationToken, WaitForCancellation};
 pub use closing::Closing;
 #[cfg(feature = "futures-io")]
 pub use closing::closing;
-pub use combinator::{AndThen, ContextExt, EvalMap, Join, JoinAll, Map, OnFinalize, join, join_all};
+pub use combinator::{AndThen, ContextExt, EvalMap, EvalTap, Join, JoinAll, Map, OnFinalize, join, join_all};
 pub use context::{AsyncContext, IntoContext, IntoLocalContext, LocalAsyncContext};
 #[cfg(feature = "std")]
 pub use detach::{DetachOnDrop, DetachSignal, Detached, detach_on_drop};
@@ -355,7 +355,7 @@ pub mod testkit;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::combinator::{
-        AndThenState, EvalMapState, JoinAllState, JoinState, MapState, OnFinalizeState,
+        AndThenState, EvalMapState, EvalTapState, JoinAllState, JoinState, MapState, OnFinalizeState,
     };
     pub use crate::combinator::{OutcomeFn, StepFn};
     pub use crate::context::Leaf;

@@ -499,7 +499,19 @@ pub(crate) struct DropReport<C: ?Sized> {
 }
 
 impl<C: ?Sized> DropReport<C> {
-    /// A report for a `with` scope, or for a `scope` (`stack`).
+    /// A report for a `with` scope, or for a `scope` (`stack`), armed by its first poll: a scope
+    /// future dropped before that entered nothing, and has nothing to report.
+    #[inline]
+    pub(crate) fn new(stack: bool) -> Self {
+        DropReport { stack, armed: false, context: PhantomData }
+    }
+
+    #[inline]
+    pub(crate) fn arm(&mut self) {
+        self.armed = true;
+    }
+
+    /// A report armed at once (the `scope` runner, until it arms on its first poll too).
     #[inline]
     pub(crate) fn armed(stack: bool) -> Self {
         DropReport { stack, armed: true, context: PhantomData }
@@ -528,9 +540,10 @@ macro_rules! run_with {
         let Scope { mut hook, signal, interrupt_enters, deadline, .. } = $scope;
         // Made out here and moved in, so that the scope's state holds each of them once.
         let mut unwind = Unwind::with_deadlines(deadline.into_deadlines());
-        let report = DropReport::<$Into>::armed(false);
+        let mut report = DropReport::<$Into>::new(false);
         let body = $body;
         Scoped::new(signal, interrupt_enters, async move {
+            report.arm();
             // Converted in here: the protocol state (a generator's whole future, say) is held
             // once, pinned, rather than captured and then moved into a pinned local.
             let mut context = pin!($context.$into());

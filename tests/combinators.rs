@@ -322,3 +322,39 @@ fn combinators_over_ready_contexts_complete_in_one_poll() {
     let mut task = Context::from_waker(Waker::noop());
     assert!(matches!(scope.as_mut().poll(&mut task), Poll::Ready(Ok(4))));
 }
+
+#[test]
+fn eval_tap_runs_a_step_on_the_value_the_body_then_sees() {
+    let journal = Journal::new();
+    let j = journal.clone();
+    let tapped = journal.probe("a").eval_tap(async move |handle: &mut Handle| {
+        handle.uses += 1;
+        j.push("tap");
+        Ok(())
+    });
+    let uses = run(with(tapped, async |handle| Ok::<_, Error<String>>(handle.uses))).unwrap();
+    assert_eq!(uses, 1);
+    assert_eq!(journal.take(), ["enter a", "tap", "exit a: Completed"]);
+}
+
+#[test]
+fn eval_tap_that_fails_exits_the_context_with_its_error_and_the_body_never_runs() {
+    let journal = Journal::new();
+    let tapped = journal.probe("a").eval_tap(async |_: &mut Handle| Err("login refused".to_string()));
+    let error =
+        run(with(tapped, async |_| -> Result<(), Error<String>> { unreachable!("no body") })).unwrap_err();
+    assert_eq!(error.primary().unwrap(), "login refused");
+    assert_eq!(journal.take(), ["enter a", "exit a: Failed(login refused)"]);
+}
+
+#[test]
+fn eval_tap_that_panics_exits_the_context_with_panicked_and_resumes() {
+    let journal = Journal::new();
+    let tapped =
+        journal.probe("a").eval_tap(async |_: &mut Handle| -> Result<(), String> { panic!("tap panicked") });
+    let out = common::block_on_catching(with(tapped, async |_| -> Result<(), Error<String>> {
+        unreachable!("no body")
+    }));
+    assert_eq!(out.unwrap_err(), "tap panicked");
+    assert_eq!(journal.take(), ["enter a", "exit a: Panicked"]);
+}

@@ -20,6 +20,9 @@ fn a_dropped_scope_is_reported_once_after_its_fallbacks() {
     });
     let mut task = Context::from_waker(Waker::noop());
 
+    // Never polled: nothing was entered, so nothing ran instead of an exit, and nothing is told.
+    drop(with(j.probe("never"), async |_| Ok(())));
+
     let mut pending_with = Box::pin(with(j.probe("a"), async |_| {
         std::future::pending::<()>().await;
         Ok(())

@@ -7,12 +7,14 @@
 
 mod and_then;
 mod eval_map;
+mod eval_tap;
 mod join;
 mod map;
 mod on_finalize;
 
 pub use and_then::{AndThen, AndThenState};
 pub use eval_map::{EvalMap, EvalMapState};
+pub use eval_tap::{EvalTap, EvalTapState};
 pub use join::{Join, JoinAll, JoinAllState, JoinState, join, join_all};
 pub use map::{Map, MapState};
 pub use on_finalize::{OnFinalize, OnFinalizeState};
@@ -32,6 +34,7 @@ use crate::{IntoLocalContext, Outcome};
 /// | `map(f)` | [`map(f)`](ContextExt::map): `f` borrows the value, which stays for its exit |
 /// | `flatMap(f)` | [`and_then(f)`](ContextExt::and_then): `f` borrows the value and makes the next context |
 /// | `evalMap(f)` | [`eval_map(f)`](ContextExt::eval_map): an async step that may fail |
+/// | `evalTap(f)` | [`eval_tap(f)`](ContextExt::eval_tap): an async step on the value, which the body then sees |
 /// | `onFinalize(f)` / `onFinalizeCase(f)` | [`on_finalize(f)`](ContextExt::on_finalize): sees the outcome |
 /// | `both(a, b)` / `parTupled` | [`join(a, b)`](join) |
 /// | `parSequence` | [`join_all(contexts)`](join_all) |
@@ -114,6 +117,31 @@ pub trait ContextExt: Sized {
         F: AsyncFnOnce(&mut Self::Value) -> Result<W, Self::Error>,
     {
         EvalMap::new(self, f)
+    }
+
+    /// After entering, runs the async step `f` on the value (authenticate a connection, set up a
+    /// schema), and the body sees the value itself. If `f` fails or panics, the context is exited
+    /// with that outcome and the scope gets the error: Cats Effect's `evalTap`.
+    ///
+    /// ```
+    /// use async_with::{resource, with, ContextExt, Outcome};
+    ///
+    /// struct Conn { user: Option<&'static str> }
+    /// let conn = resource(async || Ok::<_, String>(Conn { user: None }), async |_, _: Outcome<'_, String>| Ok(()));
+    /// let authed = conn.eval_tap(async |conn: &mut Conn| {
+    ///     conn.user = Some("alice"); // a login round trip, say
+    ///     Ok(())
+    /// });
+    /// # futures::executor::block_on(async {
+    /// assert_eq!(with(authed, async |conn| Ok(conn.user)).await.unwrap(), Some("alice"));
+    /// # });
+    /// ```
+    fn eval_tap<F>(self, f: F) -> EvalTap<Self, F>
+    where
+        Self: IntoLocalContext,
+        F: AsyncFnOnce(&mut Self::Value) -> Result<(), Self::Error>,
+    {
+        EvalTap::new(self, f)
     }
 
     /// Enters this context, then the context `f` makes from its value, which the body sees; the
