@@ -168,8 +168,13 @@ mod global {
     }
 
     /// Replaces the process-wide hook told when a scope future is dropped before it finished (its
-    /// contexts then ran their synchronous fallbacks). By default nothing is reported: dropping a
-    /// scope is how `select!` and timeouts cancel, and the fallbacks did run.
+    /// contexts then ran their synchronous fallbacks instead of their async exits).
+    ///
+    /// By default, with the `tracing` feature, a `warn` event is emitted; without it, debug builds
+    /// (`debug_assertions`) write one line to standard error and release builds say nothing. The
+    /// line names the scope and its context type, and how to avoid it: a runtime's `timeout` or a
+    /// `select!` drops the scope, where [`Scope::cancel_on`](crate::Scope::cancel_on) would have
+    /// run the async exits. `set_drop_hook(|_| {})` silences it.
     ///
     /// The hook runs inside the scope future's `Drop`, possibly while a panic unwinds: a panic in
     /// it is printed by the panic hook and then swallowed, never a double panic or an abort. It
@@ -185,11 +190,32 @@ mod global {
 
     /// Called from the `Drop` of a scope future, maybe during unwinding: nothing may escape.
     pub(super) fn dropped(report: &super::Dropped) {
-        if let Some(hook) = current(&DROP_HOOK) {
+        match current(&DROP_HOOK) {
             // The clone is dropped in there too: it is the last one if the hook was replaced
             // meanwhile, and then its destructor (user code) runs.
-            crate::unwind::quietly(move || hook(report));
+            Some(hook) => crate::unwind::quietly(move || hook(report)),
+            None => warn_dropped(report),
         }
+    }
+
+    /// The default drop hook: a dropped scope should not go unnoticed while developing.
+    fn warn_dropped(report: &super::Dropped) {
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            scope = report.scope(),
+            context = report.context(),
+            "{report}; a timeout through `Scope::cancel_on` would have run the async exits (`async_with::set_drop_hook(|_| {{}})` silences this)"
+        );
+        // `eprintln!`, so that test harnesses capture it; inside `quietly`, since it panics when
+        // standard error is gone, and this runs in a `Drop`.
+        #[cfg(all(not(feature = "tracing"), debug_assertions))]
+        crate::unwind::quietly(|| {
+            std::eprintln!(
+                "async-with: {report}; a timeout through `Scope::cancel_on` would have run the async exits (`async_with::set_drop_hook(|_| {{}})` silences this)"
+            )
+        });
+        #[cfg(all(not(feature = "tracing"), not(debug_assertions)))]
+        let _ = report;
     }
 
     /// May panic if the hook does: the callers guard each call.

@@ -94,3 +94,29 @@ fn a_scope_is_a_span_and_each_step_an_event_with_how_it_ended() {
         ]
     );
 }
+
+/// With no drop hook set, a dropped scope is a `warn` event (the default drop hook).
+#[test]
+fn a_dropped_scope_is_a_warning() {
+    use std::task::{Context, Waker};
+    let collect = Collect::default();
+    let j = Journal::new();
+    tracing::subscriber::with_default(collect.clone(), || {
+        let mut scope = Box::pin(with(j.probe("a"), async |_| {
+            std::future::pending::<()>().await;
+            Ok(())
+        }));
+        let mut task = Context::from_waker(Waker::noop());
+        for _ in 0..4 {
+            assert!(scope.as_mut().poll(&mut task).is_pending());
+        }
+        drop(scope);
+    });
+    let lines = collect.lines.lock().unwrap().clone();
+    let warning = lines.iter().find(|line| line.contains("was dropped")).expect("a warning");
+    assert!(
+        warning.contains("scope=with") && warning.contains("context=tracing::common::Probe"),
+        "{warning}"
+    );
+    assert!(warning.contains("set_drop_hook"), "{warning}");
+}
