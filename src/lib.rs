@@ -368,3 +368,8 @@ pub mod __private {
     pub use crate::tuple::{Chain, Flat, Nest};
     pub use crate::unwind::Unwind;
 }
+
+/// The README's examples, compiled as doctests.
+#[cfg(all(doctest, feature = "testkit"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
