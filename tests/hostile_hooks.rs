@@ -6,6 +6,8 @@
 //! `Drop` during unwinding aborts the whole process. So every scenario that sets a hook runs in
 //! a child process of its own (this test binary, running only that test), and the parent checks
 //! that the child ran it and exited normally: not aborted, not hung, no failed assertion.
+// Miri cannot start a process.
+#![cfg(not(miri))]
 
 mod common;
 
