@@ -8,13 +8,19 @@
 //! created. So the scope *lends* its newest error into the `Cx` for the teardown, and the `Cx`
 //! gives it back when it is dropped (at the latest when the closure returns, or unwinds): a
 //! teardown that ignores the error cannot suppress it.
+//!
+//! `provide` may be awaited away from the scope's own poll (in a task the closure spawned, or
+//! under a combinator that polls only what was woken, such as `FuturesUnordered`), so each
+//! hand-over wakes the other side: the scope when the value comes, the `provide` future when the
+//! body is over. Once the scope is done with the context, the slot says so, and a `provide`
+//! still around panics instead of waiting forever.
 
 use alloc::sync::Arc;
 use core::fmt;
 use core::future::Future;
 use core::marker::PhantomData;
 use core::pin::Pin;
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, Waker};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::frame;
@@ -60,10 +66,45 @@ use crate::{IntoContext, IntoLocalContext, Outcome};
 /// setup and teardown are two separate functions already. A generator context costs one small
 /// allocation per entry (the slot that carries the value out and back); `resource` costs none.
 ///
+/// `provide` may be awaited in a task the closure spawns (the [`Cx`] is `Send`), as long as the
+/// closure waits for that task: the context ends when the closure returns.
+///
+/// If the scope is dropped before it could exit (a dropped scope future, or an exit stack
+/// dropped without closing), no teardown can run. Then, in [`with`](crate::with) as in exit
+/// stacks, the value is dropped first, then the closure's future with the setup's locals (in
+/// their own reverse order), at once; a panic in one of these destructors is contained, and the
+/// others still run.
+///
+/// ```
+/// use async_with::{context, Cx, ExitStack};
+/// use std::sync::{Arc, Mutex};
+///
+/// struct Journaled(&'static str, Arc<Mutex<Vec<&'static str>>>);
+/// impl Drop for Journaled {
+///     fn drop(&mut self) { self.1.lock().unwrap().push(self.0) }
+/// }
+///
+/// let dropped = Arc::new(Mutex::new(Vec::new()));
+/// let log = dropped.clone();
+/// let stack = ExitStack::<()>::new();
+/// futures::executor::block_on(stack.enter(context(async move |mut cx: Cx<Journaled, ()>| {
+///     let _lock = Journaled("setup's lock", log.clone());
+///     let _ = cx.provide(Journaled("value", log)).await;
+///     Ok(())
+/// })))
+/// .unwrap();
+/// drop(stack); // not closed: no teardown
+/// assert_eq!(*dropped.lock().unwrap(), ["value", "setup's lock"]);
+/// ```
+///
 /// Misuse is reported as a panic with a clear message, which the scope treats like any panic
-/// (the other exits run, then it resumes): returning `Ok` without calling `provide` (Python's
-/// "generator didn't yield"), or calling `provide` a second time (Python's "generator didn't
-/// stop"; the second value is dropped and no second body runs).
+/// (the other exits run, then it resumes; the body's error is never lost, it goes to the
+/// caller's error hook): returning `Ok` without calling `provide` (Python's "generator didn't
+/// yield"); calling `provide` a second time (Python's "generator didn't stop"; the second value
+/// is dropped and no second body runs); returning before the `provide` future resumed (it was
+/// dropped, say by a `select!`; the value is dropped); keeping the `Cx` past the closure while it
+/// holds the body's error (the one error that then cannot come back); and polling `provide`
+/// after the context ended.
 pub fn context<F, Fut, V, E>(generator: F) -> Generator<F, V, E>
 where
     F: FnOnce(Cx<V, E>) -> Fut,
@@ -162,6 +203,9 @@ impl<V, E> Drop for Cx<V, E> {
 
 /// The future of [`Cx::provide`].
 ///
+/// Await it to its end: dropping it after it has handed the value over (losing a `select!`) is
+/// misuse, reported when the closure returns.
+///
 /// ```
 /// use async_with::{context, Provide};
 /// let ctx = context(async |mut cx| {
@@ -189,21 +233,38 @@ impl<V, E> Unpin for Provide<'_, V, E> {}
 impl<'cx, V, E> Future for Provide<'cx, V, E> {
     type Output = (V, Outcome<'cx, E>);
 
-    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let cx = this.cx.as_mut().expect("async-with: `Provide` polled after completion");
         let mut slot = cx.slot.lock();
+        let misuse = match (&slot.state, this.value.is_some()) {
+            (State::Ended, _) => Some("async-with: `provide` was polled after its generator context ended"),
+            (State::Setup, true) | (_, false) => None,
+            (_, true) => Some("async-with: `provide` was called twice in one generator context"),
+        };
+        if let Some(message) = misuse {
+            drop(slot);
+            // Dropped now, not while the panic unwinds: its destructor may panic too.
+            let value = this.value.take();
+            crate::unwind::quietly(|| drop(value));
+            panic!("{message}");
+        }
         if let Some(value) = this.value.take() {
-            match slot.state {
-                State::Setup => slot.state = State::Provided(value),
-                _ => panic!("async-with: `provide` was called twice in one generator context"),
+            slot.state = State::Provided(value);
+            // A scope that is polling the closure right now sees the value when that poll ends.
+            let scope = if slot.polling { None } else { slot.scope.take() };
+            register(&mut slot.provide, task);
+            drop(slot);
+            if let Some(scope) = scope {
+                scope.wake();
             }
             return Poll::Pending;
         }
-        // No waker is needed: the scope itself polls the generator again when it resumes it.
         match core::mem::replace(&mut slot.state, State::Teardown) {
             State::Resumed(value, kind, lent) => {
+                let waker = slot.provide.take();
                 drop(slot);
+                drop(waker);
                 let cx = this.cx.take().expect("checked above");
                 cx.lent = lent;
                 let outcome = match (kind, &cx.lent) {
@@ -218,10 +279,19 @@ impl<'cx, V, E> Future for Provide<'cx, V, E> {
                 Poll::Ready((value, outcome))
             }
             state => {
+                // The body has the value: woken when the scope resumes this future.
                 slot.state = state;
+                register(&mut slot.provide, task);
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Keeps `task`'s waker in `waker`, cloning it only if it is not the one kept already.
+fn register(waker: &mut Option<Waker>, task: &Context<'_>) {
+    if !waker.as_ref().is_some_and(|kept| kept.will_wake(task.waker())) {
+        *waker = Some(task.waker().clone());
     }
 }
 
@@ -249,6 +319,12 @@ struct Slot<V, E> {
 struct Shared<V, E> {
     state: State<V, E>,
     returned: Option<Lent<E>>,
+    /// The scope is polling the closure right now: a hand-over made meanwhile needs no wake.
+    polling: bool,
+    /// The scope's waker, while its setup waits for a value handed over outside its polls.
+    scope: Option<Waker>,
+    /// The waker of the `provide` future waiting for the body to end.
+    provide: Option<Waker>,
 }
 
 enum State<V, E> {
@@ -262,13 +338,50 @@ enum State<V, E> {
     Resumed(V, Kind, Option<Lent<E>>),
     /// The closure took it back and runs its teardown.
     Teardown,
+    /// The scope is done with the context: nothing more is handed over.
+    Ended,
 }
 
 impl<V, E> Slot<V, E> {
+    fn new(polling: bool) -> Self {
+        let shared = Shared { state: State::Setup, returned: None, polling, scope: None, provide: None };
+        Slot { inner: Mutex::new(shared) }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Shared<V, E>> {
         // A panic while the lock is held cannot leave `Shared` half-updated: every update is a
         // single assignment. So a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The scope's side of the slot. Held after the closure's future, so that it is dropped after
+/// it: however the scope lets go of the context, the hand-over ends.
+struct ScopeSide<V, E>(Arc<Slot<V, E>>);
+
+/// What the slot still held when the hand-over ended: the state and the error a `Cx` gave back.
+type Left<V, E> = (State<V, E>, Option<Lent<E>>);
+
+impl<V, E> ScopeSide<V, E> {
+    /// Ends the hand-over and returns what was left; a `provide` still waiting (in another task)
+    /// is woken, to find out.
+    fn end(&self) -> Left<V, E> {
+        let mut shared = self.0.lock();
+        let left = (core::mem::replace(&mut shared.state, State::Ended), shared.returned.take());
+        let (provide, scope) = (shared.provide.take(), shared.scope.take());
+        drop(shared);
+        drop(scope);
+        if let Some(provide) = provide {
+            provide.wake();
+        }
+        left
+    }
+}
+
+impl<V, E> Drop for ScopeSide<V, E> {
+    fn drop(&mut self) {
+        let left = self.end();
+        crate::unwind::quietly(|| drop(left));
     }
 }
 
@@ -291,7 +404,8 @@ pin_project_lite::pin_project! {
     {
         #[pin]
         stage: Stage<F, <F as GeneratorFn<V, E>>::Future>,
-        slot: Option<Arc<Slot<V, E>>>,
+        // After the stage: dropped after the closure's future.
+        slot: Option<ScopeSide<V, E>>,
         types: PhantomData<fn() -> (V, E)>,
     }
 }
@@ -366,10 +480,22 @@ where
     }
 }
 
-/// Where the closure's future ended up after one poll.
+/// How the closure's teardown ended, as far as the hand-over cares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TeardownEnd {
+    /// It returned (or unwound) by itself.
+    Returned,
+    /// The scope's exit deadline stopped it.
+    PastDeadline,
+}
+
+/// Where the setup ended up after one poll of the closure's future, if it is over.
 enum Step<V, E> {
     Provided(V),
-    Finished(Result<(), E>),
+    Failed(E),
+    /// It returned without a value for the body: a misuse, reported as a panic; what it
+    /// returned (an error, recorded first) and what it left in the slot come with it.
+    Misused(&'static str, Option<E>, State<V, E>),
 }
 
 /// What a teardown in progress keeps besides the closure's future.
@@ -382,6 +508,65 @@ struct Teardown<E> {
 
 impl<E> Teardown<E> {
     const NOT_STARTED: Self = Teardown { lent: false, deadline: None };
+
+    /// Polls the deadline, if there is one: the error to report once it has passed. A deadline
+    /// that panics is a panic of the scope (recorded); the teardown goes on without one.
+    fn poll_deadline(&mut self, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Option<E> {
+        let deadline = self.deadline.as_mut()?;
+        match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| deadline.as_mut().poll(task))) {
+            Ok(Poll::Ready(late)) => Some(late),
+            Ok(Poll::Pending) => None,
+            Err(payload) => {
+                self.deadline = None;
+                unwind.panicked(payload);
+                None
+            }
+        }
+    }
+}
+
+/// Runs `f`, which drops user state, and records a panic in it as the scope's.
+fn dropping<E>(unwind: &mut Unwind<E>, f: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)) {
+        unwind.panicked(payload);
+    }
+}
+
+impl<F: GeneratorFn<V, E>, V, E> Running<F, V, E> {
+    /// Drops the closure's future (or the closure, if it never started), here and now.
+    fn stop(self: Pin<&mut Self>) {
+        self.project().stage.set(Stage::Done);
+    }
+
+    // The closure's future may hold references into itself (`provide` borrows the `Cx` it
+    // owns), so `Running` is only ever reached through `Pin<&mut>` and projections: a shared
+    // borrow of the whole would invalidate them (Miri reports it).
+
+    /// Ends the hand-over (see [`ScopeSide::end`]), if the closure started.
+    fn end(self: Pin<&mut Self>) -> Left<V, E> {
+        match self.project().slot {
+            Some(side) => side.end(),
+            None => (State::Ended, None),
+        }
+    }
+
+    fn side(self: Pin<&mut Self>) -> &Slot<V, E> {
+        &self.project().slot.as_ref().expect("async-with: the generator context has started").0
+    }
+
+    fn started(self: Pin<&mut Self>) -> bool {
+        !matches!(self.project().stage.project(), StageProj::Start { .. })
+    }
+
+    /// What a scope that cannot exit does with an entered generator: it drops the value, then
+    /// the closure's future (with the setup's locals), here and now. A panic in a destructor is
+    /// contained, and does not keep the rest from being dropped.
+    fn drop_entered(mut self: Pin<&mut Self>, value: V) {
+        crate::unwind::quietly(|| drop(value));
+        crate::unwind::quietly(|| self.as_mut().stop());
+        let left = self.as_mut().end();
+        crate::unwind::quietly(|| drop(left));
+    }
 }
 
 impl<F, Fut, V, E> Running<F, V, E>
@@ -389,15 +574,6 @@ where
     F: FnOnce(Cx<V, E>) -> Fut,
     Fut: Future<Output = Result<(), E>>,
 {
-    /// Drops the closure's future (or the closure, if it never started), here and now.
-    fn stop(self: Pin<&mut Self>) {
-        self.project().stage.set(Stage::Done);
-    }
-
-    fn started(&self) -> bool {
-        !matches!(self.stage, Stage::Start { .. })
-    }
-
     /// Polls the closure's future, if it is still running.
     fn poll_future(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Result<(), E>> {
         match self.project().stage.project() {
@@ -411,37 +587,48 @@ where
         let mut this = self.as_mut().project();
         if let StageProj::Start { generator } = this.stage.as_mut().project() {
             let generator = generator.take().expect("started once");
-            let slot = Arc::new(Slot { inner: Mutex::new(Shared { state: State::Setup, returned: None }) });
-            *this.slot = Some(slot.clone());
+            let slot = Arc::new(Slot::new(true));
+            *this.slot = Some(ScopeSide(slot.clone()));
             this.stage.set(Stage::Running { future: generator(Cx { slot, lent: None }) });
+        } else {
+            self.as_mut().side().lock().polling = true;
         }
         let polled = self.as_mut().poll_future(task);
-        let slot = self.slot.as_ref().expect("started above");
-        let mut shared = slot.lock();
-        match (polled, core::mem::replace(&mut shared.state, State::Body)) {
-            (Poll::Pending, State::Provided(value)) => Poll::Ready(Step::Provided(value)),
+        let mut shared = self.as_mut().side().lock();
+        shared.polling = false;
+        let result = match (polled, core::mem::replace(&mut shared.state, State::Body)) {
+            (Poll::Pending, State::Provided(value)) => {
+                let scope = shared.scope.take();
+                drop(shared);
+                drop(scope);
+                return Poll::Ready(Step::Provided(value));
+            }
             (Poll::Pending, state) => {
                 shared.state = state;
-                Poll::Pending
+                register(&mut shared.scope, task);
+                return Poll::Pending;
             }
-            (Poll::Ready(Ok(())), State::Setup) => {
-                drop(shared);
-                self.stop();
-                panic!("async-with: a generator context returned without calling `provide`")
+            (Poll::Ready(result), state) => {
+                shared.state = state;
+                result
             }
-            (Poll::Ready(result), State::Setup) => {
-                drop(shared);
-                self.stop();
-                Poll::Ready(Step::Finished(result))
-            }
-            (Poll::Ready(_), _) => {
-                drop(shared);
-                self.stop();
-                panic!(
-                    "async-with: a generator context returned while its body had the value (was the `provide` future dropped?)"
-                )
-            }
-        }
+        };
+        drop(shared);
+        self.as_mut().stop();
+        let (state, _) = self.as_mut().end();
+        Poll::Ready(match (result, state) {
+            (Err(error), State::Setup) => Step::Failed(error),
+            (Ok(()), State::Setup) => Step::Misused(
+                "async-with: a generator context returned without calling `provide`",
+                None,
+                State::Setup,
+            ),
+            (result, state) => Step::Misused(
+                "async-with: a generator context returned while its body had the value (was the `provide` future dropped?)",
+                result.err(),
+                state,
+            ),
+        })
     }
 
     /// Runs the setup (shielded, unless the scope interrupts enters and is cancelled: then it
@@ -454,9 +641,12 @@ where
     ) -> Poll<Option<V>> {
         let scope = frame::current();
         // Cancelled before the setup started, or while it runs if enters are interruptible.
-        if scope.cancelled && (scope.interrupt_enters || !self.started()) {
-            crate::unwind::quietly(|| self.as_mut().stop());
-            unwind.cancel();
+        if scope.cancelled && (scope.interrupt_enters || !self.as_mut().started()) {
+            // Dropping an interrupted setup runs user code: a panic there is the scope's.
+            dropping(unwind, || self.as_mut().stop());
+            let left = self.as_mut().end();
+            dropping(unwind, || drop(left));
+            unwind.cancelled_by_frame();
             return Poll::Ready(None);
         }
         let polled = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
@@ -465,33 +655,35 @@ where
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(Step::Provided(value))) => Poll::Ready(Some(value)),
-            Ok(Poll::Ready(Step::Finished(Ok(())))) => {
-                unreachable!("a setup that returns `Ok` without providing panics")
-            }
-            Ok(Poll::Ready(Step::Finished(Err(error)))) => {
+            Ok(Poll::Ready(Step::Failed(error))) => {
                 unwind.failed(error);
+                Poll::Ready(None)
+            }
+            Ok(Poll::Ready(Step::Misused(message, error, left))) => {
+                if let Some(error) = error {
+                    unwind.failed(error);
+                }
+                unwind.misuse(message);
+                // The value it handed over, if any, goes now.
+                dropping(unwind, || drop(left));
                 Poll::Ready(None)
             }
             Err(payload) => {
                 unwind.panicked(payload);
+                // The closure unwound (or misused `provide`): what it left is dropped now.
+                dropping(unwind, || self.as_mut().stop());
+                let left = self.as_mut().end();
+                dropping(unwind, || drop(left));
                 Poll::Ready(None)
             }
         }
-    }
-
-    /// Runs the teardown to its end.
-    fn poll_teardown(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Result<(), E>> {
-        let result = core::task::ready!(self.as_mut().poll_future(task));
-        self.stop();
-        Poll::Ready(result)
     }
 
     /// Resumes the closure for its teardown: with `value`, the outcome and the lent error.
     fn begin_exit(self: Pin<&mut Self>, value: V, teardown: &mut Teardown<E>, unwind: &mut Unwind<E>) {
         let (kind, lent) = unwind.lend();
         *teardown = Teardown { lent: lent.is_some(), deadline: unwind.deadline() };
-        self.slot.as_ref().expect("async-with: exit before enter").lock().state =
-            State::Resumed(value, kind, lent);
+        self.side().lock().state = State::Resumed(value, kind, lent);
     }
 
     /// Runs the teardown begun by [`Running::begin_exit`] and records how it ended. Polled in
@@ -503,37 +695,70 @@ where
         unwind: &mut Unwind<E>,
     ) -> Poll<()> {
         let polled = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
-            frame::shielded(|| self.as_mut().poll_teardown(task))
+            frame::shielded(|| self.as_mut().poll_future(task))
         }));
-        let result = match polled {
-            Ok(Poll::Ready(result)) => Ok(result),
-            Ok(Poll::Pending) => {
-                match teardown.deadline.as_mut().map(|deadline| deadline.as_mut().poll(task)) {
-                    Some(Poll::Ready(late)) => {
-                        // Past its deadline: the teardown is dropped (its `Cx` gives the error back).
-                        crate::unwind::quietly(|| self.as_mut().stop());
-                        Ok(Err(late))
-                    }
-                    _ => return Poll::Pending,
+        let (result, ended) = match polled {
+            Ok(Poll::Ready(result)) => (Ok(result), TeardownEnd::Returned),
+            Err(payload) => (Err(payload), TeardownEnd::Returned),
+            Ok(Poll::Pending) => match teardown.poll_deadline(task, unwind) {
+                Some(late) => (Ok(Err(late)), TeardownEnd::PastDeadline),
+                None => {
+                    self.as_mut().wake_provide();
+                    return Poll::Pending;
                 }
-            }
-            Err(payload) => {
-                self.as_mut().stop();
-                Err(payload)
-            }
+            },
         };
         teardown.deadline = None;
-        // The closure has returned or unwound, dropping its `Cx`, which gave the error back.
-        let returned = self.project().slot.as_ref().expect("entered").lock().returned.take();
-        match returned {
-            Some(error) => unwind.restore(error),
-            None if teardown.lent => unwind.misuse(
-                "async-with: a generator context's `Cx` outlived its closure and kept the scope's error",
-            ),
-            None => {}
-        }
+        // Past its deadline, the teardown is dropped here (its `Cx` gives the error back): a
+        // panic in doing so is the scope's.
+        dropping(unwind, || self.as_mut().stop());
+        // The closure has returned or unwound, dropping its `Cx`, which gave the error back;
+        // unless it never took it (nor the value): then both are still in the slot.
+        let (state, returned) = self.as_mut().end();
+        let (unclaimed, kept) = match state {
+            State::Resumed(value, _, lent) => {
+                if let Some(error) = lent {
+                    unwind.restore(error);
+                }
+                (Some(value), false)
+            }
+            _ => match returned {
+                Some(error) => {
+                    unwind.restore(error);
+                    (None, false)
+                }
+                None => (None, teardown.lent),
+            },
+        };
         unwind.exited(result);
+        if let Some(value) = unclaimed {
+            if ended == TeardownEnd::Returned {
+                unwind.misuse(
+                    "async-with: a generator context returned before its `provide` future resumed (was the `provide` future dropped?)",
+                );
+            }
+            unwind.drop_value(value);
+        }
+        if kept {
+            unwind.misuse(
+                "async-with: a generator context's `Cx` outlived its closure and kept the scope's error",
+            );
+        }
         Poll::Ready(())
+    }
+
+    /// Wakes a `provide` future that the teardown's poll did not resume: it waits elsewhere (in
+    /// another task, or under a combinator that polls only what was woken).
+    fn wake_provide(self: Pin<&mut Self>) {
+        let mut shared = self.side().lock();
+        let waiting = match shared.state {
+            State::Resumed(..) => shared.provide.take(),
+            _ => None,
+        };
+        drop(shared);
+        if let Some(provide) = waiting {
+            provide.wake();
+        }
     }
 }
 
@@ -591,6 +816,20 @@ pin_project_lite::pin_project! {
         running: Running<F, V, E>,
         value: Option<V>,
         teardown: Teardown<E>,
+    }
+
+    impl<F, V, E> PinnedDrop for GeneratorEntry<F, V, E>
+    where
+        F: GeneratorFn<V, E>,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped without having exited (the stack was dropped, not closed): what `with`
+            // does when it is dropped.
+            let this = this.project();
+            if let Some(value) = this.value.take() {
+                this.running.drop_entered(value);
+            }
+        }
     }
 }
 
@@ -658,8 +897,7 @@ macro_rules! generator_protocol {
             fn fallback(self: Pin<&mut Self>, value: V) {
                 // Nothing async can run: the value is dropped, then the closure's future, here and
                 // now (its locals' destructors run in their turn, not later with the state).
-                drop(value);
-                self.stop();
+                self.drop_entered(value);
             }
         }
     };
