@@ -320,6 +320,74 @@ impl From<Cancelled> for std::io::Error {
     }
 }
 
+/// How a context whose errors are converted ([`map_err`](crate::ContextExt::map_err),
+/// [`err_into`](crate::ContextExt::err_into)) is shown a failure of the scope around it, whose
+/// error is of another type: an error of its own type made from this, which carries the outer
+/// error's text. So its exit sees [`Outcome::Failed`](crate::Outcome::Failed) (and rolls back,
+/// say), never `Completed`.
+///
+/// `From<ForeignError>` is implemented for `String` and `std::io::Error` (of kind `Other`);
+/// implement it for your error type to convert its contexts.
+///
+/// ```
+/// use async_with::ForeignError;
+/// #[derive(Debug)]
+/// enum DbError { Query(String), ScopeFailed(String) }
+/// impl From<ForeignError> for DbError {
+///     fn from(failed: ForeignError) -> Self { DbError::ScopeFailed(failed.to_string()) }
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ForeignError {
+    message: alloc::string::String,
+}
+
+impl ForeignError {
+    pub(crate) fn of(error: &impl fmt::Display) -> Self {
+        ForeignError { message: alloc::string::ToString::to_string(error) }
+    }
+
+    /// The outer error's text.
+    ///
+    /// ```
+    /// # use async_with::{resource, with, ContextExt, Error, ForeignError, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let inner = resource(async || Ok::<_, String>(()), async |(), outcome: Outcome<'_, String>| {
+    ///     assert_eq!(outcome.error().unwrap(), "the scope failed: body failed");
+    ///     Ok(())
+    /// });
+    /// let _ = with(inner.map_err(std::io::Error::other), async |()| {
+    ///     Err::<(), _>(std::io::Error::other("body failed").into())
+    /// })
+    /// .await;
+    /// # });
+    /// ```
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ForeignError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the scope failed: {}", self.message)
+    }
+}
+
+impl core::error::Error for ForeignError {}
+
+impl From<ForeignError> for alloc::string::String {
+    fn from(failed: ForeignError) -> Self {
+        alloc::string::ToString::to_string(&failed)
+    }
+}
+
+#[cfg(feature = "std")]
+impl From<ForeignError> for std::io::Error {
+    fn from(failed: ForeignError) -> Self {
+        std::io::Error::other(failed)
+    }
+}
+
 impl<E: fmt::Debug> fmt::Debug for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");

@@ -331,11 +331,13 @@ pub use cancel::{CancellationToken, WaitForCancellation};
 pub use closing::Closing;
 #[cfg(feature = "futures-io")]
 pub use closing::closing;
-pub use combinator::{AndThen, ContextExt, EvalMap, EvalTap, Join, JoinAll, Map, OnFinalize, join, join_all};
+pub use combinator::{
+    AndThen, ContextExt, EvalMap, EvalTap, Join, JoinAll, Map, MapErr, OnFinalize, join, join_all,
+};
 pub use context::{AsyncContext, IntoContext, IntoLocalContext, LocalAsyncContext};
 #[cfg(feature = "std")]
 pub use detach::{DetachOnDrop, DetachSignal, Detached, detach_on_drop};
-pub use error::{Cancelled, Error};
+pub use error::{Cancelled, Error, ForeignError};
 #[cfg(feature = "std")]
 pub use generator::{Cx, Generator, Provide, context};
 pub use hook::{Dropped, ErrorHook, GlobalHook};
@@ -355,7 +357,8 @@ pub mod testkit;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::combinator::{
-        AndThenState, EvalMapState, EvalTapState, JoinAllState, JoinState, MapState, OnFinalizeState,
+        AndThenState, EvalMapState, EvalTapState, JoinAllState, JoinState, MapErrState, MapState,
+        OnFinalizeState,
     };
     pub use crate::combinator::{OutcomeFn, StepFn};
     pub use crate::context::Leaf;

@@ -22,7 +22,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 
 use crate::catch_unwind::{Caught, Payload, call};
-use crate::error::Error;
+use crate::error::{Error, ForeignError};
 use crate::frame;
 use crate::hook::ErrorHook;
 use crate::outcome::Outcome;
@@ -304,6 +304,41 @@ impl<E> Unwind<E> {
         }
         for branch in branches {
             self.merge(core::mem::replace(branch, Unwind::with_deadlines(None)));
+        }
+    }
+
+    /// An unwind of another error type for a context inside this scope (`map_err`): it starts
+    /// out seeing what this scope's next exit would see, a failure shown as an `E2` made from a
+    /// [`ForeignError`] (never returned: it is this scope's error, not the context's). No exit
+    /// deadline: the outer scope bounds the context's exit with its own.
+    pub(crate) fn presented_as<E2: From<ForeignError>>(&self) -> Unwind<E2>
+    where
+        E: core::fmt::Display,
+    {
+        let mut inner = Unwind::with_deadlines(None);
+        match self.outcome() {
+            Outcome::Completed => {}
+            Outcome::Panicked => inner.rest().inherited_panic = true,
+            Outcome::Cancelled => inner.head = Head::Cancelled,
+            Outcome::Failed(error) => inner.rest().shared = Some(Arc::new(E2::from(ForeignError::of(error)))),
+        }
+        inner
+    }
+
+    /// Takes back what an unwind of [`presented_as`](Unwind::presented_as) recorded, each error
+    /// converted by `f`: its cancellation, its errors in order, then its panic.
+    pub(crate) fn merge_mapped<E1>(&mut self, inner: Unwind<E1>, mut f: impl FnMut(E1) -> E) {
+        let Unwind { head, later, rest } = inner;
+        match head {
+            Head::Failed(error) => self.fail(f(error)),
+            Head::Cancelled => self.cancel(),
+            Head::Clean => {}
+        }
+        for error in later {
+            self.fail(f(error));
+        }
+        if let Some(payload) = rest.and_then(|rest| rest.panic) {
+            self.panicked(payload);
         }
     }
 

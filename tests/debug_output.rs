@@ -19,7 +19,7 @@ fn a_cancellation_token_shows_whether_it_was_cancelled() {
     let cancelled = token.cancelled();
     token.cancel();
     assert_eq!(debug(&token), "CancellationToken { cancelled: true }");
-    assert!(debug(&cancelled).starts_with("Cancelled"), "{cancelled:?}");
+    assert!(debug(&cancelled).starts_with("WaitForCancellation"), "{cancelled:?}");
 }
 
 #[test]

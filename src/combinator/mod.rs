@@ -10,6 +10,7 @@ mod eval_map;
 mod eval_tap;
 mod join;
 mod map;
+mod map_err;
 mod on_finalize;
 
 pub use and_then::{AndThen, AndThenState};
@@ -17,6 +18,7 @@ pub use eval_map::{EvalMap, EvalMapState};
 pub use eval_tap::{EvalTap, EvalTapState};
 pub use join::{Join, JoinAll, JoinAllState, JoinState, join, join_all};
 pub use map::{Map, MapState};
+pub use map_err::{MapErr, MapErrState};
 pub use on_finalize::{OnFinalize, OnFinalizeState};
 
 use core::future::Future;
@@ -35,6 +37,7 @@ use crate::{IntoLocalContext, Outcome};
 /// | `flatMap(f)` | [`and_then(f)`](ContextExt::and_then): `f` borrows the value and makes the next context |
 /// | `evalMap(f)` | [`eval_map(f)`](ContextExt::eval_map): an async step that may fail |
 /// | `evalTap(f)` | [`eval_tap(f)`](ContextExt::eval_tap): an async step on the value, which the body then sees |
+/// | (one `Throwable` type) | [`map_err(f)`](ContextExt::map_err), [`err_into()`](ContextExt::err_into): contexts of different error types in one scope |
 /// | `onFinalize(f)` / `onFinalizeCase(f)` | [`on_finalize(f)`](ContextExt::on_finalize): sees the outcome |
 /// | `both(a, b)` / `parTupled` | [`join(a, b)`](join) |
 /// | `parSequence` | [`join_all(contexts)`](join_all) |
@@ -167,6 +170,62 @@ pub trait ContextExt: Sized {
         C: IntoLocalContext<Error = Self::Error>,
     {
         AndThen::new(self, f)
+    }
+
+    /// Converts this context's errors with `f`, so that it can share a scope (a tuple, a `join`,
+    /// an exit stack) with contexts of another error type. Every error it produces (its enter's,
+    /// its exit's) is converted; when the scope around it fails with an error of the outer type,
+    /// its exit sees [`Outcome::Failed`] with an error of its own type made from a
+    /// [`ForeignError`](crate::ForeignError) that carries the outer error's text (so it never
+    /// mistakes a failure for `Completed`). Its exit is bounded by the scope's exit deadline.
+    ///
+    /// ```
+    /// use async_with::{resource, with, ContextExt, Error, Outcome};
+    ///
+    /// #[derive(Debug)]
+    /// enum AppError { Db(String), Io(std::io::Error) }
+    /// impl std::fmt::Display for AppError {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{self:?}") }
+    /// }
+    ///
+    /// let db = resource(async || Ok::<_, String>("db"), async |_, outcome: Outcome<'_, String>| {
+    ///     println!("db closes after {outcome:?}");
+    ///     Ok(())
+    /// });
+    /// let file = resource(async || Ok::<_, std::io::Error>("file"), async |_, _: Outcome<'_, std::io::Error>| Ok(()));
+    /// let both = (db.map_err(AppError::Db), file.map_err(AppError::Io));
+    /// # futures::executor::block_on(async {
+    /// let error = with(both, async |_| Err::<(), _>(AppError::Db("query failed".into()).into())).await.unwrap_err();
+    /// assert!(matches!(error.primary(), Some(AppError::Db(_))));
+    /// # });
+    /// ```
+    fn map_err<F, E>(self, f: F) -> MapErr<Self, F, E>
+    where
+        Self: IntoLocalContext<Error: From<crate::ForeignError>>,
+        F: FnMut(Self::Error) -> E,
+        E: core::fmt::Display,
+    {
+        MapErr::new(self, f)
+    }
+
+    /// [`map_err`](ContextExt::map_err) with `Into`: this context's errors become `E`'s.
+    ///
+    /// ```
+    /// use async_with::{resource, with, ContextExt, Outcome};
+    ///
+    /// let ctx = resource(async || Ok::<_, std::io::Error>(1), async |_, _: Outcome<'_, std::io::Error>| Ok(()));
+    /// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    /// # futures::executor::block_on(async {
+    /// let n = with(ctx.err_into::<BoxError>(), async |n| Ok(*n)).await.map_err(|e| e.to_string()).unwrap();
+    /// assert_eq!(n, 1);
+    /// # });
+    /// ```
+    fn err_into<E>(self) -> MapErr<Self, fn(Self::Error) -> E, E>
+    where
+        Self: IntoLocalContext<Error: From<crate::ForeignError> + Into<E>>,
+        E: core::fmt::Display,
+    {
+        MapErr::new(self, Into::into)
     }
 
     /// Runs `f` after this context's exit, with the outcome the exits outside it see: Cats
