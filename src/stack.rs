@@ -1,5 +1,18 @@
 //! Exit stacks: Python's `AsyncExitStack`, JavaScript's `AsyncDisposableStack`, Haskell's
 //! `ResourceT`. Contexts entered at run time, exited in reverse order when the stack closes.
+//!
+//! A stack keeps its entries in an arena (`arena.rs`, the crate's one `unsafe` module) and closes
+//! them in a loop ([`Core::poll_close`]): newest first, each exit polled in place. The errors a
+//! stack keeps for no caller (its *orphans*: the further errors of an enter that failed half-way,
+//! or of a release) happened before anything that runs at close, so they are recorded first. A
+//! stack entered into a stack hands its entries over to the loop of the stack around it when
+//! that loop reaches it ([`Splice`]), for closing and for dropping alike: stacks nested however
+//! deep close and drop on a small thread stack. Dropping a stack drops its entries newest first;
+//! a destructor that panics is contained and does not stop the others.
+//!
+//! A [`Key`] names an entry by its stack and its number (a count of the stack's pushes, never
+//! reused), so that a released entry's key never reaches a newer entry, and released entries
+//! give their memory back however many enter/release cycles a stack goes through.
 
 mod arena;
 mod entry;
@@ -18,7 +31,7 @@ pub(crate) use entry::Entry;
 use core::future::pending;
 
 use self::arena::Arena;
-use self::entry::Owned;
+use self::entry::{NestedEntry, Owned};
 use crate::frame::{self, Busy, Entering};
 use crate::protocol::{Protocol, Sealed, SendProtocol};
 use crate::unwind::{Deadlines, Unwind};
@@ -43,7 +56,8 @@ use crate::{Error, ErrorHook, ExitDeadline, GlobalHook, IntoContext, IntoLocalCo
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
     stack: u64,
-    index: usize,
+    /// The entry's number in its stack's arena (never reused).
+    entry: u64,
 }
 
 /// Stack identities, so that a key cannot release an entry of another stack.
@@ -82,17 +96,18 @@ impl<E> Orphans<E> {
 }
 
 /// What the `Send` and the local stacks share.
-struct Core<D: ?Sized, E> {
+pub(crate) struct Core<D: ?Sized, E> {
     id: u64,
     entries: Arena<D>,
     /// Errors that belong to no caller: the suppressed errors of an enter that failed half-way
-    /// (its primary error went to the caller) or of a release. Reported when the stack closes.
+    /// (its primary error went to the caller) or of a release. Recorded first when the stack
+    /// closes.
     orphans: Orphans<E>,
     /// The exit deadlines of the scope that owns the stack, if it has them.
     deadlines: Option<Deadlines<E>>,
 }
 
-impl<D: ?Sized + Entry<E>, E> Core<D, E> {
+impl<D: ?Sized + Splice<E>, E> Core<D, E> {
     fn new(deadlines: Option<Deadlines<E>>) -> Self {
         Core { id: new_id(), entries: Arena::new(), orphans: Orphans::default(), deadlines }
     }
@@ -107,8 +122,8 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
         erase: fn(*mut T) -> *mut D,
         value: fn(Pin<&mut T>) -> &mut V,
     ) -> (Key, &mut V) {
-        let (index, value) = self.entries.push(entry, erase, value);
-        (Key { stack: self.id, index }, value)
+        let (number, value) = self.entries.push(entry, erase, value);
+        (Key { stack: self.id, entry: number }, value)
     }
 
     /// The caller of an enter that failed gets its first error; the others are kept. An enter
@@ -130,13 +145,17 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
 
     async fn release(&mut self, key: Key) -> Result<(), E> {
         assert_eq!(key.stack, self.id, "async-with: this key belongs to another exit stack");
-        let mut entry = self
+        let entry = self
             .entries
-            .take(key.index)
+            .take(key.entry)
             .expect("async-with: this entry was already released (or closed with the stack)");
+        // If this future is dropped during the exit, the entry is dropped quietly.
+        let mut current = Exiting(Some(entry));
         let mut unwind = self.unwind();
-        poll_fn(|task| entry.as_mut().poll_exit(task, &mut unwind)).await;
-        drop(entry);
+        poll_fn(|task| current.running().poll_exit(task, &mut unwind)).await;
+        if let Some(entry) = current.0.take() {
+            unwind.drop_value(entry);
+        }
         let (errors, panic) = unwind.into_parts();
         let mut errors = errors.into_iter();
         let first = errors.next();
@@ -156,9 +175,48 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
         taken
     }
 
-    /// Runs every exit, newest first, recording into `unwind`; then the orphaned errors.
+    /// Records the orphaned errors into `unwind` (they happened before any exit that runs at
+    /// close: G5 wants them in that order), then runs every exit, newest first.
     fn close_into<'a>(&'a mut self, unwind: &'a mut Unwind<E>) -> Close<'a, D, E> {
-        Close { core: self, unwind, current: None }
+        self.report_orphans(unwind);
+        Close { core: self, unwind, current: Exiting::default() }
+    }
+
+    fn report_orphans(&mut self, unwind: &mut Unwind<E>) {
+        for error in self.orphans.take() {
+            unwind.failed(error);
+        }
+    }
+
+    /// The closing loop: runs every exit, newest first, each in place inside its entry (the
+    /// entry whose exit is running waits in `current`); a loop, however many entries there are.
+    /// A nested stack's entries are taken over when it is reached (its orphans recorded first,
+    /// as it would record them itself), so that nesting does not recurse either.
+    fn poll_close(
+        &mut self,
+        current: &mut Exiting<D>,
+        task: &mut core::task::Context<'_>,
+        unwind: &mut Unwind<E>,
+    ) -> core::task::Poll<()> {
+        loop {
+            if current.0.is_none() {
+                let Some(mut entry) = self.entries.pop() else { break };
+                if let Some(Spliced { entries, orphans }) = D::nested(entry.as_mut()) {
+                    for error in orphans {
+                        unwind.failed(error);
+                    }
+                    self.entries.append(entries, |entry| entry);
+                    unwind.drop_value(entry); // an empty stack
+                    continue;
+                }
+                current.0 = Some(entry);
+            }
+            core::task::ready!(current.running().poll_exit(task, unwind));
+            if let Some(done) = current.0.take() {
+                unwind.drop_value(done);
+            }
+        }
+        core::task::Poll::Ready(())
     }
 
     /// Closes the stack starting from `unwind` (empty, or holding `close_with`'s error) and
@@ -172,34 +230,69 @@ impl<D: ?Sized + Entry<E>, E> Core<D, E> {
     }
 }
 
-/// The future of [`Core::close_into`]: each entry's exit polled in place, inside the entry's
-/// own allocation, one at a time (a loop: no recursion however many entries there are).
+/// The future of [`Core::close_into`]: the closing loop, [`Core::poll_close`].
 struct Close<'a, D: ?Sized, E> {
     core: &'a mut Core<D, E>,
     unwind: &'a mut Unwind<E>,
-    current: Option<Pin<Box<D>>>,
+    current: Exiting<D>,
 }
 
-impl<D: ?Sized + Entry<E>, E> Future for Close<'_, D, E> {
+impl<D: ?Sized + Splice<E>, E> Future for Close<'_, D, E> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, task: &mut core::task::Context<'_>) -> core::task::Poll<()> {
         let this = &mut *self;
-        loop {
-            let entry = match &mut this.current {
-                Some(entry) => entry,
-                None => match this.core.entries.pop() {
-                    Some(entry) => this.current.insert(entry),
-                    None => break,
-                },
-            };
-            core::task::ready!(entry.as_mut().poll_exit(task, this.unwind));
-            this.current = None;
+        this.core.poll_close(&mut this.current, task, this.unwind)
+    }
+}
+
+/// The entry whose exit is running, if any. Dropped before its exit ends (the close or release
+/// future was dropped), it is dropped quietly: a panic in a destructor it runs is contained.
+pub(crate) struct Exiting<D: ?Sized>(Option<Pin<Box<D>>>);
+
+impl<D: ?Sized> Default for Exiting<D> {
+    fn default() -> Self {
+        Exiting(None)
+    }
+}
+
+impl<D: ?Sized> Exiting<D> {
+    fn running(&mut self) -> Pin<&mut D> {
+        self.0.as_mut().expect("async-with: an entry is exiting").as_mut()
+    }
+}
+
+impl<D: ?Sized> Drop for Exiting<D> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.0.take() {
+            crate::unwind::quietly(move || drop(entry));
         }
-        for error in this.core.orphans.take() {
-            this.unwind.failed(error);
-        }
-        core::task::Poll::Ready(())
+    }
+}
+
+/// The entries and orphaned errors of a nested stack, taken over by the stack around it.
+pub(crate) struct Spliced<D: ?Sized, E> {
+    entries: Arena<D>,
+    orphans: Vec<E>,
+}
+
+/// The entry type of a stack: `dyn Entry<E> + Send` for an [`ExitStack`], `dyn Entry<E> + 'env`
+/// for a [`LocalExitStack`]. It says how the entries of a stack nested in one become its own
+/// (a `Send` stack only ever holds `Send` ones; a local stack holds either).
+pub(crate) trait Splice<E>: Entry<E> {
+    /// If `entry` is a nested stack, takes its entries and orphaned errors out.
+    fn nested(entry: Pin<&mut Self>) -> Option<Spliced<Self, E>>;
+}
+
+impl<E> Splice<E> for dyn Entry<E> + Send {
+    fn nested(entry: Pin<&mut Self>) -> Option<Spliced<Self, E>> {
+        entry.splice_send()
+    }
+}
+
+impl<'env, E: 'env> Splice<E> for dyn Entry<E> + 'env {
+    fn nested(entry: Pin<&mut Self>) -> Option<Spliced<Self, E>> {
+        entry.splice_local()
     }
 }
 
@@ -245,10 +338,13 @@ impl<D: ?Sized, E> Core<D, E> {
 /// spawned on multi-threaded executors. For entries that borrow from their surroundings, or
 /// that are not `Send`, use [`LocalExitStack`].
 ///
-/// Each entry costs one heap allocation (plus, for a [`context`](crate::context), the one every
+/// Each entry costs one heap allocation (plus, for a [`context`](crate::context()), the one every
 /// generator context needs; a tuple entered as one context costs one more). Closing runs in a
-/// loop, so a stack of a million entries closes on a small thread stack. Dropping a stack without
-/// closing it runs no async exit: its entries are dropped newest first.
+/// loop, so a stack of a million entries, or of stacks nested in stacks twenty thousand deep,
+/// closes on a small thread stack. Dropping a stack without closing it runs no async exit: its
+/// entries are dropped newest first (with the synchronous fallback of each context), the same
+/// loop taking in nested stacks; a destructor that panics does not stop the others (its panic is
+/// contained). A released entry's memory is reused: enter/release cycles do not grow a stack.
 pub struct ExitStack<E> {
     core: Core<dyn Entry<E> + Send, E>,
 }
@@ -778,7 +874,8 @@ async fn entered_or_park<T, E>(entered: Result<T, Option<E>>) -> Result<T, E> {
 }
 
 /// Enters a context that has no cheaper path: its protocol state is boxed (so that it stays
-/// pinned) and exits through its own protocol. Used by tuples and nested stacks.
+/// pinned) and exits through its own protocol. Used by tuples and combinators (a stack entered
+/// into a stack is a [`NestedEntry`]).
 pub(crate) async fn enter_composite<C>(
     context: C,
     stack: &ExitStack<C::Error>,
@@ -881,6 +978,17 @@ impl<E: Send + Sync + 'static> IntoLocalContext for ExitStack<E> {
     fn into_local_context(self) -> Self::LocalContext {
         Nested { stack: Some(self) }
     }
+
+    /// A stack entered into a local stack: see `enter_stack`.
+    fn enter_local_stack<'a, 'env>(
+        self,
+        stack: &'a LocalExitStack<'env, E>,
+    ) -> impl Future<Output = Result<(Key, &'a mut ExitStack<E>), Option<E>>>
+    where
+        Self: 'env,
+    {
+        core::future::ready(Ok(stack.push_entry(Box::pin(NestedEntry::new(self)), NestedEntry::value)))
+    }
 }
 
 impl<E: Send + Sync + 'static> IntoContext for ExitStack<E> {
@@ -888,6 +996,18 @@ impl<E: Send + Sync + 'static> IntoContext for ExitStack<E> {
 
     fn into_context(self) -> Self::Context {
         Nested { stack: Some(self) }
+    }
+
+    /// A stack entered into a stack is an entry of its own kind, whose entries the stack around
+    /// it takes over when it closes or drops it.
+    fn enter_stack(
+        self,
+        stack: &ExitStack<E>,
+    ) -> impl Future<Output = Result<(Key, &mut ExitStack<E>), Option<E>>> + Send
+    where
+        Self: 'static,
+    {
+        core::future::ready(Ok(stack.push_entry(Box::pin(NestedEntry::new(self)), NestedEntry::value)))
     }
 }
 
@@ -898,6 +1018,18 @@ impl<'env, E: 'env> IntoLocalContext for LocalExitStack<'env, E> {
 
     fn into_local_context(self) -> Self::LocalContext {
         Nested { stack: Some(self) }
+    }
+
+    /// A local stack entered into a local stack: see [`ExitStack`]'s `enter_stack`.
+    fn enter_local_stack<'a, 'outer>(
+        self,
+        stack: &'a LocalExitStack<'outer, E>,
+    ) -> impl Future<Output = Result<(Key, &'a mut LocalExitStack<'env, E>), Option<E>>>
+    where
+        Self: 'outer,
+        E: 'outer,
+    {
+        core::future::ready(Ok(stack.push_entry(Box::pin(NestedEntry::new(self)), NestedEntry::value)))
     }
 }
 
@@ -974,16 +1106,19 @@ impl<'env, E: 'env> Protocol for Nested<LocalExitStack<'env, E>> {
 }
 
 /// What [`Scope::scope`] and [`Scope::scope_local`] need of their stack: to be made under the
-/// scope's exit deadlines, and its core, to close.
-trait ScopeStack<E> {
-    type Entries: ?Sized + Entry<E>;
+/// scope's exit deadlines, and its core, to close; and what a stack entered into a stack
+/// ([`entry::NestedEntry`]) needs of it.
+pub(crate) trait ScopeStack {
+    type Error;
+    type Entries: ?Sized + Splice<Self::Error>;
 
-    fn with_deadlines(deadlines: Option<Deadlines<E>>) -> Self;
+    fn with_deadlines(deadlines: Option<Deadlines<Self::Error>>) -> Self;
 
-    fn core(&mut self) -> &mut Core<Self::Entries, E>;
+    fn core(&mut self) -> &mut Core<Self::Entries, Self::Error>;
 }
 
-impl<E: Send + Sync + 'static> ScopeStack<E> for ExitStack<E> {
+impl<E: Send + Sync + 'static> ScopeStack for ExitStack<E> {
+    type Error = E;
     type Entries = dyn Entry<E> + Send;
 
     fn with_deadlines(deadlines: Option<Deadlines<E>>) -> Self {
@@ -995,7 +1130,8 @@ impl<E: Send + Sync + 'static> ScopeStack<E> for ExitStack<E> {
     }
 }
 
-impl<'env, E: 'env> ScopeStack<E> for LocalExitStack<'env, E> {
+impl<'env, E: 'env> ScopeStack for LocalExitStack<'env, E> {
+    type Error = E;
     type Entries = dyn Entry<E> + 'env;
 
     fn with_deadlines(deadlines: Option<Deadlines<E>>) -> Self {
@@ -1117,7 +1253,7 @@ impl<H, S: Future, D> Scope<H, S, D> {
     /// this scope's options, closed however `body` ends.
     fn run_stack_scope<K, E, T, B>(self, body: B) -> impl Future<Output = Result<T, Error<E>>>
     where
-        K: ScopeStack<E>,
+        K: ScopeStack<Error = E>,
         H: ErrorHook<E>,
         D: ExitDeadline<E>,
         B: AsyncFnOnce(&mut K) -> Result<T, Error<E>>,
@@ -1125,9 +1261,14 @@ impl<H, S: Future, D> Scope<H, S, D> {
         let (mut hook, signal, interrupt_enters, deadlines) = self.into_parts();
         let mut unwind = Unwind::with_deadlines(deadlines.clone());
         let mut stack = K::with_deadlines(deadlines);
-        let report = DropReport::<K>::armed(true);
+        let mut report = DropReport::<K>::new(true);
         Scoped::new(signal, interrupt_enters, async move {
-            let out = RunBody::new(|| body(&mut stack)).await;
+            // Captured values are dropped in the order they are first used: the stack (whose
+            // entries fall back when the scope is dropped) before the report, which tells the
+            // drop hook after the fallbacks ran.
+            let stack = &mut stack;
+            report.arm();
+            let out = RunBody::new(|| body(stack)).await;
             let out = unwind.body_ended(out);
             frame::mark_exiting();
             stack.core().close_into(&mut unwind).await;

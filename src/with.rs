@@ -511,12 +511,6 @@ impl<C: ?Sized> DropReport<C> {
         self.armed = true;
     }
 
-    /// A report armed at once (the `scope` runner, until it arms on its first poll too).
-    #[inline]
-    pub(crate) fn armed(stack: bool) -> Self {
-        DropReport { stack, armed: true, context: PhantomData }
-    }
-
     #[inline]
     pub(crate) fn disarm(mut self) {
         self.armed = false;

@@ -117,13 +117,16 @@ fn map_converts_every_error_in_place() {
 
 /// `Error<E>` back to a plain error type in one call, for `?` in functions that return one.
 mod back_to_a_plain_error {
-    use async_with::{Cancelled, CancellationToken, Error, Outcome, Scope, resource, with};
+    use async_with::{CancellationToken, Cancelled, Error, Outcome, Scope, resource, with};
     use std::io;
 
     fn file(close_fails: bool) -> impl async_with::IntoContext<Value = (), Error = io::Error> {
-        resource(async || Ok(()), async move |(), _: Outcome<'_, io::Error>| {
-            if close_fails { Err(io::Error::other("close failed")) } else { Ok(()) }
-        })
+        resource(
+            async || Ok(()),
+            async move |(), _: Outcome<'_, io::Error>| {
+                if close_fails { Err(io::Error::other("close failed")) } else { Ok(()) }
+            },
+        )
     }
 
     async fn fails() -> Result<(), Error<io::Error>> {
@@ -144,10 +147,13 @@ mod back_to_a_plain_error {
     fn into_error_gives_the_cancellation_as_an_error_of_the_type() {
         let token = CancellationToken::new();
         token.cancel();
-        let cancelled = futures::executor::block_on(Scope::new().cancel_on(token.cancelled()).with(
-            file(false),
-            async |()| -> Result<(), Error<io::Error>> { std::future::pending().await },
-        ));
+        let cancelled = futures::executor::block_on(
+            Scope::new()
+                .cancel_on(token.cancelled())
+                .with(file(false), async |()| -> Result<(), Error<io::Error>> {
+                    std::future::pending().await
+                }),
+        );
         let error: io::Error = cancelled.unwrap_err().into_error();
         assert_eq!(error.kind(), io::ErrorKind::Interrupted);
         assert_eq!(error.to_string(), Cancelled.to_string());

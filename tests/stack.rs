@@ -180,7 +180,9 @@ fn a_tuple_that_fails_half_way_cleans_up_at_once_and_keeps_its_extra_errors() {
             "enter y",
             "exit x: Failed(enter y failed)",
             "handled",
-            "exit outer: Completed"
+            // The orphaned error was recorded first (G5: in the order errors happened), so the
+            // exits at close see it, the newest error (G4).
+            "exit outer: Failed(exit x failed)"
         ]
     );
 }

@@ -4,21 +4,151 @@
 //! builds its *exit block*, an async block that owns what the exit needs (the context, the value,
 //! and the error the scope lends it), and polls it there. The block's type is fixed when the
 //! entry is created, by the function that makes it, so no second allocation is needed.
+//!
+//! A stack entered into a stack ([`NestedEntry`]) is the one entry that is not exited in place:
+//! the stack around it takes its entries over ([`Entry::splice_send`], [`Entry::splice_local`])
+//! and closes or drops them in its own loop, so that stacks nested however deep close and drop
+//! without recursion. Its exits see the same outcome there, in the same order, as they would if
+//! the nested stack closed itself.
 
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, ready};
 
+use super::arena::Arena;
+use super::{ExitStack, Exiting, LocalExitStack, ScopeStack, Splice, Spliced};
 use crate::combinator::OutcomeFn;
 use crate::protocol::{Protocol, SendProtocol};
 use crate::resource::ExitFn;
-use crate::unwind::{Seed, Unwind, exit_within};
+use crate::unwind::{Seed, Unwind, exit_within, quietly};
 use crate::{AsyncContext, LocalAsyncContext, Outcome};
 
 /// An entry of an exit stack, as the stack sees it.
 pub(crate) trait Entry<E> {
     /// Runs the entry's exit, seeing the stack's current outcome and recording into it.
     fn poll_exit(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()>;
+
+    /// If this entry is a nested exit stack (and its exit has not started): takes its entries
+    /// and orphaned errors out, as a `Send` stack holds them, for the stack around it to close or
+    /// drop in its own loop. What is left is an empty stack.
+    fn splice_send(self: Pin<&mut Self>) -> Option<Spliced<dyn Entry<E> + Send, E>> {
+        None
+    }
+
+    /// [`Entry::splice_send`] as a local stack whose entries live for `'a` holds them.
+    fn splice_local<'a>(self: Pin<&mut Self>) -> Option<Spliced<dyn Entry<E> + 'a, E>>
+    where
+        Self: 'a,
+    {
+        None
+    }
+}
+
+/// A stack entered into a stack: the nested stack itself is the value. Closed, it runs its
+/// exits (seeing the outcome of the stack around it); dropped, it drops its entries. Either way
+/// in a loop that takes over the entries of the stacks nested in it, so that neither recurses.
+pub(crate) struct NestedEntry<S: ScopeStack> {
+    stack: S,
+    /// Whether its exit started (its orphaned errors are reported when it does).
+    started: bool,
+    current: Exiting<S::Entries>,
+}
+
+// The entry is never pinned structurally: the stack inside it is lent as a plain `&mut`.
+impl<S: ScopeStack> Unpin for NestedEntry<S> {}
+
+impl<S: ScopeStack> NestedEntry<S> {
+    pub(crate) fn new(stack: S) -> Self {
+        NestedEntry { stack, started: false, current: Exiting::default() }
+    }
+
+    /// The nested stack, for the stack around it to lend.
+    pub(crate) fn value(self: Pin<&mut Self>) -> &mut S {
+        &mut self.get_mut().stack
+    }
+
+    /// Closes the nested stack here (when it is released by key: a stack around it that closes
+    /// takes its entries over instead).
+    fn poll_close(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<S::Error>) -> Poll<()> {
+        let this = self.get_mut();
+        let core = this.stack.core();
+        if !core::mem::replace(&mut this.started, true) {
+            core.report_orphans(unwind);
+        }
+        core.poll_close(&mut this.current, task, unwind)
+    }
+
+    /// Takes the nested stack's entries and orphaned errors out, unless its exit started.
+    fn splice(&mut self) -> Option<Spliced<S::Entries, S::Error>> {
+        if self.started {
+            return None;
+        }
+        let core = self.stack.core();
+        Some(Spliced { entries: core.entries.split(), orphans: core.orphans.take() })
+    }
+
+    /// [`NestedEntry::splice`], the entries turned by `erase` into the stack around it's.
+    fn splice_as<D: ?Sized>(&mut self, erase: fn(*mut S::Entries) -> *mut D) -> Option<Spliced<D, S::Error>> {
+        let Spliced { entries: theirs, orphans } = self.splice()?;
+        let mut entries = Arena::new();
+        entries.append(theirs, erase);
+        Some(Spliced { entries, orphans })
+    }
+}
+
+impl<S: ScopeStack> Drop for NestedEntry<S> {
+    /// Drops the nested stack's entries newest first, taking over the entries of the stacks
+    /// nested in them as it meets them (a loop, however deep they nest). A panic in one drop is
+    /// contained and does not stop the others.
+    fn drop(&mut self) {
+        drop(core::mem::take(&mut self.current)); // an exit in progress is the newest
+        let core = self.stack.core();
+        while let Some(mut entry) = core.entries.pop() {
+            if let Some(Spliced { entries, orphans }) = S::Entries::nested(entry.as_mut()) {
+                core.entries.append(entries, |entry| entry);
+                quietly(move || drop(orphans));
+            }
+            quietly(move || drop(entry));
+        }
+    }
+}
+
+fn send_as_local<'a, E>(entry: *mut (dyn Entry<E> + Send)) -> *mut (dyn Entry<E> + 'a) {
+    entry
+}
+
+fn local_as_local<'a, 'env: 'a, E>(entry: *mut (dyn Entry<E> + 'env)) -> *mut (dyn Entry<E> + 'a) {
+    entry
+}
+
+impl<E: Send + Sync + 'static> Entry<E> for NestedEntry<ExitStack<E>> {
+    fn poll_exit(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()> {
+        self.poll_close(task, unwind)
+    }
+
+    fn splice_send(self: Pin<&mut Self>) -> Option<Spliced<dyn Entry<E> + Send, E>> {
+        self.get_mut().splice()
+    }
+
+    fn splice_local<'a>(self: Pin<&mut Self>) -> Option<Spliced<dyn Entry<E> + 'a, E>>
+    where
+        Self: 'a,
+    {
+        self.get_mut().splice_as(send_as_local)
+    }
+}
+
+impl<'env, E: 'env> Entry<E> for NestedEntry<LocalExitStack<'env, E>> {
+    fn poll_exit(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()> {
+        self.poll_close(task, unwind)
+    }
+
+    fn splice_local<'a>(self: Pin<&mut Self>) -> Option<Spliced<dyn Entry<E> + 'a, E>>
+    where
+        Self: 'a,
+    {
+        self.get_mut().splice_as(local_as_local)
+    }
 }
 
 /// Makes an entry's exit block from what it owns and what the scope hands it.
@@ -208,7 +338,7 @@ pub(crate) fn local_composite_fallback<S: Protocol>(mut state: Pin<alloc::boxed:
     Protocol::fallback(state.as_mut(), value);
 }
 
-/// A composite context (a tuple, a nested stack): its protocol state, boxed so that it stays
+/// A composite context (a tuple, a combinator): its protocol state, boxed so that it stays
 /// pinned while the block owns it, runs its own exits under the seeded unwind.
 pub(crate) async fn composite_exit<S: SendProtocol>(
     mut state: Pin<alloc::boxed::Box<S>>,

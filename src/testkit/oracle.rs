@@ -11,6 +11,9 @@
 //!   unless the scope was cancelled first, and every later one is suppressed, in order; a body
 //!   that passes an inner scope's error on brings its primary error (or its cancellation) and
 //!   its suppressed errors, in that order;
+//! - an exit-stack enter that fails half-way (a tuple) gives the caller its first error and
+//!   leaves the others with the stack, which records them when it closes: after the body's
+//!   error, before the errors of its exits (which see them, as the newest);
 //! - the first panic resumes after every exit; the errors then go to the hook;
 //! - cancellation is structured. At each poll of the root, the scopes that are running (the
 //!   root, the scope in its body, and so on inward) are looked at from the outside in: one not
@@ -403,14 +406,16 @@ impl Model {
         }
         self.body_ended(&mut errors, out)?;
         self.innermost().exiting = true;
+        // The orphaned errors happened during the body, before any exit that runs at close:
+        // they come first (G5), and the exits see the newest of them (G4).
+        for orphan in orphans {
+            errors.fail(orphan);
+        }
         for i in (0..entries.len()).rev() {
             if let Err(stop) = self.exit_entry(&entries[i], &mut errors) {
                 self.fall_back_entries(&entries[..i]);
                 return Err(stop);
             }
-        }
-        for orphan in orphans {
-            errors.fail(orphan);
         }
         Ok(self.finish(errors))
     }
