@@ -27,12 +27,13 @@ fuzz_target!(
 );
 
 /// The messages of the panics scenarios plant: `enter #3 panicked`, `exit #0 panicked`,
-/// `body of scope 1 panicked`.
+/// `body of scope 1 panicked`, and a scope's `signal of scope 2 panicked`, `deadline of scope 0
+/// panicked`, `hook of scope 1 panicked`.
 fn planted(message: &str) -> bool {
     let Some(what) = message.strip_suffix(" panicked") else { return false };
-    let number = what
-        .strip_prefix("enter #")
-        .or_else(|| what.strip_prefix("exit #"))
-        .or_else(|| what.strip_prefix("body of scope "));
+    let number =
+        ["enter #", "exit #", "body of scope ", "signal of scope ", "deadline of scope ", "hook of scope "]
+            .into_iter()
+            .find_map(|prefix| what.strip_prefix(prefix));
     number.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 
-use super::scenario::{Act, Body, Interrupt, Item, Kind, Leaf, Node, Scenario, Step};
+use super::scenario::{Act, Body, Deadline, Interrupt, Item, Kind, Leaf, Node, Scenario, Signal, Step};
 
 impl<'a> Arbitrary<'a> for Step {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
@@ -29,8 +29,18 @@ fn body(u: &mut Unstructured<'_>, depth: u8) -> Result<Body> {
     let nested = if depth < 2 && u.ratio(1, 3)? { Some(Box::new(node(u, depth + 1)?)) } else { None };
     let step = Step::arbitrary(u)?;
     // Signals on nested scopes too: a cancellation that starts inside and one that reaches in.
-    let signal = if u.ratio(1, 4)? { Some(u.int_in_range(0..=15)?) } else { None };
-    Ok(Body { nested, step, signal })
+    let signal = if u.ratio(1, 4)? {
+        Some(Signal { at: u.int_in_range(0..=15)?, panics: u.ratio(1, 4)? })
+    } else {
+        None
+    };
+    let deadline = if u.ratio(1, 5)? {
+        Some(Deadline { after: u.int_in_range(0..=2)?, panics: u.ratio(1, 4)? })
+    } else {
+        None
+    };
+    let hook_panics = u.ratio(1, 10)?;
+    Ok(Body { nested, step, signal, deadline, hook_panics })
 }
 
 fn node(u: &mut Unstructured<'_>, depth: u8) -> Result<Node> {

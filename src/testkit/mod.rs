@@ -32,7 +32,7 @@ use alloc::string::String;
 pub use oracle::expect;
 pub use report::{Ending, Event, Fault, Report, Seen};
 pub use run::{Finished, Hosted, Journal, RunFuture, ScopeFuture, run, run_with};
-pub use scenario::{Act, Body, Interrupt, Item, Kind, Leaf, Node, Scenario, Step};
+pub use scenario::{Act, Body, Deadline, Interrupt, Item, Kind, Leaf, Node, Scenario, Signal, Step};
 pub use strategy::{leaf_strategy, step_strategy, strategy};
 
 /// Runs `scenario` with `execute` and compares the report with what the oracle expects;
@@ -118,11 +118,15 @@ pub fn example() -> Scenario {
             Item::PushExit(ok),
             Item::Callback(Act::Succeed),
         ],
-        Body { nested: None, step: slow, signal: Some(3) },
+        Body { signal: Some(Signal { at: 3, panics: false }), ..Body::step(slow) },
     );
     let root = Node::With(
         vec![leaf(Kind::Context, slow), leaf(Kind::Context, ok)],
-        Body { nested: Some(Box::new(stack)), step: ok, signal: None },
+        Body {
+            nested: Some(Box::new(stack)),
+            deadline: Some(Deadline { after: 1, panics: false }),
+            ..Body::step(ok)
+        },
     );
     Scenario { root, interrupt: Interrupt::CancelAt(9) }
 }

@@ -33,7 +33,7 @@ use alloc::vec::Vec;
 
 use super::plan::{PBody, PItem, PNode, plan};
 use super::report::{Ending, Event, Fault, Report, Seen};
-use super::scenario::{Act, Interrupt, Leaf, Scenario, Step};
+use super::scenario::{Act, Deadline, Interrupt, Leaf, Scenario, Signal, Step};
 
 /// Computes the report `scenario` must produce.
 pub fn expect(scenario: &Scenario) -> Report {
@@ -75,11 +75,15 @@ enum Where {
 
 /// A scope that is running, as the cancellation rules see it.
 struct Running {
-    /// Its signal completes on its `k + 1`-th poll.
-    signal: Option<u32>,
+    id: usize,
+    /// Its signal completes (or panics) on its `at + 1`-th poll.
+    signal: Option<Signal>,
     signal_polls: u32,
     cancelled: bool,
     exiting: bool,
+    /// Its signal panicked: a panic of the scope, recorded where it records its cancellation.
+    signal_panic: Option<String>,
+    deadline: Option<Deadline>,
 }
 
 impl Running {
@@ -90,9 +94,12 @@ impl Running {
         }
         if outer_cancelled {
             self.cancelled = true;
-        } else if let Some(k) = self.signal {
+        } else if let Some(Signal { at, panics }) = self.signal {
             self.signal_polls += 1;
-            self.cancelled = self.signal_polls > k;
+            self.cancelled = self.signal_polls > u32::from(at);
+            if self.cancelled && panics {
+                self.signal_panic = Some(format!("signal of scope {} panicked", self.id));
+            }
         }
     }
 }
@@ -187,20 +194,37 @@ impl Model {
     }
 
     /// A scope starts, in the middle of a poll: its first poll.
-    fn start(&mut self, signal: Option<u16>, root: bool) {
+    fn start(&mut self, id: usize, body: &PBody, root: bool) {
         let root_signal = match self.interrupt {
-            Interrupt::CancelAt(k) if root => Some(k),
+            Interrupt::CancelAt(at) if root => Some(Signal { at, panics: false }),
             _ => None,
         };
-        let signal = match (signal, root_signal) {
-            (Some(a), Some(b)) => Some(a.min(b)),
+        // Polled together, the earlier fires; on the same poll, the root's (polled first).
+        let signal = match (body.signal, root_signal) {
+            (Some(own), Some(root)) => Some(if own.at < root.at { own } else { root }),
             (a, b) => a.or(b),
         };
         let outer = self.running.last().is_some_and(|scope| scope.cancelled);
-        let mut scope =
-            Running { signal: signal.map(u32::from), signal_polls: 0, cancelled: false, exiting: false };
+        let mut scope = Running {
+            id,
+            signal,
+            signal_polls: 0,
+            cancelled: false,
+            exiting: false,
+            signal_panic: None,
+            deadline: body.deadline,
+        };
         scope.poll(outer);
         self.running.push(scope);
+    }
+
+    /// Records the innermost scope's cancellation into `errors`, or first the panic of its signal
+    /// if that is what cancelled it (once: the first place that records it takes it).
+    fn cancel_into(&mut self, errors: &mut Errors) {
+        if let Some(message) = self.running.last_mut().and_then(|scope| scope.signal_panic.take()) {
+            errors.panic(message);
+        }
+        errors.cancel();
     }
 
     fn innermost(&mut self) -> &mut Running {
@@ -243,6 +267,39 @@ impl Model {
         })
     }
 
+    /// An exit's step, bounded by the innermost scope's deadline: polled after each `Pending`
+    /// of the exit, it ends the exit there (in the same poll) if it fires, with its error; if it
+    /// panics, that panic is recorded and the exit goes on without it.
+    fn exit_step(
+        &mut self,
+        step: Step,
+        errors: &mut Errors,
+        fault: Fault,
+        panic: String,
+    ) -> Result<Done, Stop> {
+        let (id, mut deadline) = match self.running.last() {
+            Some(scope) => (scope.id, scope.deadline),
+            None => (0, None),
+        };
+        for polls in 1..=u32::from(step.pending) {
+            if let Some(Deadline { after, panics }) = deadline {
+                if polls > u32::from(after) {
+                    if !panics {
+                        return Ok(Done::Err(Fault::Deadline(id)));
+                    }
+                    errors.panic(format!("deadline of scope {id} panicked"));
+                    deadline = None;
+                }
+            }
+            self.tick()?;
+        }
+        Ok(match step.act {
+            Act::Succeed => Done::Ok,
+            Act::Fail => Done::Err(fault),
+            Act::Panic => Done::Panic(panic),
+        })
+    }
+
     fn enter(&mut self, (n, leaf): (usize, Leaf)) -> Result<Done, Stop> {
         let done = self.step(leaf.enter, Where::Shielded, Fault::Enter(n), format!("enter #{n} panicked"))?;
         if let Done::Ok = done {
@@ -270,17 +327,17 @@ impl Model {
 
     /// How a body ended, in its scope: one that ends after the scope was cancelled counts as
     /// cancelled (its error, if any, comes after the cancellation).
-    fn body_ended(&self, errors: &mut Errors, out: Result<Done, Stop>) -> Result<(), Stop> {
+    fn body_ended(&mut self, errors: &mut Errors, out: Result<Done, Stop>) -> Result<(), Stop> {
         match out {
             Ok(done) => {
                 if self.cancelled() {
-                    errors.cancel();
+                    self.cancel_into(errors);
                 }
                 Self::record(errors, done);
                 Ok(())
             }
             Err(Stop::Cancel) => {
-                errors.cancel();
+                self.cancel_into(errors);
                 Ok(())
             }
             Err(stop) => Err(stop),
@@ -297,7 +354,7 @@ impl Model {
     fn exit_all(&mut self, entered: &[(usize, Leaf)], errors: &mut Errors) -> Result<(), Stop> {
         for (i, (n, leaf)) in entered.iter().enumerate().rev() {
             self.events.push(Event::Exit(*n, errors.seen()));
-            match self.step(leaf.exit, Where::Shielded, Fault::Exit(*n), format!("exit #{n} panicked")) {
+            match self.exit_step(leaf.exit, errors, Fault::Exit(*n), format!("exit #{n} panicked")) {
                 Ok(done) => Self::record(errors, done),
                 Err(stop) => {
                     self.fall_back(&entered[..i]);
@@ -320,7 +377,7 @@ impl Model {
         let mut entered = Vec::new();
         for (i, leaf) in leaves.iter().enumerate() {
             if self.cancelled() {
-                errors.cancel();
+                self.cancel_into(errors);
                 self.exit_all(&entered, errors)?;
                 return Ok(None);
             }
@@ -340,7 +397,7 @@ impl Model {
                 }
             }
             if i + 1 == leaves.len() && after_last && self.cancelled() {
-                errors.cancel();
+                self.cancel_into(errors);
                 self.exit_all(&entered, errors)?;
                 return Ok(None);
             }
@@ -349,10 +406,10 @@ impl Model {
     }
 
     fn node(&mut self, node: &PNode, root: bool) -> Result<End, Stop> {
-        let signal = match node {
-            PNode::With { body, .. } | PNode::Stack { body, .. } => body.signal,
+        let (id, body) = match node {
+            PNode::With { id, body, .. } | PNode::Stack { id, body, .. } => (*id, body),
         };
-        self.start(signal, root);
+        self.start(id, body, root);
         let end = match node {
             PNode::With { id, leaves, body } => self.with(*id, leaves, body),
             PNode::Stack { id, items, body } => self.stack(*id, items, body),
@@ -364,6 +421,11 @@ impl Model {
     fn with(&mut self, id: usize, leaves: &[(usize, Leaf)], body: &PBody) -> Result<End, Stop> {
         let mut errors = Errors::default();
         let Some(entered) = self.enter_all(leaves, &mut errors, true)? else {
+            // A failed enter: a cancellation that came meanwhile is recorded too (it changes
+            // nothing but a panicking signal's panic, which is the scope's).
+            if self.cancelled() {
+                self.cancel_into(&mut errors);
+            }
             return Ok(self.finish(errors));
         };
         self.events.push(Event::Body(id));
@@ -490,7 +552,7 @@ impl Model {
             Entry::Callback(n, act) => (*n, Step { pending: 0, act: *act }, Seen::NotShown),
         };
         self.events.push(Event::Exit(n, seen));
-        let done = self.step(step, Where::Shielded, Fault::Exit(n), format!("exit #{n} panicked"))?;
+        let done = self.exit_step(step, errors, Fault::Exit(n), format!("exit #{n} panicked"))?;
         Self::record(errors, done);
         Ok(())
     }

@@ -4,7 +4,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use super::scenario::{Act, Body, Item, Leaf, Node, Step};
+use super::scenario::{Act, Body, Deadline, Item, Leaf, Node, Signal, Step};
 
 pub(crate) enum PNode {
     With { id: usize, leaves: Vec<(usize, Leaf)>, body: PBody },
@@ -14,7 +14,9 @@ pub(crate) enum PNode {
 pub(crate) struct PBody {
     pub(crate) nested: Option<Box<PNode>>,
     pub(crate) step: Step,
-    pub(crate) signal: Option<u16>,
+    pub(crate) signal: Option<Signal>,
+    pub(crate) deadline: Option<Deadline>,
+    pub(crate) hook_panics: bool,
 }
 
 pub(crate) enum PItem {
@@ -45,6 +47,8 @@ impl Counters {
             nested: body.nested.as_deref().map(|node| Box::new(self.node(node))),
             step: body.step,
             signal: body.signal,
+            deadline: body.deadline,
+            hook_panics: body.hook_panics,
         }
     }
 

@@ -13,6 +13,8 @@ pub enum Fault {
     Exit(usize),
     /// The body of scope number `n` failed.
     Body(usize),
+    /// An exit of scope number `n` was still running when the scope's exit deadline fired.
+    Deadline(usize),
 }
 
 /// The outcome an exit saw.
@@ -81,6 +83,7 @@ impl fmt::Debug for Fault {
             Fault::Enter(n) => write!(f, "enter #{n}"),
             Fault::Exit(n) => write!(f, "exit #{n}"),
             Fault::Body(n) => write!(f, "body of scope {n}"),
+            Fault::Deadline(n) => write!(f, "deadline of scope {n}"),
         }
     }
 }

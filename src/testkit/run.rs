@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use super::plan::{PBody, PItem, PNode, plan};
 use super::report::{Ending, Event, Fault, Report, Seen};
-use super::scenario::{Act, Interrupt, Kind, Leaf, Scenario, Step};
+use super::scenario::{Act, Deadline, Interrupt, Kind, Leaf, Scenario, Signal, Step};
 use crate::{AsyncContext, Cx, Error, ExitStack, IntoContext, Outcome, Scope, context, resource};
 
 /// What a run's future gives: the root scope's result, or `None` if it was dropped.
@@ -332,11 +332,13 @@ async fn pending(step: Step) {
     }
 }
 
-/// A signal that completes on its `k + 1`-th poll. It does not wake its task: every step that
-/// waits wakes it already, so the root is polled exactly once per `Pending`.
+/// A signal that completes (or panics) on its `k + 1`-th poll. It does not wake its task: every
+/// step that waits wakes it already, so the root is polled exactly once per `Pending`.
 struct SignalAt {
     polls: u32,
     at: u32,
+    panics: bool,
+    id: usize,
 }
 
 impl Future for SignalAt {
@@ -344,7 +346,36 @@ impl Future for SignalAt {
 
     fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
         self.polls += 1;
-        if self.polls > self.at { Poll::Ready(()) } else { Poll::Pending }
+        if self.polls <= self.at {
+            return Poll::Pending;
+        }
+        if self.panics {
+            std::panic::panic_any(format!("signal of scope {} panicked", self.id));
+        }
+        Poll::Ready(())
+    }
+}
+
+/// An exit deadline that completes with [`Fault::Deadline`] (or panics) on its `k + 1`-th poll.
+struct DeadlineAt {
+    polls: u32,
+    after: u32,
+    panics: bool,
+    id: usize,
+}
+
+impl Future for DeadlineAt {
+    type Output = Fault;
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Fault> {
+        self.polls += 1;
+        if self.polls <= self.after {
+            return Poll::Pending;
+        }
+        if self.panics {
+            std::panic::panic_any(format!("deadline of scope {} panicked", self.id));
+        }
+        Poll::Ready(Fault::Deadline(self.id))
     }
 }
 
@@ -513,31 +544,52 @@ fn body(shared: Shared, id: usize, body: PBody, journal_start: bool) -> BodyFutu
     })
 }
 
-/// The scope options of a run: every scope reports errors lost to a panic into the journal; a
-/// scope with a signal (its own, or the scenario's for the root) is cancelled on it.
+/// The options of a scope of a run: every scope reports errors lost to a panic into the journal
+/// (its hook panics after that if the scenario says so); a scope with a signal (its own, or the
+/// scenario's for the root) is cancelled on it; a scope with a deadline bounds its exits with it.
 macro_rules! scope_for {
-    ($shared:expr, $interrupt:expr, $own:expr) => {{
-        let lost = $shared.lost.clone();
+    ($shared:expr, $id:expr, $interrupt:expr, $body:expr) => {{
+        let (lost, id, hook_panics) = ($shared.lost.clone(), $id, $body.hook_panics);
         let root = match $interrupt {
-            Some(Interrupt::CancelAt(at)) => Some(at),
+            Some(Interrupt::CancelAt(at)) => Some(Signal { at, panics: false }),
             _ => None,
         };
-        // Both signals would be polled together, so the earlier one is the one that fires.
-        let at = match (root, $own) {
-            (Some(a), Some(b)) => Some(a.min(b)),
+        // Both signals would be polled together, so the earlier one is the one that fires (the
+        // root's when both fire at the same poll: it is polled first).
+        let signal = match (root, $body.signal) {
+            (Some(a), Some(b)) => Some(if b.at < a.at { b } else { a }),
             (a, b) => a.or(b),
         };
-        let scope = Scope::new()
-            .on_error_during_panic(move |e: Fault| lost.lock().unwrap_or_else(|p| p.into_inner()).push(e));
-        (scope, at.is_some(), SignalAt { polls: 0, at: at.map_or(u32::MAX, u32::from) })
+        let scope = Scope::new().on_error_during_panic(move |e: Fault| {
+            lost.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+            if hook_panics {
+                std::panic::panic_any(format!("hook of scope {id} panicked"));
+            }
+        });
+        let signal = signal.map(|Signal { at, panics }| SignalAt { polls: 0, at: u32::from(at), panics, id });
+        let deadline = $body.deadline.map(|Deadline { after, panics }| {
+            move || DeadlineAt { polls: 0, after: u32::from(after), panics, id }
+        });
+        (scope, signal, deadline)
     }};
 }
 
 fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>) -> Scoped {
-    let own = match &node {
-        PNode::With { body, .. } | PNode::Stack { body, .. } => body.signal,
+    let (id, options) = match &node {
+        PNode::With { id, body, .. } | PNode::Stack { id, body, .. } => (*id, body),
     };
-    let (scope, cancellable, signal) = scope_for!(shared, interrupt, own);
+    let (scope, signal, deadline) = scope_for!(shared, id, interrupt, options);
+    // One scope per combination of options, so that each runs the crate's own path for it.
+    macro_rules! options {
+        ($run:ident) => {
+            match (signal, deadline) {
+                (None, None) => $run!(scope),
+                (Some(signal), None) => $run!(scope.cancel_on(signal)),
+                (None, Some(deadline)) => $run!(scope.exit_deadline(deadline)),
+                (Some(signal), Some(deadline)) => $run!(scope.cancel_on(signal).exit_deadline(deadline)),
+            }
+        };
+    }
     match node {
         PNode::With { id, leaves, body: b } => {
             let kind = leaves[0].1.kind;
@@ -575,7 +627,7 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>) -> Scoped {
                     }
                 };
             }
-            if cancellable { kinds!(scope.cancel_on(signal)) } else { kinds!(scope) }
+            options!(kinds)
         }
         PNode::Stack { id, items, body: b } => {
             // A stack's body starts with its items: it is journaled before them.
@@ -587,11 +639,12 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>) -> Scoped {
                 }
                 b.await
             };
-            if cancellable {
-                Box::pin(scope.cancel_on(signal).scope(run))
-            } else {
-                Box::pin(scope.scope(run))
+            macro_rules! stack {
+                ($scope:expr) => {
+                    Box::pin($scope.scope(run))
+                };
             }
+            options!(stack)
         }
     }
 }

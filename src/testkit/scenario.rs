@@ -59,28 +59,53 @@ pub struct Leaf {
     pub exit: Step,
 }
 
+/// A scope's own cancellation signal ([`Scope::cancel_on`](crate::Scope::cancel_on)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal {
+    /// It completes (or panics) on the scope's `at + 1`-th poll.
+    pub at: u16,
+    /// It panics instead of completing: a panic of the scope, which still cancels it.
+    pub panics: bool,
+}
+
+/// A scope's exit deadline ([`Scope::exit_deadline`](crate::Scope::exit_deadline)): each exit
+/// gets a new one, polled after each `Pending` of the exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Deadline {
+    /// It completes (or panics) on its `after + 1`-th poll: an exit that returns `Pending` more
+    /// than `after` times is dropped there, its error [`Fault::Deadline`](super::Fault::Deadline).
+    pub after: u8,
+    /// It panics instead of completing: a panic of the scope; the exit goes on without it.
+    pub panics: bool,
+}
+
 /// What a scope's body does: first the nested scope, if any, then its own step; and the scope's
-/// own cancellation signal, if it has one.
+/// options: its own cancellation signal, exit deadline and error hook.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Body {
     /// A scope run inside the body; its error passes through the body (with `?`) whole.
     pub nested: Option<Box<Node>>,
     /// The body's own step.
     pub step: Step,
-    /// The scope's own signal ([`Scope::cancel_on`](crate::Scope::cancel_on)): it completes on
-    /// the scope's `n + 1`-th poll. A scope is also cancelled when the scope it runs in is.
-    pub signal: Option<u16>,
+    /// The scope's own signal. A scope is also cancelled when the scope it runs in is.
+    pub signal: Option<Signal>,
+    /// The scope's exit deadline.
+    pub deadline: Option<Deadline>,
+    /// The scope's hook for errors during a panic panics after it took each error (which must
+    /// change nothing: every error is still offered, and the first panic resumes).
+    pub hook_panics: bool,
 }
 
 impl Body {
-    /// A body that runs `step`, with nothing nested and no signal of its own.
+    /// A body that runs `step`, with nothing nested, no signal, no deadline, a quiet hook.
     ///
     /// ```
     /// use async_with::testkit::{Body, Step};
-    /// assert_eq!(Body::step(Step::ok()), Body { nested: None, step: Step::ok(), signal: None });
+    /// let body = Body::step(Step::ok());
+    /// assert_eq!((body.nested, body.signal, body.deadline, body.hook_panics), (None, None, None, false));
     /// ```
     pub const fn step(step: Step) -> Self {
-        Body { nested: None, step, signal: None }
+        Body { nested: None, step, signal: None, deadline: None, hook_panics: false }
     }
 }
 
@@ -206,10 +231,18 @@ impl fmt::Debug for Numbered<'_, Body> {
             write!(f, "{:?}; ", Numbered { value: &**nested, next: self.next })?;
         }
         write!(f, "{:?} }}", self.value.step)?;
-        match self.value.signal {
-            Some(n) => write!(f, " cancelled at its poll {n}"),
-            None => Ok(()),
+        if let Some(Signal { at, panics }) = self.value.signal {
+            let what = if panics { "signal panics" } else { "cancelled" };
+            write!(f, " {what} at its poll {at}")?;
         }
+        if let Some(Deadline { after, panics }) = self.value.deadline {
+            let what = if panics { "panics" } else { "fires" };
+            write!(f, " deadline {what} after {after}")?;
+        }
+        if self.value.hook_panics {
+            f.write_str(" hook panics")?;
+        }
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use proptest::prelude::*;
 
-use super::scenario::{Act, Body, Interrupt, Item, Kind, Leaf, Node, Scenario, Step};
+use super::scenario::{Act, Body, Deadline, Interrupt, Item, Kind, Leaf, Node, Scenario, Signal, Step};
 
 fn act() -> impl Strategy<Value = Act> {
     prop_oneof![16 => Just(Act::Succeed), 2 => Just(Act::Fail), 1 => Just(Act::Panic)]
@@ -63,29 +63,43 @@ fn item() -> impl Strategy<Value = Item> {
     ]
 }
 
-/// A scope's own signal: most scopes have none; some fire early, while inner scopes enter, run
-/// or exit.
-fn signal() -> impl Strategy<Value = Option<u16>> {
-    prop_oneof![3 => Just(None), 1 => (0..16u16).prop_map(Some)]
+/// A scope's options: most scopes have none; some have a signal that fires early (while inner
+/// scopes enter, run or exit) or panics, a deadline that fires on a slow exit or panics, or an
+/// error hook that panics.
+fn options() -> impl Strategy<Value = (Option<Signal>, Option<Deadline>, bool)> {
+    let signal = prop_oneof![
+        12 => Just(None),
+        3 => (0..16u16).prop_map(|at| Some(Signal { at, panics: false })),
+        1 => (0..16u16).prop_map(|at| Some(Signal { at, panics: true })),
+    ];
+    let deadline = prop_oneof![
+        12 => Just(None),
+        3 => (0..3u8).prop_map(|after| Some(Deadline { after, panics: false })),
+        1 => (0..3u8).prop_map(|after| Some(Deadline { after, panics: true })),
+    ];
+    (signal, deadline, proptest::bool::weighted(0.1))
+}
+
+fn body(
+    nested: Option<Node>,
+    step: Step,
+    (signal, deadline, hook_panics): (Option<Signal>, Option<Deadline>, bool),
+) -> Body {
+    Body { nested: nested.map(Box::new), step, signal, deadline, hook_panics }
 }
 
 fn node() -> impl Strategy<Value = Node> {
     let flat = prop_oneof![
-        (leaves(4), step(), signal())
-            .prop_map(|(l, step, signal)| Node::With(l, Body { nested: None, step, signal })),
-        (proptest::collection::vec(item(), 0..=4), step(), signal())
-            .prop_map(|(items, step, signal)| Node::Stack(items, Body { nested: None, step, signal })),
+        (leaves(4), step(), options()).prop_map(|(l, step, o)| Node::With(l, body(None, step, o))),
+        (proptest::collection::vec(item(), 0..=4), step(), options())
+            .prop_map(|(items, step, o)| Node::Stack(items, body(None, step, o))),
     ];
     flat.prop_recursive(2, 8, 1, |inner| {
         prop_oneof![
-            (leaves(4), inner.clone(), step(), signal()).prop_map(|(l, nested, step, signal)| {
-                Node::With(l, Body { nested: Some(Box::new(nested)), step, signal })
-            }),
-            (proptest::collection::vec(item(), 0..=4), inner, step(), signal()).prop_map(
-                |(items, nested, step, signal)| {
-                    Node::Stack(items, Body { nested: Some(Box::new(nested)), step, signal })
-                }
-            ),
+            (leaves(4), inner.clone(), step(), options())
+                .prop_map(|(l, nested, step, o)| Node::With(l, body(Some(nested), step, o))),
+            (proptest::collection::vec(item(), 0..=4), inner, step(), options())
+                .prop_map(|(items, nested, step, o)| Node::Stack(items, body(Some(nested), step, o))),
         ]
     })
 }
