@@ -346,7 +346,7 @@ pub use hook::{set_drop_hook, set_error_hook};
 pub use outcome::Outcome;
 pub use resource::{DropValue, OnDrop, Resource, resource};
 #[cfg(feature = "std")]
-pub use stack::{ExitStack, Key, LocalExitStack, scope, scope_local};
+pub use stack::{ExitStack, Handle, Key, LocalExitStack, LocalHandle, scope, scope_local};
 pub use with::{ExitDeadline, NoDeadline, Scope, with, with_local};
 
 #[cfg(feature = "testkit")]

@@ -12,7 +12,9 @@
 //!
 //! A [`Key`] names an entry by its stack and its number (a count of the stack's pushes, never
 //! reused), so that a released entry's key never reaches a newer entry, and released entries
-//! give their memory back however many enter/release cycles a stack goes through.
+//! give their memory back however many enter/release cycles a stack goes through. A [`Handle`]
+//! holds its entry's value as a claim on the arena, the one path to that value: releasing it takes
+//! that entry out through the shared stack, the other lent values untouched (see `arena.rs`).
 
 mod arena;
 mod entry;
@@ -21,6 +23,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 use core::future::{Future, poll_fn};
+use core::ops::{Deref, DerefMut};
 use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -30,7 +33,7 @@ pub(crate) use entry::Entry;
 
 use core::future::pending;
 
-use self::arena::Arena;
+use self::arena::{Arena, Claim};
 use self::entry::{NestedEntry, Owned};
 use crate::frame::{self, Busy, Entering};
 use crate::protocol::{Protocol, Sealed, SendProtocol};
@@ -58,6 +61,166 @@ pub struct Key {
     stack: u64,
     /// The entry's number in its stack's arena (never reused).
     entry: u64,
+}
+
+/// A value entered with [`ExitStack::enter_with_handle`]: it derefs to the value, and
+/// [`release`](Handle::release) exits that one context now, while every other value the stack
+/// lent stays usable (resourcet's `release`, which [`ExitStack::release`] cannot do: it takes
+/// the stack by `&mut`, so it ends every lent value).
+///
+/// The handle borrows the stack it came from: it is released on that stack (there is no stack
+/// to pass), it cannot outlive it, and the stack cannot be closed, [`pop_all`](ExitStack::pop_all)ed
+/// or released by key while the handle lives. `release` consumes the handle, so a released value
+/// cannot be used, nor released again. Dropping a handle without releasing it leaves the entry
+/// in the stack: it exits when the stack closes, in its place among the others.
+///
+/// A handle is `Send` when its value is, so that a body holding one stays `Send`.
+///
+/// ```
+/// use async_with::{resource, scope, ExitStack, Outcome};
+///
+/// fn conn(name: &'static str) -> impl async_with::IntoContext<Value = Vec<String>, Error = String> {
+///     resource(async || Ok(Vec::new()), async move |_, _: Outcome<'_, String>| { println!("close {name}"); Ok(()) })
+/// }
+///
+/// # futures::executor::block_on(async {
+/// scope(async |stack: &mut ExitStack<String>| {
+///     let db = stack.enter(conn("db")).await?;
+///     let mut tmp = stack.enter_with_handle(conn("tmp")).await?;
+///     tmp.push("scratch".to_string()); // a handle derefs to its value
+///     db.push("row".to_string());
+///     tmp.release().await?; // close tmp, now
+///     db.push("more".to_string()); // the other values are still there
+///     Ok(())
+/// })
+/// .await
+/// .unwrap(); // close tmp, then close db
+/// # });
+/// ```
+pub struct Handle<'s, V, E> {
+    stack: &'s ExitStack<E>,
+    claim: Claim<'s, dyn Entry<E> + Send, V>,
+}
+
+/// A value entered with [`LocalExitStack::enter_with_handle`]: a [`Handle`] of a local stack
+/// (not `Send`, and its value may borrow what the stack's entries may, for `'env`).
+///
+/// ```
+/// use async_with::{resource, scope_local, LocalExitStack, Outcome};
+/// use std::cell::RefCell;
+///
+/// let log = RefCell::new(Vec::new());
+/// futures::executor::block_on(scope_local(async |stack: &mut LocalExitStack<'_, ()>| {
+///     let log = &log;
+///     let exit = async move |name: &'static str, _: Outcome<'_, ()>| { log.borrow_mut().push(name); Ok(()) };
+///     let kept = stack.enter(resource(async || Ok("kept"), exit)).await?;
+///     let early = stack.enter_with_handle(resource(async || Ok("early"), exit)).await?;
+///     assert_eq!(*early, "early");
+///     early.release().await?;
+///     assert_eq!(*kept, "kept"); // still lent
+///     Ok(())
+/// }))
+/// .unwrap();
+/// assert_eq!(*log.borrow(), ["early", "kept"]);
+/// ```
+pub struct LocalHandle<'s, 'env, V, E> {
+    stack: &'s LocalExitStack<'env, E>,
+    claim: Claim<'s, dyn Entry<E> + 'env, V>,
+}
+
+impl<V, E: Send + Sync + 'static> Handle<'_, V, E> {
+    /// Exits this context now, seeing [`Outcome::Completed`], instead of when the stack closes,
+    /// while the other values of the stack stay usable. Returns the exit's error; further errors
+    /// of a composite exit (a tuple's) are kept and reported when the stack closes, as
+    /// [`ExitStack::release`] does.
+    ///
+    /// Like every exit, it is shielded from the scope's cancellation (a scope cancelled meanwhile
+    /// waits for it to end) and bounded by the scope's [`exit_deadline`](crate::Scope::exit_deadline).
+    /// A panic of the exit is resumed here. If the future is dropped before it is polled, the
+    /// entry stays in the stack; dropped during the exit, the entry is dropped.
+    ///
+    /// ```
+    /// use async_with::{resource, ExitStack, Outcome};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let stack = ExitStack::<String>::new();
+    /// let kept = stack.enter(resource(async || Ok(1), async |_, _: Outcome<'_, String>| Ok(()))).await?;
+    /// let lock = stack.enter_with_handle(resource(async || Ok("lock"), async |_, outcome: Outcome<'_, String>| {
+    ///     assert!(outcome.is_completed());
+    ///     Err("unlock failed".to_string())
+    /// })).await?;
+    /// assert_eq!(lock.release().await, Err("unlock failed".to_string()));
+    /// *kept += 1;
+    /// stack.close().await.map_err(|e| e.to_string())
+    /// # }).unwrap();
+    /// ```
+    pub async fn release(self) -> Result<(), E> {
+        let Handle { stack, claim } = self;
+        Busy::new(stack.core.release_claimed(claim)).await
+    }
+}
+
+impl<'env, V, E: 'env> LocalHandle<'_, 'env, V, E> {
+    /// Exits this context now, while the other values stay usable; see [`Handle::release`].
+    ///
+    /// ```
+    /// use async_with::{resource, LocalExitStack, Outcome};
+    /// use std::rc::Rc;
+    ///
+    /// # futures::executor::block_on(async {
+    /// let stack = LocalExitStack::<()>::new();
+    /// let shared = stack.enter_with_handle(resource(async || Ok(Rc::new(7)), async |_, _: Outcome<'_, ()>| Ok(()))).await?;
+    /// assert_eq!(**shared, 7);
+    /// shared.release().await?;
+    /// stack.close().await.map_err(|_| ())
+    /// # }).unwrap();
+    /// ```
+    pub async fn release(self) -> Result<(), E> {
+        let LocalHandle { stack, claim } = self;
+        Busy::new(stack.core.release_claimed(claim)).await
+    }
+}
+
+impl<V, E> Deref for Handle<'_, V, E> {
+    type Target = V;
+
+    fn deref(&self) -> &V {
+        self.claim.get()
+    }
+}
+
+impl<V, E> DerefMut for Handle<'_, V, E> {
+    fn deref_mut(&mut self) -> &mut V {
+        self.claim.get_mut()
+    }
+}
+
+impl<V, E> Deref for LocalHandle<'_, '_, V, E> {
+    type Target = V;
+
+    fn deref(&self) -> &V {
+        self.claim.get()
+    }
+}
+
+impl<V, E> DerefMut for LocalHandle<'_, '_, V, E> {
+    fn deref_mut(&mut self) -> &mut V {
+        self.claim.get_mut()
+    }
+}
+
+/// The value's `Debug`, as for other smart pointers.
+impl<V: fmt::Debug, E> fmt::Debug for Handle<'_, V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// The value's `Debug`, as for other smart pointers.
+impl<V: fmt::Debug, E> fmt::Debug for LocalHandle<'_, '_, V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
 }
 
 /// Stack identities, so that a key cannot release an entry of another stack.
@@ -126,6 +289,16 @@ impl<D: ?Sized + Splice<E>, E> Core<D, E> {
         (Key { stack: self.id, entry: number }, value)
     }
 
+    /// [`Core::push`], the value lent as a claim (for a [`Handle`]) rather than with a key.
+    fn push_claimed<T, V>(
+        &self,
+        entry: Pin<Box<T>>,
+        erase: fn(*mut T) -> *mut D,
+        value: fn(Pin<&mut T>) -> &mut V,
+    ) -> Claim<'_, D, V> {
+        self.entries.push_claimed(entry, erase, value)
+    }
+
     /// The caller of an enter that failed gets its first error; the others are kept. An enter
     /// that gave up because the scope was cancelled has no error to give (`None`): the caller
     /// then never completes, and the scope stops the body right there.
@@ -149,6 +322,18 @@ impl<D: ?Sized + Splice<E>, E> Core<D, E> {
             .entries
             .take(key.entry)
             .expect("async-with: this entry was already released (or closed with the stack)");
+        self.exit_now(entry).await
+    }
+
+    /// Runs a claimed entry's exit now: the stack stays shared, so that its other values stay
+    /// usable (see `arena.rs`).
+    async fn release_claimed<V>(&self, claim: Claim<'_, D, V>) -> Result<(), E> {
+        self.exit_now(claim.take()).await
+    }
+
+    /// Runs the exit of `entry`, taken out of the stack, seeing `Outcome::Completed` (under the
+    /// scope's exit deadlines); returns its first error and keeps the others (orphans).
+    async fn exit_now(&self, entry: Pin<Box<D>>) -> Result<(), E> {
         // If this future is dropped during the exit, the entry is dropped quietly.
         let mut current = Exiting(Some(entry));
         let mut unwind = self.unwind();
@@ -158,7 +343,9 @@ impl<D: ?Sized + Splice<E>, E> Core<D, E> {
         }
         let (errors, panic) = unwind.into_parts();
         let mut errors = errors.into_iter();
-        let first = errors.next();
+        // A panic resumes in the body and the caller gets no error: every error stays with the
+        // stack, as for an enter that panics half-way ([`Core::failed`]).
+        let first = if panic.is_some() { None } else { errors.next() };
         self.orphans.extend(errors);
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
@@ -431,6 +618,44 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         let entered = Entering::new(context.enter_stack(self)).await;
         let (key, value) = entered_or_park(entered).await?;
         Ok((value, key))
+    }
+
+    /// [`enter`](ExitStack::enter), giving a [`Handle`] that derefs to the value and can
+    /// [`release`](Handle::release) this context early, while the values of everything else
+    /// entered stay usable (resourcet's `allocate` and `release`; Python's `AsyncExitStack` has
+    /// no per-entry exit).
+    ///
+    /// The context is entered through its protocol state, kept in one more allocation (as for a
+    /// tuple entered with [`enter`](ExitStack::enter)). A stack entered with a handle is closed by
+    /// its own exit, not taken over by the closing loop of the stack around it: stacks nested
+    /// through handles close one level inside the other.
+    ///
+    /// ```
+    /// use async_with::{resource, scope, ExitStack, Outcome};
+    ///
+    /// # futures::executor::block_on(async {
+    /// scope(async |stack: &mut ExitStack<String>| {
+    ///     let mut open = Vec::new();
+    ///     for name in ["a", "b", "c"] {
+    ///         let file = resource(async move || Ok(name), async move |_, _: Outcome<'_, String>| { println!("close {name}"); Ok(()) });
+    ///         open.push(stack.enter_with_handle(file).await?);
+    ///     }
+    ///     let b = open.remove(1);
+    ///     b.release().await?; // close b
+    ///     assert_eq!(open.iter().map(|file| **file).collect::<Vec<_>>(), ["a", "c"]);
+    ///     Ok(())
+    /// })
+    /// .await
+    /// .unwrap(); // close c, close a
+    /// # });
+    /// ```
+    pub async fn enter_with_handle<C>(&self, context: C) -> Result<Handle<'_, C::Value, E>, E>
+    where
+        C: IntoContext<Error = E> + Send + 'static,
+    {
+        let entered = Entering::new(enter_claimed(context, self)).await;
+        let claim = entered_or_park(entered).await?;
+        Ok(Handle { stack: self, claim })
     }
 
     /// Pushes an async callback, run when the stack closes: Python's `push_async_callback`,
@@ -710,6 +935,30 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
         Ok((value, key))
     }
 
+    /// Enters `context` and gives a [`LocalHandle`] to release it early, while the other values
+    /// stay usable; see [`ExitStack::enter_with_handle`].
+    ///
+    /// ```
+    /// # use async_with::{resource, LocalExitStack, Outcome};
+    /// # futures::executor::block_on(async {
+    /// let stack = LocalExitStack::<()>::new();
+    /// let a = stack.enter(resource(async || Ok(1), async |_, _: Outcome<'_, ()>| Ok(()))).await?;
+    /// let mut b = stack.enter_with_handle(resource(async || Ok(2), async |_, _: Outcome<'_, ()>| Ok(()))).await?;
+    /// *b += *a;
+    /// b.release().await?;
+    /// *a += 1;
+    /// stack.close().await.map_err(|_| ())
+    /// # }).unwrap();
+    /// ```
+    pub async fn enter_with_handle<C>(&self, context: C) -> Result<LocalHandle<'_, 'env, C::Value, E>, E>
+    where
+        C: IntoLocalContext<Error = E> + 'env,
+    {
+        let entered = Entering::new(enter_local_claimed(context, self)).await;
+        let claim = entered_or_park(entered).await?;
+        Ok(LocalHandle { stack: self, claim })
+    }
+
     /// Pushes an async callback; see [`ExitStack::defer`].
     ///
     /// ```
@@ -898,6 +1147,28 @@ where
     }
 }
 
+/// [`enter_composite`], the value lent as a claim: what [`ExitStack::enter_with_handle`] pushes.
+/// Every context takes this path, whatever its own `enter_stack` does, so that the claimed value
+/// is the one the stack's entry holds (the arena made the claim; see `arena.rs`).
+async fn enter_claimed<C>(
+    context: C,
+    stack: &ExitStack<C::Error>,
+) -> Result<Claim<'_, dyn Entry<C::Error> + Send, C::Value>, Option<C::Error>>
+where
+    C: IntoContext + 'static,
+    C::Error: Send + Sync + 'static,
+    C::Context: 'static,
+{
+    let mut state = Box::pin(context.into_context());
+    let mut unwind = stack.core.unwind();
+    let Some(value) = SendProtocol::enter(state.as_mut(), &mut unwind).await else {
+        return Err(stack.failed(unwind));
+    };
+    let exit = entry::composite_exit::<C::Context>;
+    let entry = Box::pin(Owned::new(state, value, exit, entry::composite_fallback::<C::Context>));
+    Ok(stack.core.push_claimed(entry, erase_send, Owned::value))
+}
+
 /// [`enter_composite`] for local stacks.
 pub(crate) async fn enter_local_composite<'a, 'env, C>(
     context: C,
@@ -918,6 +1189,25 @@ where
         )),
         None => Err(stack.failed(unwind)),
     }
+}
+
+/// [`enter_claimed`] for local stacks.
+async fn enter_local_claimed<'a, 'env, C>(
+    context: C,
+    stack: &'a LocalExitStack<'env, C::Error>,
+) -> Result<Claim<'a, dyn Entry<C::Error> + 'env, C::Value>, Option<C::Error>>
+where
+    C: IntoLocalContext + 'env,
+    C::Error: 'env,
+{
+    let mut state = Box::pin(context.into_local_context());
+    let mut unwind = stack.core.unwind();
+    let Some(value) = Protocol::enter(state.as_mut(), &mut unwind).await else {
+        return Err(stack.failed(unwind));
+    };
+    let exit = entry::local_composite_exit::<C::LocalContext>;
+    let entry = Box::pin(Owned::new(state, value, exit, entry::local_composite_fallback::<C::LocalContext>));
+    Ok(stack.core.push_claimed(entry, erase_local, Owned::value))
 }
 
 pub(crate) use entry::{closure_exit, context_exit, local_closure_exit, local_context_exit};
