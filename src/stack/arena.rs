@@ -30,8 +30,8 @@
 //! into [`Claim::take`] does not make a reference (protected for the duration of the call) into
 //! the allocation that `take` frees. Miri runs the stack tests in CI.
 //!
-//! The list is kept in push order, each slot with the entry's *number* (a count of the pushes,
-//! kept beside the list, never reused): the newest entry is the last one, and [`Arena::take`]
+//! The list is kept in push order, each slot with the entry's *number* (from a counter of the
+//! pushes of every arena, never reused): the newest entry is the last one, and [`Arena::take`]
 //! finds an entry by its number (a binary search, the list being sorted). An entry taken from the
 //! middle leaves an empty slot; empty slots at the end are dropped at once, so that the last slot
 //! holds the newest entry. When the list is full, a push that finds at least half of it empty
@@ -46,6 +46,7 @@ use alloc::vec::Vec;
 use core::marker::PhantomData;
 use core::pin::Pin;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Pinned, heap-allocated entries of type `D` (a trait object), in push order.
@@ -56,14 +57,17 @@ pub(crate) struct Arena<D: ?Sized> {
 struct Slots<D: ?Sized> {
     /// Sorted by number, oldest first; the last slot is never empty.
     list: Vec<Slot<D>>,
-    /// The next entry's number: the count of pushes (the slots that held the last numbers may
-    /// have been dropped, so the list cannot tell).
-    next: u64,
 }
+
+/// The next entry's number, for every arena of the process: a number is never given twice
+/// (the slots that held the last numbers of an arena may have been dropped, so its list cannot
+/// tell), and one counter keeps each arena at the size of its list. Taken under the arena's
+/// lock, so that each arena's numbers increase in push order.
+static NEXT: AtomicU64 = AtomicU64::new(0);
 
 impl<D: ?Sized> Slots<D> {
     const fn new() -> Self {
-        Slots { list: Vec::new(), next: 0 }
+        Slots { list: Vec::new() }
     }
 }
 
@@ -83,9 +87,10 @@ unsafe impl<D: ?Sized + Send> Send for Arena<D> {}
 unsafe impl<D: ?Sized + Send> Sync for Arena<D> {}
 
 /// Adds `entry` as the newest, with the next number; returns its number.
-fn push<D: ?Sized>(Slots { list: slots, next }: &mut Slots<D>, entry: NonNull<D>) -> u64 {
-    let number = *next;
-    *next += 1;
+fn push<D: ?Sized>(Slots { list: slots }: &mut Slots<D>, entry: NonNull<D>) -> u64 {
+    // Relaxed is enough: the lock orders the pushes of one arena, and the counter's single
+    // modification order gives the later push the larger number.
+    let number = NEXT.fetch_add(1, Ordering::Relaxed);
     if slots.len() == slots.capacity() {
         let live = slots.iter().filter(|slot| slot.entry.is_some()).count();
         if 2 * live <= slots.len() {
@@ -202,9 +207,7 @@ impl<D: ?Sized> Arena<D> {
     }
 
     /// Moves every entry into a new arena, leaving this one empty. The entries keep their
-    /// numbers, and the new arena numbers its next entries after them; this arena numbers its
-    /// next entries from 0 again (the stack that split it takes a new identity, so its keys
-    /// cannot be confused).
+    /// numbers (the stack that split it takes a new identity, so its keys cannot be confused).
     pub(crate) fn split(&mut self) -> Self {
         Arena { slots: Mutex::new(core::mem::replace(self.slots(), Slots::new())) }
     }
