@@ -51,6 +51,8 @@ pub struct CancellationToken {
 
 struct Node {
     cancelled: AtomicBool,
+    /// Set (under the `children` lock, before `cancelled`) by the cancel that won.
+    reason: std::sync::OnceLock<&'static str>,
     event: Event,
     children: Mutex<Vec<Weak<Node>>>,
 }
@@ -87,7 +89,39 @@ impl CancellationToken {
     /// assert!(token.is_cancelled());
     /// ```
     pub fn cancel(&self) {
-        self.node.cancel();
+        self.node.cancel(None);
+    }
+
+    /// Cancels this token and every child token, as [`cancel`](CancellationToken::cancel) does,
+    /// giving a reason: a scope cancelled by it says so in
+    /// [`Error::cancelled_by`](crate::Error::cancelled_by). The first cancellation wins: the
+    /// reason of a token already cancelled stays what it was.
+    ///
+    /// ```
+    /// let parent = async_with::CancellationToken::new();
+    /// let child = parent.child_token();
+    /// parent.cancel_with("shutting down");
+    /// parent.cancel_with("another reason"); // already cancelled: changes nothing
+    /// assert_eq!(parent.reason(), Some("shutting down"));
+    /// assert_eq!(child.reason(), Some("shutting down")); // children get their parent's reason
+    /// ```
+    pub fn cancel_with(&self, reason: &'static str) {
+        self.node.cancel(Some(reason));
+    }
+
+    /// The reason given to [`cancel_with`](CancellationToken::cancel_with) (by this token or
+    /// the ancestor whose cancellation reached it); `None` while the token is not cancelled, or
+    /// when it was cancelled without one.
+    ///
+    /// ```
+    /// let token = async_with::CancellationToken::new();
+    /// assert_eq!(token.reason(), None);
+    /// token.cancel();
+    /// assert_eq!(token.reason(), None);
+    /// ```
+    pub fn reason(&self) -> Option<&'static str> {
+        // Set before the flag: a token seen cancelled has its reason in place.
+        if self.is_cancelled() { self.node.reason.get().copied() } else { None }
     }
 
     /// `true` once this token (or one of its ancestors) was cancelled.
@@ -116,7 +150,7 @@ impl CancellationToken {
         // Checked under the lock that `cancel` takes to walk the children, so a child made
         // while the parent is being cancelled is either walked or sees the flag here.
         if self.is_cancelled() {
-            child.cancel();
+            child.cancel(self.reason());
         } else {
             children.retain(|weak| weak.strong_count() > 0); // forget dropped children
             children.push(Arc::downgrade(&child));
@@ -142,24 +176,35 @@ impl CancellationToken {
 
 impl Node {
     fn new(cancelled: bool) -> Self {
-        Node { cancelled: AtomicBool::new(cancelled), event: Event::new(), children: Mutex::new(Vec::new()) }
-    }
-
-    fn cancel(&self) {
-        // Walk the tree with an explicit stack: a deep chain of child tokens must not overflow.
-        let mut pending = Vec::new();
-        self.cancel_one(&mut pending);
-        while let Some(node) = pending.pop() {
-            node.cancel_one(&mut pending);
+        Node {
+            cancelled: AtomicBool::new(cancelled),
+            reason: std::sync::OnceLock::new(),
+            event: Event::new(),
+            children: Mutex::new(Vec::new()),
         }
     }
 
-    fn cancel_one(&self, pending: &mut Vec<Arc<Node>>) {
+    fn cancel(&self, reason: Option<&'static str>) {
+        // Walk the tree with an explicit stack: a deep chain of child tokens must not overflow.
+        let mut pending = Vec::new();
+        self.cancel_one(reason, &mut pending);
+        while let Some(node) = pending.pop() {
+            node.cancel_one(reason, &mut pending);
+        }
+    }
+
+    fn cancel_one(&self, reason: Option<&'static str>, pending: &mut Vec<Arc<Node>>) {
         let children = {
             let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
-            if self.cancelled.swap(true, Ordering::AcqRel) {
+            // Every cancel takes the lock: the one that finds the flag clear wins, and sets its
+            // reason before the flag, so that whoever sees the flag sees the reason.
+            if self.cancelled.load(Ordering::Acquire) {
                 return;
             }
+            if let Some(reason) = reason {
+                let _ = self.reason.set(reason);
+            }
+            self.cancelled.store(true, Ordering::Release);
             core::mem::take(&mut *children)
         };
         self.event.notify(usize::MAX);
@@ -191,6 +236,8 @@ impl Future for WaitForCancellation {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             if self.token.is_cancelled() {
+                // The scope polling this signal learns why.
+                crate::frame::report_reason(self.token.reason());
                 return Poll::Ready(());
             }
             match self.listener.as_mut() {

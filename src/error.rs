@@ -1,6 +1,8 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::frame::Cause;
+
 /// Every error a scope produced, in causal order (guarantee G5).
 ///
 /// The *primary* error is the first one: an enter's, the body's, or, when both succeeded, the first
@@ -33,15 +35,17 @@ use core::fmt;
 pub struct Error<E> {
     primary: Option<E>,
     suppressed: Vec<E>,
+    /// Why the scope was cancelled, when it was.
+    cause: Cause,
 }
 
 impl<E> Error<E> {
     pub(crate) fn failed(primary: E, suppressed: Vec<E>) -> Self {
-        Error { primary: Some(primary), suppressed }
+        Error { primary: Some(primary), suppressed, cause: Cause::NONE }
     }
 
-    pub(crate) fn cancelled(suppressed: Vec<E>) -> Self {
-        Error { primary: None, suppressed }
+    pub(crate) fn cancelled(suppressed: Vec<E>, cause: Cause) -> Self {
+        Error { primary: None, suppressed, cause }
     }
 
     /// The first error, or `None` when the scope was cancelled.
@@ -84,6 +88,33 @@ impl<E> Error<E> {
     /// ```
     pub fn is_cancelled(&self) -> bool {
         self.primary.is_none()
+    }
+
+    /// Why the scope was cancelled: which of its signals fired, or that the scope around it was
+    /// cancelled, with the reason the signal gave, if any. `None` when it was not cancelled
+    /// (and for an error made with `From`, which no scope produced).
+    ///
+    /// ```
+    /// use async_with::{resource, CancellationToken, CancelledBy, Outcome, Scope};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let shutdown = CancellationToken::new();
+    /// let conn = resource(async || Ok::<_, String>(()), async |(), _: Outcome<'_, String>| Ok(()));
+    /// let err = Scope::new()
+    ///     .cancel_on(std::future::pending::<()>()) // signal 0: a timer, say
+    ///     .cancel_on(shutdown.cancelled()) // signal 1
+    ///     .with(conn, async |()| {
+    ///         shutdown.cancel_with("shutting down");
+    ///         std::future::pending::<Result<(), _>>().await
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.cancelled_by(), Some(CancelledBy::Signal { index: 1, reason: Some("shutting down") }));
+    /// assert_eq!(format!("{err:#}"), "the scope was cancelled (by signal 1 of `cancel_on`: shutting down)");
+    /// # });
+    /// ```
+    pub fn cancelled_by(&self) -> Option<CancelledBy> {
+        if self.primary.is_some() { None } else { self.cause.cancelled_by() }
     }
 
     /// All the errors in the order they happened: the primary one first, then the suppressed ones.
@@ -143,7 +174,7 @@ impl<E> Error<E> {
         E: From<Cancelled> + fmt::Debug,
     {
         use crate::hook::ErrorHook;
-        let Error { primary, suppressed } = self;
+        let Error { primary, suppressed, .. } = self;
         let mut hook = crate::hook::GlobalHook;
         for error in suppressed {
             hook.report(error);
@@ -195,7 +226,11 @@ impl<E> Error<E> {
     /// # });
     /// ```
     pub fn map<F>(self, mut f: impl FnMut(E) -> F) -> Error<F> {
-        Error { primary: self.primary.map(&mut f), suppressed: self.suppressed.into_iter().map(f).collect() }
+        Error {
+            primary: self.primary.map(&mut f),
+            suppressed: self.suppressed.into_iter().map(f).collect(),
+            cause: self.cause,
+        }
     }
 }
 
@@ -283,6 +318,64 @@ impl<E: fmt::Debug + fmt::Display + 'static> core::error::Error for Boxed<E> {
 impl<E> From<E> for Error<E> {
     fn from(error: E) -> Self {
         Error::failed(error, Vec::new())
+    }
+}
+
+/// Why a scope was cancelled: [`Error::cancelled_by`].
+///
+/// A reason is a `&'static str` given by the signal: a [`CancellationToken`](crate::CancellationToken)
+/// cancelled with [`cancel_with`](crate::CancellationToken::cancel_with) gives its reason (its
+/// child tokens give their parent's), other signals give none.
+///
+/// ```
+/// use async_with::CancelledBy;
+/// let by = CancelledBy::Signal { index: 0, reason: Some("timed out") };
+/// assert_eq!(by.reason(), Some("timed out"));
+/// assert_eq!(by.to_string(), "by signal 0 of `cancel_on`: timed out");
+/// assert_eq!(CancelledBy::Parent { reason: None }.to_string(), "with the scope around it");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CancelledBy {
+    /// The scope's own signal fired: the one given to the `index`th call of
+    /// [`cancel_on`](crate::Scope::cancel_on) (0 for the first). Several that fire at once count
+    /// as the first of them.
+    Signal {
+        /// Which `cancel_on` call gave the signal, counting from 0.
+        index: usize,
+        /// The reason the signal gave, if any.
+        reason: Option<&'static str>,
+    },
+    /// The scope it runs in (whose body it is part of) was cancelled, and this scope with it.
+    Parent {
+        /// The reason the outer scope's signal gave, if any.
+        reason: Option<&'static str>,
+    },
+}
+
+impl CancelledBy {
+    /// The reason the signal gave, if any.
+    ///
+    /// ```
+    /// assert_eq!(async_with::CancelledBy::Parent { reason: Some("shutdown") }.reason(), Some("shutdown"));
+    /// ```
+    pub fn reason(&self) -> Option<&'static str> {
+        match *self {
+            CancelledBy::Signal { reason, .. } | CancelledBy::Parent { reason } => reason,
+        }
+    }
+}
+
+impl fmt::Display for CancelledBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CancelledBy::Signal { index, .. } => write!(f, "by signal {index} of `cancel_on`")?,
+            CancelledBy::Parent { .. } => f.write_str("with the scope around it")?,
+        }
+        match self.reason() {
+            Some(reason) => write!(f, ": {reason}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -393,7 +486,7 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
         let mut d = f.debug_struct("Error");
         match &self.primary {
             Some(p) => d.field("primary", p),
-            None => d.field("cancelled", &true),
+            None => d.field("cancelled", &true).field("cancelled_by", &self.cancelled_by()),
         };
         d.field("suppressed", &self.suppressed).finish()
     }
@@ -403,7 +496,13 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.primary {
             Some(p) => fmt::Display::fmt(p, f)?,
-            None => fmt::Display::fmt(&Cancelled, f)?,
+            None => {
+                fmt::Display::fmt(&Cancelled, f)?;
+                // The alternate form (`{:#}`) says why.
+                if let (true, Some(by)) = (f.alternate(), self.cancelled_by()) {
+                    write!(f, " ({by})")?;
+                }
+            }
         }
         if let Some((first, rest)) = self.suppressed.split_first() {
             let n = self.suppressed.len();

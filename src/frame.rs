@@ -18,6 +18,8 @@
 //! Without `std` there are no thread-locals: every frame reads as "not cancelled", and a
 //! scope's cancellation reaches only its own body, which is dropped.
 
+use crate::error::CancelledBy;
+
 /// What a scope tells what it polls, and what it learns from it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Frame {
@@ -33,17 +35,62 @@ pub(crate) struct Frame {
     /// The scope's signal panicked: its payload waits in [`SIGNAL_PANIC`] for the scope's
     /// unwinder, which records it where it would have recorded the cancellation.
     pub(crate) panicking: bool,
+    /// Why the scope is cancelled, when it is: [`Cause::NONE`] otherwise.
+    pub(crate) cause: Cause,
+}
+
+/// Why a scope is cancelled, compact (a scope future holds one): [`CancelledBy`] for users.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Cause {
+    /// 0: not cancelled; 1: by the scope around; `2 + i`: by the signal of the `i`th `cancel_on`.
+    pub(crate) code: u32,
+    /// The reason the signal gave (a [`CancellationToken`](crate::CancellationToken) cancelled
+    /// with [`cancel_with`](crate::CancellationToken::cancel_with)), or the parent's.
+    pub(crate) reason: Option<&'static str>,
+}
+
+impl Cause {
+    pub(crate) const NONE: Cause = Cause { code: 0, reason: None };
+
+    /// Cancelled with the scope around, whose cause was `parent`.
+    #[inline]
+    pub(crate) fn parent(parent: Cause) -> Cause {
+        Cause { code: 1, reason: parent.reason }
+    }
+
+    /// Cancelled by the signal of the `index`th `cancel_on`.
+    #[inline]
+    pub(crate) fn signal(index: u32, reason: Option<&'static str>) -> Cause {
+        Cause { code: index.saturating_add(2), reason }
+    }
+
+    /// What [`crate::Error::cancelled_by`] says.
+    pub(crate) fn cancelled_by(self) -> Option<CancelledBy> {
+        match self.code {
+            0 => None,
+            1 => Some(CancelledBy::Parent { reason: self.reason }),
+            n => Some(CancelledBy::Signal { index: (n - 2) as usize, reason: self.reason }),
+        }
+    }
 }
 
 impl Frame {
     /// The frame of code that runs shielded from cancellation: enters and exits.
-    pub(crate) const SHIELDED: Frame =
-        Frame { cancelled: false, interrupt_enters: false, busy: false, exiting: false, panicking: false };
+    pub(crate) const SHIELDED: Frame = Frame {
+        cancelled: false,
+        interrupt_enters: false,
+        busy: false,
+        exiting: false,
+        panicking: false,
+        cause: Cause::NONE,
+    };
 }
 
 #[cfg(feature = "std")]
 std::thread_local! {
     static CURRENT: core::cell::Cell<Frame> = const { core::cell::Cell::new(Frame::SHIELDED) };
+    /// The reason a signal gave as it fired ([`report_reason`]), read by the scope that polled it.
+    static SIGNAL_REASON: core::cell::Cell<Option<&'static str>> = const { core::cell::Cell::new(None) };
     /// The payload of a scope's panicking signal, while the scope polls what it runs.
     static SIGNAL_PANIC: core::cell::Cell<Option<crate::catch_unwind::Payload>> = const { core::cell::Cell::new(None) };
 }
@@ -73,6 +120,22 @@ pub(crate) fn offering<T>(payload: &mut Option<crate::catch_unwind::Payload>, po
 #[cfg(feature = "std")]
 pub(crate) fn take_signal_panic() -> Option<crate::catch_unwind::Payload> {
     if current().panicking { SIGNAL_PANIC.with(core::cell::Cell::take) } else { None }
+}
+
+/// Tells the scope polling this signal why it fired: called by a signal as it completes (the
+/// future of [`CancellationToken::cancelled`](crate::CancellationToken::cancelled)).
+#[cfg(feature = "std")]
+pub(crate) fn report_reason(reason: Option<&'static str>) {
+    SIGNAL_REASON.with(|slot| slot.set(reason));
+}
+
+/// Polls a signal, and returns what it reported with [`report_reason`] while it was polled.
+#[cfg(feature = "std")]
+#[inline]
+pub(crate) fn reason_of<T>(poll: impl FnOnce() -> T) -> (T, Option<&'static str>) {
+    let before = SIGNAL_REASON.with(|slot| slot.take());
+    let out = poll();
+    (out, SIGNAL_REASON.with(|slot| slot.replace(before)))
 }
 
 /// The frame of the scope polling the caller (the shielded one outside any scope).

@@ -337,7 +337,7 @@ pub use combinator::{
 pub use context::{AsyncContext, IntoContext, IntoLocalContext, LocalAsyncContext};
 #[cfg(feature = "std")]
 pub use detach::{DetachOnDrop, DetachSignal, Detached, detach_on_drop};
-pub use error::{Cancelled, Error, ForeignError};
+pub use error::{Cancelled, CancelledBy, Error, ForeignError};
 #[cfg(feature = "std")]
 pub use generator::{Cx, Generator, Provide, context};
 pub use hook::{Dropped, ErrorHook, GlobalHook};

@@ -10,7 +10,7 @@
 //! deep close and drop on a small thread stack. Dropping a stack drops its entries newest first;
 //! a destructor that panics is contained and does not stop the others.
 //!
-//! A [`Key`] names an entry by its stack and its number (a count of the stack's pushes, never
+//! A [`Key`] names an entry by its stack and its number (from a count of every stack's pushes, never
 //! reused), so that a released entry's key never reaches a newer entry, and released entries
 //! give their memory back however many enter/release cycles a stack goes through. A [`Handle`]
 //! holds its entry's value as a claim on the arena, the one path to that value: releasing it takes
@@ -1496,7 +1496,7 @@ where
     Scope::new().scope_local(body)
 }
 
-impl<H, S: Future, D> Scope<H, S, D> {
+impl<H, S: crate::with::Signals, D> Scope<H, S, D> {
     /// Runs `body` with a fresh stack, as [`scope`] does, reporting through this scope's hook.
     ///
     /// ```

@@ -12,7 +12,7 @@ use core::task::{Context, Poll};
 use crate::catch_unwind::{Caught, Payload, call};
 use crate::context::{IntoContext, IntoLocalContext};
 use crate::error::Error;
-use crate::frame::{self, Frame};
+use crate::frame::{self, Cause, Frame};
 use crate::hook::{ErrorHook, GlobalHook};
 use crate::protocol::{Held, Protocol, SendProtocol};
 use crate::unwind::{Deadlines, Unwind};
@@ -241,15 +241,41 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<A: Future, B: Future> Future for AnyOf<A, B> {
-    type Output = ();
+/// The signals of a scope: none ([`Pending`](core::future::Pending), before the first
+/// `cancel_on`) or those of an [`AnyOf`]. Polled, it tells which one fired (the index of its
+/// `cancel_on` call), for [`Error::cancelled_by`].
+#[doc(hidden)]
+pub trait Signals {
+    /// How many signals: the index of the next `cancel_on`.
+    #[doc(hidden)]
+    const COUNT: u32;
 
-    fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<()> {
+    /// `Ready(index)` once the signal of the `index`th `cancel_on` fired.
+    #[doc(hidden)]
+    fn poll_fired(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<u32>;
+}
+
+impl Signals for core::future::Pending<()> {
+    const COUNT: u32 = 0;
+
+    #[inline]
+    fn poll_fired(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<u32> {
+        Poll::Pending
+    }
+}
+
+impl<A: Signals, B: Future> Signals for AnyOf<A, B> {
+    const COUNT: u32 = A::COUNT + 1;
+
+    #[inline]
+    fn poll_fired(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<u32> {
         let this = self.project();
-        if this.first.poll(task).is_ready() || this.second.poll(task).is_ready() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
+        if let Poll::Ready(index) = this.first.poll_fired(task) {
+            return Poll::Ready(index);
+        }
+        match this.second.poll(task) {
+            Poll::Ready(_) => Poll::Ready(A::COUNT),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -335,73 +361,118 @@ pin_project_lite::pin_project! {
     pub(crate) struct Scoped<S, F> {
         #[pin]
         signal: S,
-        requested: bool,
+        // Why the scope is cancelled: the code of a `Cause` (0 until it is). Its reason, rare,
+        // is in `fired`, or the parent's frame has it.
+        cause: u32,
         exiting: bool,
         interrupt_enters: bool,
-        signal_panic: Option<Box<Payload>>,
+        fired: Option<Box<Fired>>,
         #[pin]
         scope: F,
     }
 }
 
+/// What a scope's signal left when it fired, rarely: kept out of line, so that the scope's
+/// future stays small (a signal that fires without a reason and without a panic leaves none).
+#[derive(Default)]
+struct Fired {
+    /// The payload of a signal that panicked, until the scope's unwinder takes it.
+    #[cfg(feature = "std")]
+    panic: Option<Payload>,
+    /// The reason the signal gave.
+    reason: Option<&'static str>,
+}
+
 impl<S, F> Scoped<S, F> {
     #[inline]
     pub(crate) fn new(signal: S, interrupt_enters: bool, scope: F) -> Self {
-        Scoped { signal, requested: false, exiting: false, interrupt_enters, signal_panic: None, scope }
+        Scoped { signal, cause: 0, exiting: false, interrupt_enters, fired: None, scope }
     }
 }
 
-/// Polls a scope's signal: `true` once it has fired; a panic in it counts as firing, and its
-/// payload is kept in `panicked`.
+/// Polls a scope's signals: the cause once one has fired (which one); a panic in one counts as
+/// firing. The reason it gave and its panic are kept in `fired`.
 #[inline]
-fn poll_signal<S: Future>(
+fn poll_signal<S: Signals>(
     signal: Pin<&mut S>,
     task: &mut Context<'_>,
-    panicked: &mut Option<Box<Payload>>,
-) -> bool {
+    fired: &mut Option<Box<Fired>>,
+) -> Option<u32> {
+    if S::COUNT == 0 {
+        return None; // no signal of its own: nothing to poll
+    }
     #[cfg(feature = "std")]
     {
-        match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| signal.poll(task).is_ready())) {
-            Ok(fired) => fired,
-            Err(payload) => {
-                *panicked = Some(Box::new(payload));
-                true
+        let caught = frame::reason_of(|| {
+            std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| signal.poll_fired(task)))
+        });
+        match caught {
+            (Ok(Poll::Pending), _) => None,
+            (Ok(Poll::Ready(index)), reason) => {
+                if reason.is_some() {
+                    *fired = Some(Box::new(Fired { reason, ..Fired::default() }));
+                }
+                Some(index)
+            }
+            (Err(payload), _) => {
+                *fired = Some(Box::new(Fired { panic: Some(payload), ..Fired::default() }));
+                Some(0)
             }
         }
     }
     #[cfg(not(feature = "std"))]
     {
-        let _ = panicked;
-        signal.poll(task).is_ready()
+        let _ = fired;
+        match signal.poll_fired(task) {
+            Poll::Ready(index) => Some(index),
+            Poll::Pending => None,
+        }
     }
 }
 
-impl<S: Future, F: Future> Future for Scoped<S, F> {
+impl<S: Signals, F: Future> Future for Scoped<S, F> {
     type Output = F::Output;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        if !*this.exiting && !*this.requested {
+        if !*this.exiting && *this.cause == 0 {
             // The scope around (if any) first: a cancelled parent cancels its children.
-            *this.requested = frame::current().cancelled || poll_signal(this.signal, task, this.signal_panic);
+            let parent = frame::current();
+            if parent.cancelled {
+                *this.cause = Cause::parent(parent.cause).code;
+            } else if let Some(index) = poll_signal(this.signal, task, this.fired) {
+                *this.cause = Cause::signal(index, None).code;
+            }
         }
+        let reason = match *this.cause {
+            0 => None,
+            // Cancelled with the scope around: it is still polled by that scope's body.
+            1 => frame::current().cause.reason,
+            _ => this.fired.as_ref().and_then(|fired| fired.reason),
+        };
+        #[cfg(feature = "std")]
+        let payload = this.fired.as_mut().and_then(|fired| fired.panic.take());
         let scope = this.scope;
         let mine = Frame {
-            cancelled: *this.requested,
+            cancelled: *this.cause != 0,
             interrupt_enters: *this.interrupt_enters,
-            panicking: this.signal_panic.is_some(),
+            #[cfg(feature = "std")]
+            panicking: payload.is_some(),
+            cause: Cause { code: *this.cause, reason },
             ..Frame::SHIELDED
         };
         #[cfg(feature = "std")]
-        let (poll, left) = match this.signal_panic.take() {
+        let (poll, left) = match payload {
             None => frame::within(mine, || scope.poll(task)),
             Some(payload) => {
-                let signal_panic = &mut *this.signal_panic;
+                let fired = &mut *this.fired;
                 frame::within(mine, || {
-                    let mut offered = Some(*payload);
+                    let mut offered = Some(payload);
                     let poll = frame::offering(&mut offered, || scope.poll(task));
-                    *signal_panic = offered.map(Box::new);
+                    if let Some(fired) = fired.as_mut() {
+                        fired.panic = offered;
+                    }
                     poll
                 })
             }
@@ -416,8 +487,8 @@ impl<S: Future, F: Future> Future for Scoped<S, F> {
         if poll.is_ready() {
             // Every path of a scope records its cancellation, which takes the payload; one left
             // here would be a panic lost, so it resumes.
-            if let Some(payload) = this.signal_panic.take() {
-                std::panic::resume_unwind(*payload);
+            if let Some(payload) = this.fired.as_mut().and_then(|fired| fired.panic.take()) {
+                std::panic::resume_unwind(payload);
             }
         }
         poll
@@ -566,7 +637,7 @@ macro_rules! run_with {
     }};
 }
 
-impl<H, S: Future, D> Scope<H, S, D> {
+impl<H, S: Signals, D> Scope<H, S, D> {
     /// Enters `context` around `body`, as [`with`] does, under this scope's options.
     ///
     /// ```

@@ -1096,7 +1096,8 @@ where
 }
 
 fn expected() -> Vec<(String, Vec<String>)> {
-    let cancelled = "Err(Error { cancelled: true, suppressed: [] })".to_string();
+    let cancelled =
+        "Err(Error { cancelled: true, cancelled_by: Some(Signal { index: 0, reason: None }), suppressed: [] })".to_string();
     let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     vec![
         (
