@@ -33,19 +33,19 @@ use crate::frame::Cause;
 /// # });
 /// ```
 pub struct Error<E> {
-    primary: Option<E>,
+    /// The primary error, or why the scope was cancelled (one or the other, so that they share
+    /// their bytes).
+    primary: Result<E, Cause>,
     suppressed: Vec<E>,
-    /// Why the scope was cancelled, when it was.
-    cause: Cause,
 }
 
 impl<E> Error<E> {
     pub(crate) fn failed(primary: E, suppressed: Vec<E>) -> Self {
-        Error { primary: Some(primary), suppressed, cause: Cause::NONE }
+        Error { primary: Ok(primary), suppressed }
     }
 
     pub(crate) fn cancelled(suppressed: Vec<E>, cause: Cause) -> Self {
-        Error { primary: None, suppressed, cause }
+        Error { primary: Err(cause), suppressed }
     }
 
     /// The first error, or `None` when the scope was cancelled.
@@ -59,7 +59,7 @@ impl<E> Error<E> {
     /// # });
     /// ```
     pub fn primary(&self) -> Option<&E> {
-        self.primary.as_ref()
+        self.primary.as_ref().ok()
     }
 
     /// The errors that happened after the primary one (or after the cancellation), oldest first.
@@ -87,7 +87,7 @@ impl<E> Error<E> {
     /// # });
     /// ```
     pub fn is_cancelled(&self) -> bool {
-        self.primary.is_none()
+        self.primary.is_err()
     }
 
     /// Why the scope was cancelled: which of its signals fired, or that the scope around it was
@@ -114,7 +114,7 @@ impl<E> Error<E> {
     /// # });
     /// ```
     pub fn cancelled_by(&self) -> Option<CancelledBy> {
-        if self.primary.is_some() { None } else { self.cause.cancelled_by() }
+        self.primary.as_ref().err().and_then(|cause| cause.cancelled_by())
     }
 
     /// All the errors in the order they happened: the primary one first, then the suppressed ones.
@@ -128,7 +128,7 @@ impl<E> Error<E> {
     /// # });
     /// ```
     pub fn iter(&self) -> impl Iterator<Item = &E> {
-        self.primary.iter().chain(&self.suppressed)
+        self.primary().into_iter().chain(&self.suppressed)
     }
 
     /// Back to a plain `E`, for a `?` in a function that returns `Result<_, E>`: the primary
@@ -174,12 +174,12 @@ impl<E> Error<E> {
         E: From<Cancelled> + fmt::Debug,
     {
         use crate::hook::ErrorHook;
-        let Error { primary, suppressed, .. } = self;
+        let Error { primary, suppressed } = self;
         let mut hook = crate::hook::GlobalHook;
         for error in suppressed {
             hook.report(error);
         }
-        primary.unwrap_or_else(|| E::from(Cancelled))
+        primary.unwrap_or_else(|_| E::from(Cancelled))
     }
 
     /// Gives back the primary error, dropping the suppressed ones; `None` when cancelled.
@@ -197,7 +197,7 @@ impl<E> Error<E> {
     /// # assert_eq!(futures::executor::block_on(count()).unwrap(), 3);
     /// ```
     pub fn into_primary(self) -> Option<E> {
-        self.primary
+        self.primary.ok()
     }
 
     /// Splits into the primary error (`None` when cancelled) and the suppressed ones.
@@ -211,7 +211,7 @@ impl<E> Error<E> {
     /// # });
     /// ```
     pub fn into_parts(self) -> (Option<E>, Vec<E>) {
-        (self.primary, self.suppressed)
+        (self.primary.ok(), self.suppressed)
     }
 
     /// Converts every error with `f`, keeping their order and roles.
@@ -226,11 +226,7 @@ impl<E> Error<E> {
     /// # });
     /// ```
     pub fn map<F>(self, mut f: impl FnMut(E) -> F) -> Error<F> {
-        Error {
-            primary: self.primary.map(&mut f),
-            suppressed: self.suppressed.into_iter().map(f).collect(),
-            cause: self.cause,
-        }
+        Error { primary: self.primary.map(&mut f), suppressed: self.suppressed.into_iter().map(f).collect() }
     }
 }
 
@@ -286,7 +282,7 @@ impl<E: fmt::Debug + fmt::Display + 'static> core::error::Error for Boxed<E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         use alloc::boxed::Box;
         use core::any::Any;
-        let primary: &dyn Any = self.0.primary.as_ref()?;
+        let primary: &dyn Any = self.0.primary()?;
         if let Some(e) = primary.downcast_ref::<Box<dyn core::error::Error + Send + Sync>>() {
             return Some(&**e);
         }
@@ -484,7 +480,7 @@ impl From<ForeignError> for std::io::Error {
 impl<E: fmt::Debug> fmt::Debug for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        match &self.primary {
+        match self.primary() {
             Some(p) => d.field("primary", p),
             None => d.field("cancelled", &true).field("cancelled_by", &self.cancelled_by()),
         };
@@ -494,7 +490,7 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
 
 impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.primary {
+        match self.primary() {
             Some(p) => fmt::Display::fmt(p, f)?,
             None => {
                 fmt::Display::fmt(&Cancelled, f)?;
@@ -519,6 +515,6 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
 
 impl<E: core::error::Error + 'static> core::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
-        self.primary.as_ref().map(|e| e as _)
+        self.primary().map(|e| e as _)
     }
 }

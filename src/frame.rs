@@ -35,8 +35,6 @@ pub(crate) struct Frame {
     /// The scope's signal panicked: its payload waits in [`SIGNAL_PANIC`] for the scope's
     /// unwinder, which records it where it would have recorded the cancellation.
     pub(crate) panicking: bool,
-    /// Why the scope is cancelled, when it is: [`Cause::NONE`] otherwise.
-    pub(crate) cause: Cause,
 }
 
 /// Why a scope is cancelled, compact (a scope future holds one): [`CancelledBy`] for users.
@@ -76,19 +74,16 @@ impl Cause {
 
 impl Frame {
     /// The frame of code that runs shielded from cancellation: enters and exits.
-    pub(crate) const SHIELDED: Frame = Frame {
-        cancelled: false,
-        interrupt_enters: false,
-        busy: false,
-        exiting: false,
-        panicking: false,
-        cause: Cause::NONE,
-    };
+    pub(crate) const SHIELDED: Frame =
+        Frame { cancelled: false, interrupt_enters: false, busy: false, exiting: false, panicking: false };
 }
 
 #[cfg(feature = "std")]
 std::thread_local! {
     static CURRENT: core::cell::Cell<Frame> = const { core::cell::Cell::new(Frame::SHIELDED) };
+    /// Why the polling scope is cancelled, when its frame says it is: kept apart from the frame,
+    /// so that the frame stays a few bytes and this is only written by scopes that are cancelled.
+    static CAUSE: core::cell::Cell<Cause> = const { core::cell::Cell::new(Cause::NONE) };
     /// The reason a signal gave as it fired ([`report_reason`]), read by the scope that polled it.
     static SIGNAL_REASON: core::cell::Cell<Option<&'static str>> = const { core::cell::Cell::new(None) };
     /// The payload of a scope's panicking signal, while the scope polls what it runs.
@@ -136,6 +131,29 @@ pub(crate) fn reason_of<T>(poll: impl FnOnce() -> T) -> (T, Option<&'static str>
     let before = SIGNAL_REASON.with(|slot| slot.take());
     let out = poll();
     (out, SIGNAL_REASON.with(|slot| slot.replace(before)))
+}
+
+/// Why the scope polling the caller is cancelled ([`Cause::NONE`] when it is not).
+pub(crate) fn cause() -> Cause {
+    #[cfg(feature = "std")]
+    if current().cancelled {
+        return CAUSE.with(core::cell::Cell::get);
+    }
+    Cause::NONE
+}
+
+/// Runs `poll` with `cause` as the current scope's cause (see [`cause`]); the previous one is
+/// restored, even if `poll` unwinds.
+#[cfg(feature = "std")]
+pub(crate) fn with_cause<T>(cause: Cause, poll: impl FnOnce() -> T) -> T {
+    struct Restore(Cause);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CAUSE.with(|cell| cell.set(self.0));
+        }
+    }
+    let _restore = Restore(CAUSE.with(|cell| cell.replace(cause)));
+    poll()
 }
 
 /// The frame of the scope polling the caller (the shielded one outside any scope).

@@ -577,7 +577,7 @@ impl<E> Unwind<E> {
         match head {
             Head::Failed(primary) => Err(Error::failed(primary, later)),
             // Run by the scope's own code, so the frame is the scope's: it says why.
-            Head::Cancelled => Err(Error::cancelled(later, frame::current().cause)),
+            Head::Cancelled => Err(Error::cancelled(later, frame::cause())),
             Head::Clean => Ok(value.expect("async-with: a scope without errors has its body's value")),
         }
     }

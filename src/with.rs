@@ -430,6 +430,52 @@ fn poll_signal<S: Signals>(
     }
 }
 
+/// Polls a cancelled scope's code, in a frame that says so, with its cause (and the payload of
+/// its signal's panic, if it panicked) where the scope's unwinder finds them.
+#[cold]
+#[inline(never)]
+fn poll_cancelled<F: Future>(
+    code: u32,
+    interrupt_enters: bool,
+    fired: &mut Option<Box<Fired>>,
+    scope: Pin<&mut F>,
+    task: &mut Context<'_>,
+) -> (Poll<F::Output>, Frame) {
+    let cause = match code {
+        // Cancelled with the scope around: it is still polled by that scope's body.
+        1 => Cause::parent(frame::cause()),
+        code => Cause { code, reason: fired.as_ref().and_then(|fired| fired.reason) },
+    };
+    #[cfg(feature = "std")]
+    let payload = fired.as_mut().and_then(|fired| fired.panic.take());
+    let mine = Frame {
+        cancelled: true,
+        interrupt_enters,
+        #[cfg(feature = "std")]
+        panicking: payload.is_some(),
+        ..Frame::SHIELDED
+    };
+    #[cfg(feature = "std")]
+    {
+        frame::with_cause(cause, || match payload {
+            None => frame::within(mine, || scope.poll(task)),
+            Some(payload) => frame::within(mine, || {
+                let mut offered = Some(payload);
+                let poll = frame::offering(&mut offered, || scope.poll(task));
+                if let Some(fired) = fired.as_mut() {
+                    fired.panic = offered;
+                }
+                poll
+            }),
+        })
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        let _ = cause; // no thread-locals to keep it in: errors say `cancelled_by() == None`
+        frame::within(mine, || scope.poll(task))
+    }
+}
+
 impl<S: Signals, F: Future> Future for Scoped<S, F> {
     type Output = F::Output;
 
@@ -440,45 +486,18 @@ impl<S: Signals, F: Future> Future for Scoped<S, F> {
             // The scope around (if any) first: a cancelled parent cancels its children.
             let parent = frame::current();
             if parent.cancelled {
-                *this.cause = Cause::parent(parent.cause).code;
+                *this.cause = Cause::parent(frame::cause()).code;
             } else if let Some(index) = poll_signal(this.signal, task, this.fired) {
                 *this.cause = Cause::signal(index, None).code;
             }
         }
-        let reason = match *this.cause {
-            0 => None,
-            // Cancelled with the scope around: it is still polled by that scope's body.
-            1 => frame::current().cause.reason,
-            _ => this.fired.as_ref().and_then(|fired| fired.reason),
+        let (poll, left) = if *this.cause == 0 {
+            // The happy path: not cancelled (so no signal panicked either), nothing but the frame.
+            let mine = Frame { interrupt_enters: *this.interrupt_enters, ..Frame::SHIELDED };
+            frame::within(mine, || this.scope.poll(task))
+        } else {
+            poll_cancelled(*this.cause, *this.interrupt_enters, this.fired, this.scope, task)
         };
-        #[cfg(feature = "std")]
-        let payload = this.fired.as_mut().and_then(|fired| fired.panic.take());
-        let scope = this.scope;
-        let mine = Frame {
-            cancelled: *this.cause != 0,
-            interrupt_enters: *this.interrupt_enters,
-            #[cfg(feature = "std")]
-            panicking: payload.is_some(),
-            cause: Cause { code: *this.cause, reason },
-            ..Frame::SHIELDED
-        };
-        #[cfg(feature = "std")]
-        let (poll, left) = match payload {
-            None => frame::within(mine, || scope.poll(task)),
-            Some(payload) => {
-                let fired = &mut *this.fired;
-                frame::within(mine, || {
-                    let mut offered = Some(payload);
-                    let poll = frame::offering(&mut offered, || scope.poll(task));
-                    if let Some(fired) = fired.as_mut() {
-                        fired.panic = offered;
-                    }
-                    poll
-                })
-            }
-        };
-        #[cfg(not(feature = "std"))]
-        let (poll, left) = frame::within(mine, || scope.poll(task));
         *this.exiting |= left.exiting;
         if poll.is_pending() {
             frame::mark_busy();
