@@ -1,0 +1,460 @@
+//! Decodes bytes into a sequence of operations on `ExitStack<String>`s, runs them on
+//! `futures::executor::block_on` (no OS runtime), and asserts after every operation that the
+//! stacks did what a reference model of the stacks says (G1, G2, G4 and G5 for exit stacks).
+//!
+//! The operations are the stack's own API: `enter`, `enter_with_key` and `enter_with_handle` of a
+//! context whose enter and exit each succeed or fail, `defer`, `push_exit` and `callback`,
+//! `release` of a key handed out earlier, `pop_all` (the stack it returns joins the list, and
+//! later operations may target it like any other), `close` and `close_with`, and `new`. Each
+//! exit journals `exit N: <the outcome it saw>` (or `exit N` for `defer` and `callback`, which see
+//! no outcome), each enter `enter N`.
+//!
+//! The model is a `Vec` per stack of the pending entries, oldest first:
+//! - an enter that succeeds pushes its entry; one that fails pushes nothing and returns its error;
+//! - `release(key)` removes that entry and runs its exit now, seeing `Completed`; its error is
+//!   the result (a key follows its entry into the stack `pop_all` returned);
+//! - `close` runs the remaining exits newest first (G2), each seeing `Completed` until one fails
+//!   and then `Failed` with the newest error (G4); the result's primary error is the first one,
+//!   the suppressed ones are the rest, in the order the exits ran (G5). `close_with(cause)`
+//!   starts from `cause` (the exits see `Failed(cause)`, and it is the primary error);
+//! - `pop_all` moves every entry to a new stack and leaves the original open and empty.
+//!
+//! At the end every stack still open is closed, so that every entry pushed must have exited
+//! exactly once (G1): an exit that never ran, ran twice or ran in another stack's close shows as a
+//! journal that differs from the model's.
+//!
+//! Only valid keys are released (a key of an entry still pending): misuse panics are
+//! `tests/stack_model.rs`'s business, as are panicking exits and stacks entered into stacks.
+#![no_main]
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use arbitrary::{Arbitrary, Unstructured};
+use async_with::{AsyncContext, Error, ExitStack, Key, Outcome};
+use futures::executor::block_on;
+use libfuzzer_sys::fuzz_target;
+
+/// The longest sequence of operations a case runs: longer inputs are cut there.
+const MAX_OPS: usize = 40;
+
+fuzz_target!(|ops: Ops| {
+    let mut run = Run::default();
+    for (n, op) in ops.0.iter().enumerate() {
+        run.apply(n, op);
+    }
+    run.close_the_rest();
+});
+
+// ----- The operations -----
+
+/// How an enter or an exit ends.
+#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
+enum Act {
+    Succeed,
+    Fail,
+}
+
+/// Which enter method.
+#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
+enum How {
+    /// `enter`.
+    Plain,
+    /// `enter_with_key`: the key joins those `Release` picks from.
+    Keyed,
+    /// `enter_with_handle`, the handle dropped at once: the entry stays in the stack.
+    Handle,
+    /// `enter_with_handle`, then `handle.release()` at once: the exit runs now, seeing
+    /// `Completed`, and its error is the result.
+    HandleReleased,
+}
+
+/// The entries pushed without an enter (each gives a key).
+#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
+enum Push {
+    /// `push_exit`: an async exit that sees the outcome.
+    Exit,
+    /// `defer`: an async callback.
+    Defer,
+    /// `callback`: a synchronous one.
+    Callback,
+}
+
+/// One operation. `stack` picks one of the open stacks (modulo their number), `key` one of the
+/// keys whose entry is still pending; an operation with nothing to pick from is skipped.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+enum Op {
+    Enter { stack: u8, how: How, enter: Act, exit: Act, yields: bool },
+    Push { stack: u8, push: Push, exit: Act, yields: bool },
+    Release { key: u8 },
+    PopAll { stack: u8 },
+    Close { stack: u8 },
+    CloseWith { stack: u8 },
+    New,
+}
+
+/// At most [`MAX_OPS`] operations.
+#[derive(Debug)]
+struct Ops(Vec<Op>);
+
+impl<'a> Arbitrary<'a> for Ops {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        u.arbitrary_iter()?.take(MAX_OPS).collect::<arbitrary::Result<_>>().map(Ops)
+    }
+
+    // The fuzz input: a byte that says "one more" (odd) or "the end" (even), then an operation,
+    // and so on.
+    fn arbitrary_take_rest(u: Unstructured<'a>) -> arbitrary::Result<Self> {
+        u.arbitrary_take_rest_iter()?.take(MAX_OPS).collect::<arbitrary::Result<_>>().map(Ops)
+    }
+}
+
+// ----- The model -----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A context (any enter method): its exit sees the outcome.
+    Context,
+    PushExit,
+    Defer,
+    Callback,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    /// The number of the operation that pushed it: `exit N`.
+    id: usize,
+    kind: Kind,
+    exit: Act,
+}
+
+/// What an operation returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ret {
+    Ok,
+    /// The error of an enter or of a release.
+    Err(String),
+    /// The error of a close: the primary error and the suppressed ones, in order.
+    Closed(Option<String>, Vec<String>),
+}
+
+/// Runs `entries` (oldest first) newest first, starting from `errors` (empty, or a
+/// `close_with` cause): each exit sees `Failed` with the newest error, or `Completed`. Returns
+/// what the close returns.
+fn model_close(entries: Vec<Entry>, mut errors: Vec<String>, journal: &mut Vec<String>) -> Ret {
+    for entry in entries.into_iter().rev() {
+        let outcome = match errors.last() {
+            Some(newest) => format!("Failed({newest})"),
+            None => "Completed".to_string(),
+        };
+        journal.push(match entry.kind {
+            Kind::Context | Kind::PushExit => format!("exit {}: {outcome}", entry.id),
+            Kind::Defer | Kind::Callback => format!("exit {}", entry.id),
+        });
+        if entry.exit == Act::Fail {
+            errors.push(format!("exit {} failed", entry.id));
+        }
+    }
+    let mut errors = errors.into_iter();
+    match errors.next() {
+        None => Ret::Ok,
+        primary => Ret::Closed(primary, errors.collect()),
+    }
+}
+
+/// A release: the one exit runs now, seeing `Completed`; its error is the result.
+fn model_release(entry: Entry, journal: &mut Vec<String>) -> Ret {
+    match model_close(vec![entry], Vec::new(), journal) {
+        Ret::Ok => Ret::Ok,
+        Ret::Closed(Some(error), _) => Ret::Err(error),
+        other => unreachable!("one exit gives at most one error: {other:?}"),
+    }
+}
+
+// ----- What the real stacks run -----
+
+/// Where every enter and exit writes what it saw.
+#[derive(Clone, Default)]
+struct Journal(Arc<Mutex<Vec<String>>>);
+
+impl Journal {
+    fn push(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// Returns `Pending` once (waking itself), so that an enter or an exit really suspends.
+fn yield_now() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx: &mut Context<'_>| {
+        if std::mem::replace(&mut yielded, true) {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+}
+
+fn describe(outcome: Outcome<'_, String>) -> String {
+    match outcome {
+        Outcome::Completed => "Completed".into(),
+        Outcome::Failed(e) => format!("Failed({e})"),
+        Outcome::Panicked => "Panicked".into(),
+        Outcome::Cancelled => "Cancelled".into(),
+    }
+}
+
+fn exit_result(act: Act, id: usize) -> Result<(), String> {
+    match act {
+        Act::Succeed => Ok(()),
+        Act::Fail => Err(format!("exit {id} failed")),
+    }
+}
+
+/// The context of operation `id`: journals `enter N` and `exit N: <outcome>`; its value is `id`,
+/// which its exit checks it gets back.
+struct Res {
+    id: usize,
+    enter: Act,
+    exit: Act,
+    yields: bool,
+    journal: Journal,
+}
+
+impl AsyncContext for Res {
+    type Value = usize;
+    type Error = String;
+
+    async fn enter(&mut self) -> Result<usize, String> {
+        if self.yields {
+            yield_now().await;
+        }
+        self.journal.push(format!("enter {}", self.id));
+        match self.enter {
+            Act::Succeed => Ok(self.id),
+            Act::Fail => Err(format!("enter {} failed", self.id)),
+        }
+    }
+
+    async fn exit(self, value: usize, outcome: Outcome<'_, String>) -> Result<(), String> {
+        assert_eq!(value, self.id, "an exit got another context's value");
+        if self.yields {
+            yield_now().await;
+        }
+        self.journal.push(format!("exit {}: {}", self.id, describe(outcome)));
+        exit_result(self.exit, self.id)
+    }
+}
+
+fn ret(result: Result<(), String>) -> Ret {
+    match result {
+        Ok(()) => Ret::Ok,
+        Err(e) => Ret::Err(e),
+    }
+}
+
+fn closed(result: Result<(), Error<String>>) -> Ret {
+    match result {
+        Ok(()) => Ret::Ok,
+        Err(e) => {
+            assert!(!e.is_cancelled(), "a close that nothing cancelled says cancelled");
+            let (primary, suppressed) = e.into_parts();
+            Ret::Closed(primary, suppressed)
+        }
+    }
+}
+
+/// The real stacks and the model's, side by side: index `i` of `stacks` is index `i` of
+/// `model` (`None` once closed).
+struct Run {
+    stacks: Vec<Option<ExitStack<String>>>,
+    model: Vec<Option<Vec<Entry>>>,
+    /// Every key handed out, with the id of its entry.
+    keys: Vec<(Key, usize)>,
+    journal: Journal,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        Run {
+            stacks: vec![Some(ExitStack::new())],
+            model: vec![Some(Vec::new())],
+            keys: Vec::new(),
+            journal: Journal::default(),
+        }
+    }
+}
+
+impl Run {
+    /// The open stack `pick` chooses, if any is open.
+    fn pick(&self, pick: u8) -> Option<usize> {
+        let open: Vec<usize> = (0..self.model.len()).filter(|&i| self.model[i].is_some()).collect();
+        (!open.is_empty()).then(|| open[usize::from(pick) % open.len()])
+    }
+
+    fn stack(&mut self, i: usize) -> &mut ExitStack<String> {
+        self.stacks[i].as_mut().expect("the model says this stack is open")
+    }
+
+    fn entries(&mut self, i: usize) -> &mut Vec<Entry> {
+        self.model[i].as_mut().expect("picked among the open stacks")
+    }
+
+    /// Where the entry `id` is pending (stack, position), if it is.
+    fn find(&self, id: usize) -> Option<(usize, usize)> {
+        self.model
+            .iter()
+            .enumerate()
+            .find_map(|(s, entries)| entries.as_ref()?.iter().position(|e| e.id == id).map(|at| (s, at)))
+    }
+
+    /// Runs operation number `n` on the stacks and on the model, and asserts that the stacks
+    /// journaled and returned what the model says.
+    fn apply(&mut self, n: usize, op: &Op) {
+        let mut expected = Vec::new();
+        let (want, got) = match *op {
+            Op::Enter { stack, how, enter, exit, yields } => {
+                let Some(s) = self.pick(stack) else { return };
+                expected.push(format!("enter {n}"));
+                let entry = Entry { id: n, kind: Kind::Context, exit };
+                let want = match (enter, how) {
+                    (Act::Fail, _) => Ret::Err(format!("enter {n} failed")),
+                    (Act::Succeed, How::HandleReleased) => model_release(entry, &mut expected),
+                    (Act::Succeed, _) => {
+                        self.entries(s).push(entry);
+                        Ret::Ok
+                    }
+                };
+                let res = Res { id: n, enter, exit, yields, journal: self.journal.clone() };
+                let stack = self.stack(s);
+                let got =
+                    match how {
+                        How::Plain => ret(block_on(stack.enter(res))
+                            .map(|value| assert_eq!(*value, n, "lent the wrong value"))),
+                        How::Keyed => {
+                            let entered = block_on(stack.enter_with_key(res)).map(|(value, key)| {
+                                assert_eq!(*value, n, "lent the wrong value");
+                                key
+                            });
+                            match entered {
+                                Ok(key) => {
+                                    self.keys.push((key, n));
+                                    Ret::Ok
+                                }
+                                Err(e) => Ret::Err(e),
+                            }
+                        }
+                        How::Handle => ret(block_on(stack.enter_with_handle(res))
+                            .map(|handle| assert_eq!(*handle, n, "lent the wrong value"))),
+                        How::HandleReleased => ret(block_on(async {
+                            let handle = stack.enter_with_handle(res).await?;
+                            assert_eq!(*handle, n, "lent the wrong value");
+                            handle.release().await
+                        })),
+                    };
+                (want, got)
+            }
+            Op::Push { stack, push, exit, yields } => {
+                let Some(s) = self.pick(stack) else { return };
+                let kind = match push {
+                    Push::Exit => Kind::PushExit,
+                    Push::Defer => Kind::Defer,
+                    Push::Callback => Kind::Callback,
+                };
+                self.entries(s).push(Entry { id: n, kind, exit });
+                let journal = self.journal.clone();
+                let stack = self.stack(s);
+                let key = match push {
+                    Push::Exit => stack.push_exit(async move |outcome: Outcome<'_, String>| {
+                        if yields {
+                            yield_now().await;
+                        }
+                        journal.push(format!("exit {n}: {}", describe(outcome)));
+                        exit_result(exit, n)
+                    }),
+                    Push::Defer => stack.defer(move || async move {
+                        if yields {
+                            yield_now().await;
+                        }
+                        journal.push(format!("exit {n}"));
+                        exit_result(exit, n)
+                    }),
+                    Push::Callback => stack.callback(move || {
+                        journal.push(format!("exit {n}"));
+                        exit_result(exit, n)
+                    }),
+                };
+                self.keys.push((key, n));
+                (Ret::Ok, Ret::Ok)
+            }
+            Op::Release { key } => {
+                // Only the keys of entries still pending, in the order they were handed out.
+                let live: Vec<(Key, usize)> =
+                    self.keys.iter().copied().filter(|&(_, id)| self.find(id).is_some()).collect();
+                if live.is_empty() {
+                    return;
+                }
+                let (key, id) = live[usize::from(key) % live.len()];
+                let (s, at) = self.find(id).expect("live");
+                let entry = self.entries(s).remove(at);
+                let want = model_release(entry, &mut expected);
+                let got = ret(block_on(self.stack(s).release(key)));
+                (want, got)
+            }
+            Op::PopAll { stack } => {
+                let Some(s) = self.pick(stack) else { return };
+                let moved = std::mem::take(self.entries(s));
+                self.model.push(Some(moved));
+                let popped = self.stack(s).pop_all();
+                self.stacks.push(Some(popped));
+                (Ret::Ok, Ret::Ok)
+            }
+            Op::Close { stack } | Op::CloseWith { stack } => {
+                let Some(s) = self.pick(stack) else { return };
+                let entries = self.model[s].take().expect("open");
+                let stack = self.stacks[s].take().expect("open");
+                if let Op::CloseWith { .. } = op {
+                    let cause = format!("cause {n}");
+                    let want = model_close(entries, vec![cause.clone()], &mut expected);
+                    (want, closed(block_on(stack.close_with(cause))))
+                } else {
+                    let want = model_close(entries, Vec::new(), &mut expected);
+                    (want, closed(block_on(stack.close())))
+                }
+            }
+            Op::New => {
+                self.model.push(Some(Vec::new()));
+                self.stacks.push(Some(ExitStack::new()));
+                (Ret::Ok, Ret::Ok)
+            }
+        };
+        assert_eq!(
+            (self.journal.take(), got),
+            (expected, want),
+            "operation {n} ({op:?}): the stack (left) differs from the model (right)"
+        );
+    }
+
+    /// Closes every stack still open, in order, and checks each as a `Close` operation.
+    fn close_the_rest(mut self) {
+        for s in 0..self.stacks.len() {
+            if let Some(stack) = self.stacks[s].take() {
+                let mut expected = Vec::new();
+                let entries = self.model[s].take().expect("open in the model too");
+                let want = model_close(entries, Vec::new(), &mut expected);
+                let got = closed(block_on(stack.close()));
+                assert_eq!(
+                    (self.journal.take(), got),
+                    (expected, want),
+                    "closing stack {s} at the end: the stack (left) differs from the model (right)"
+                );
+            }
+        }
+    }
+}
