@@ -450,7 +450,7 @@ fn orphaned_errors_of_a_closed_stack_and_of_a_nested_one_come_first_too() {
 
 // ----- Item 16: enter_with_key + release, over and over, on one stack -----
 
-const CYCLES: usize = if cfg!(miri) { 2_000 } else { 200_000 };
+const CYCLES: usize = if cfg!(miri) { 600 } else { 200_000 };
 
 fn keyed(name: usize) -> impl IntoContext<Value = usize, Error = String> + use<> {
     resource(async move || Ok(name), async |_, _: Outcome<'_, String>| Ok(()))
