@@ -212,3 +212,46 @@ fn statically_composed_contexts_allocate_nothing() {
     assert_eq!(out.unwrap(), 13);
     assert_eq!(n, 0);
 }
+
+/// Three nested scopes, the outer one's signal firing while the innermost body waits.
+fn nested_cancelled<'a>(
+    signal: impl Future<Output = ()> + 'a,
+    reached: &'a Cell<bool>,
+) -> impl Future<Output = Result<u64, async_with::Error<&'static str>>> + 'a {
+    async_with::Scope::new().cancel_on(signal).with(counter(false), async |_| {
+        with(counter(false), async |_| {
+            with(counter(false), async |_| {
+                reached.set(true);
+                std::future::pending::<Result<u64, _>>().await
+            })
+            .await
+        })
+        .await
+    })
+}
+
+#[test]
+fn a_cancellation_allocates_nothing_and_its_reason_once_for_every_scope_inside() {
+    // A signal without a reason: every scope is cancelled, none allocates.
+    let reached = Cell::new(false);
+    let (out, n) = allocations(|| nested_cancelled(common::ready_on_poll(10), &reached));
+    assert!(reached.get(), "the signal fired before the innermost body started");
+    assert_eq!(
+        out.unwrap_err().cancelled_by(),
+        Some(async_with::CancelledBy::Signal { index: 0, reason: None })
+    );
+    assert_eq!(n, 0);
+    // A token cancelled with a reason, seen once every scope is in its body: the outer scope
+    // keeps the reason (one allocation); the scopes inside read it from their parent.
+    let token = async_with::CancellationToken::new();
+    token.cancel_with("shutdown");
+    let signal = async {
+        common::ready_on_poll(10).await;
+        token.cancelled().await;
+    };
+    let reached = Cell::new(false);
+    let (out, n) = allocations(|| nested_cancelled(signal, &reached));
+    assert!(reached.get(), "the signal fired before the innermost body started");
+    assert_eq!(out.unwrap_err().cancelled_by().and_then(|by| by.reason()), Some("shutdown"));
+    assert_eq!(n, 1);
+}
