@@ -539,7 +539,7 @@ fn a_key_never_releases_a_newer_entry() {
 
 // ----- Item 17: stacks nested in stacks, twenty thousand deep -----
 
-const DEPTH: usize = if cfg!(miri) { 100 } else { 20_000 };
+const DEPTH: usize = if cfg!(miri) { 40 } else { 20_000 };
 
 /// Checks that the exits run in one order: each gets the position it must run at.
 #[derive(Clone, Default)]

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
     // Under Miri each case takes about a second: a handful per law checks for undefined behaviour.
-    let default = if cfg!(miri) { 6 } else { 2000 };
+    let default = if cfg!(miri) { 3 } else { 2000 };
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default);
     ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
 }

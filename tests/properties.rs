@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
 fn cases() -> u32 {
-    let default = if cfg!(miri) { 8 } else { 2000 };
+    let default = if cfg!(miri) { 4 } else { 2000 };
     std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
 }
 

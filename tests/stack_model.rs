@@ -39,7 +39,7 @@ use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state
 const MAX_OPS: usize = if cfg!(miri) { 12 } else { 30 };
 
 fn config() -> Config {
-    let default = if cfg!(miri) { 4 } else { 2000 };
+    let default = if cfg!(miri) { 2 } else { 2000 };
     Config {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default),
         // The minimal failing sequence is printed; no regressions file is written.
