@@ -22,14 +22,15 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Once};
-use std::task::{Context, Poll};
 
 use async_with::{AsyncContext, Error, ExitStack, Key, LocalAsyncContext, LocalExitStack, Outcome};
 use futures::executor::block_on;
+
+mod common;
+use common::{describe, yield_now};
 use proptest::prelude::*;
 use proptest::strategy::Union;
 use proptest::test_runner::{Config, TestRunner};
@@ -631,27 +632,6 @@ fn install_hooks() {
 }
 
 /// Returns `Pending` once (waking itself), so that every async enter and exit really suspends.
-fn yield_now() -> impl Future<Output = ()> {
-    let mut yielded = false;
-    std::future::poll_fn(move |cx: &mut Context<'_>| {
-        if std::mem::replace(&mut yielded, true) {
-            Poll::Ready(())
-        } else {
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-}
-
-fn describe(outcome: Outcome<'_, String>) -> String {
-    match outcome {
-        Outcome::Completed => "Completed".into(),
-        Outcome::Failed(e) => format!("Failed({e})"),
-        Outcome::Panicked => "Panicked".into(),
-        Outcome::Cancelled => "Cancelled".into(),
-    }
-}
-
 fn act(act: Act, what: String) -> Result<(), String> {
     match act {
         Act::Succeed => Ok(()),
