@@ -2,6 +2,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::frame::Cause;
+use crate::origin::Origin;
 
 /// Every error a scope produced, in causal order (guarantee G5).
 ///
@@ -36,16 +37,25 @@ pub struct Error<E> {
     /// The primary error, or why the scope was cancelled (one or the other, so that they share
     /// their bytes).
     primary: Result<E, Cause>,
-    suppressed: Vec<E>,
+    /// Where the primary error came from.
+    origin: Origin,
+    suppressed: Vec<Suppressed<E>>,
 }
 
 impl<E> Error<E> {
-    pub(crate) fn failed(primary: E, suppressed: Vec<E>) -> Self {
-        Error { primary: Ok(primary), suppressed }
+    pub(crate) fn failed(primary: E, origin: Origin, suppressed: Vec<Suppressed<E>>) -> Self {
+        Error { primary: Ok(primary), origin, suppressed }
     }
 
-    pub(crate) fn cancelled(suppressed: Vec<E>, cause: Cause) -> Self {
-        Error { primary: Err(cause), suppressed }
+    pub(crate) fn cancelled(suppressed: Vec<Suppressed<E>>, cause: Cause) -> Self {
+        Error { primary: Err(cause), origin: Origin::UNKNOWN, suppressed }
+    }
+
+    /// The primary error with its origin (`None` when cancelled), and the suppressed ones: what
+    /// a scope around this one takes in, origins and all.
+    pub(crate) fn into_origins(self) -> (Option<(E, Origin)>, Vec<Suppressed<E>>) {
+        let Error { primary, origin, suppressed } = self;
+        (primary.ok().map(|primary| (primary, origin)), suppressed)
     }
 
     /// The first error, or `None` when the scope was cancelled.
@@ -62,17 +72,40 @@ impl<E> Error<E> {
         self.primary.as_ref().ok()
     }
 
-    /// The errors that happened after the primary one (or after the cancellation), oldest first.
+    /// Where the primary error came from: the enter, the body or the exit, and of which context.
+    /// `None` when the scope was cancelled, and for an error made with `From` that no scope has
+    /// recorded yet.
     ///
     /// ```
-    /// # use async_with::{resource, with, Outcome};
+    /// # use async_with::{resource, with, Outcome, Step};
+    /// # futures::executor::block_on(async {
+    /// let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
+    /// let err = with(ctx, async |_| Ok(())).await.unwrap_err();
+    /// assert_eq!(err.origin().map(|origin| origin.step()), Some(Step::Exit));
+    /// # });
+    /// ```
+    pub fn origin(&self) -> Option<Origin> {
+        match self.primary {
+            Ok(_) if self.origin.is_known() => Some(self.origin),
+            _ => None,
+        }
+    }
+
+    /// The errors that happened after the primary one (or after the cancellation), oldest first,
+    /// each with its [`origin`](Suppressed::origin). A [`Suppressed`] derefs to the error and
+    /// compares equal to what the error equals, so the list reads as a list of errors:
+    ///
+    /// ```
+    /// # use async_with::{resource, with, Outcome, Step};
     /// # futures::executor::block_on(async {
     /// let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
     /// let err = with(ctx, async |_| Err::<(), _>("body".into())).await.unwrap_err();
     /// assert_eq!(err.suppressed(), ["close"]);
+    /// assert_eq!(err.suppressed()[0].len(), 5); // a `&str` method, through `Deref`
+    /// assert_eq!(err.suppressed()[0].origin().unwrap().step(), Step::Exit);
     /// # });
     /// ```
-    pub fn suppressed(&self) -> &[E] {
+    pub fn suppressed(&self) -> &[Suppressed<E>] {
         &self.suppressed
     }
 
@@ -128,7 +161,7 @@ impl<E> Error<E> {
     /// # });
     /// ```
     pub fn iter(&self) -> impl Iterator<Item = &E> {
-        self.primary().into_iter().chain(&self.suppressed)
+        self.primary().into_iter().chain(self.suppressed.iter().map(Suppressed::error))
     }
 
     /// Back to a plain `E`, for a `?` in a function that returns `Result<_, E>`: the primary
@@ -174,10 +207,10 @@ impl<E> Error<E> {
         E: From<Cancelled> + fmt::Debug,
     {
         use crate::hook::ErrorHook;
-        let Error { primary, suppressed } = self;
+        let Error { primary, suppressed, .. } = self;
         let mut hook = crate::hook::GlobalHook;
         for error in suppressed {
-            hook.report(error);
+            hook.report(error.error);
         }
         primary.unwrap_or_else(|_| E::from(Cancelled))
     }
@@ -211,7 +244,7 @@ impl<E> Error<E> {
     /// # });
     /// ```
     pub fn into_parts(self) -> (Option<E>, Vec<E>) {
-        (self.primary.ok(), self.suppressed)
+        (self.primary.ok(), self.suppressed.into_iter().map(Suppressed::into_error).collect())
     }
 
     /// Converts every error with `f`, keeping their order and roles.
@@ -222,11 +255,16 @@ impl<E> Error<E> {
     /// let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
     /// let err = with(ctx, async |_| Err::<(), _>("body".into())).await.unwrap_err();
     /// let err = err.map(str::len);
-    /// assert_eq!((err.primary(), err.suppressed()), (Some(&4), &[5][..]));
+    /// assert_eq!((err.primary(), err.suppressed()[0].error()), (Some(&4), &5));
     /// # });
     /// ```
     pub fn map<F>(self, mut f: impl FnMut(E) -> F) -> Error<F> {
-        Error { primary: self.primary.map(&mut f), suppressed: self.suppressed.into_iter().map(f).collect() }
+        let primary = self.primary.map(&mut f);
+        let suppressed = self
+            .suppressed
+            .into_iter()
+            .map(|Suppressed { error, origin }| Suppressed { error: f(error), origin });
+        Error { primary, origin: self.origin, suppressed: suppressed.collect() }
     }
 }
 
@@ -313,7 +351,7 @@ impl<E: fmt::Debug + fmt::Display + 'static> core::error::Error for Boxed<E> {
 /// ```
 impl<E> From<E> for Error<E> {
     fn from(error: E) -> Self {
-        Error::failed(error, Vec::new())
+        Error::failed(error, Origin::UNKNOWN, Vec::new())
     }
 }
 
@@ -488,10 +526,36 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
     }
 }
 
+/// The primary error (or the cancellation), then the suppressed ones. The alternate form (`{:#}`)
+/// also says where each error came from and why the scope was cancelled:
+///
+/// ```
+/// use async_with::{resource, with, ContextExt, Outcome};
+///
+/// let close = |name: &'static str| {
+///     resource(async || Ok::<_, String>(()), async move |(), _: Outcome<'_, String>| Err(format!("{name} failed")))
+/// };
+/// # futures::executor::block_on(async {
+/// let err = with((close("a"), close("b").named("db")), async |_| Err::<(), _>("bad input".to_string().into()))
+///     .await
+///     .unwrap_err();
+/// assert_eq!(err.to_string(), "bad input (and 2 suppressed errors: b failed; a failed)");
+/// assert_eq!(
+///     format!("{err:#}"),
+///     "bad input (in the body) (and 2 suppressed errors: b failed (in the exit of `db` (context 1)); \
+///      a failed (in the exit of context 0))"
+/// );
+/// # });
+/// ```
 impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.primary() {
-            Some(p) => fmt::Display::fmt(p, f)?,
+            Some(p) => {
+                fmt::Display::fmt(p, f)?;
+                if let (true, Some(origin)) = (f.alternate(), self.origin()) {
+                    write!(f, " (in {origin})")?;
+                }
+            }
             None => {
                 fmt::Display::fmt(&Cancelled, f)?;
                 // The alternate form (`{:#}`) says why.
@@ -503,9 +567,11 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
         if let Some((first, rest)) = self.suppressed.split_first() {
             let n = self.suppressed.len();
             let s = if n == 1 { "" } else { "s" };
-            write!(f, " (and {n} suppressed error{s}: {first}")?;
+            write!(f, " (and {n} suppressed error{s}: ")?;
+            first.show(f)?;
             for e in rest {
-                write!(f, "; {e}")?;
+                f.write_str("; ")?;
+                e.show(f)?;
             }
             f.write_str(")")?;
         }
@@ -516,5 +582,125 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
 impl<E: core::error::Error + 'static> core::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         self.primary().map(|e| e as _)
+    }
+}
+
+/// A suppressed error of an [`Error`], with where it came from: [`Error::suppressed`].
+///
+/// It derefs to the error, displays and debugs as the error, and compares equal to whatever
+/// the error equals, so that `err.suppressed()` reads as the list of errors it is.
+///
+/// ```
+/// use async_with::{resource, with, Outcome, Step};
+/// # futures::executor::block_on(async {
+/// let ctx = resource(async || Ok::<_, String>(()), async |(), _: Outcome<'_, String>| Err("close".to_string()));
+/// let err = with(ctx, async |_| Err::<(), _>("body".to_string().into())).await.unwrap_err();
+/// let close = &err.suppressed()[0];
+/// assert_eq!(close, "close");
+/// assert_eq!(close.error(), "close");
+/// assert_eq!(close.origin().unwrap().step(), Step::Exit);
+/// assert_eq!(err.suppressed()[0].clone().into_error(), "close");
+/// # });
+/// ```
+#[derive(Clone, Hash)]
+pub struct Suppressed<E> {
+    error: E,
+    origin: Origin,
+}
+
+impl<E> Suppressed<E> {
+    pub(crate) fn new(error: E, origin: Origin) -> Self {
+        Suppressed { error, origin }
+    }
+
+    pub(crate) fn into_parts(self) -> (E, Origin) {
+        (self.error, self.origin)
+    }
+
+    pub(crate) fn origin_mut(&mut self) -> &mut Origin {
+        &mut self.origin
+    }
+
+    /// The error.
+    ///
+    /// ```
+    /// # use async_with::{resource, with, Outcome};
+    /// # futures::executor::block_on(async {
+    /// # let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
+    /// let err = with(ctx, async |_| Err::<(), _>("body".into())).await.unwrap_err();
+    /// let errors: Vec<&&str> = err.suppressed().iter().map(|s| s.error()).collect();
+    /// assert_eq!(errors, [&"close"]);
+    /// # });
+    /// ```
+    pub fn error(&self) -> &E {
+        &self.error
+    }
+
+    /// The error, by value.
+    ///
+    /// ```
+    /// # use async_with::{resource, with, Outcome};
+    /// # futures::executor::block_on(async {
+    /// # let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
+    /// let err = with(ctx, async |_| Err::<(), _>("body".into())).await.unwrap_err();
+    /// let (_, suppressed) = (err.primary().copied(), err.suppressed().to_vec());
+    /// assert_eq!(suppressed.into_iter().map(|s| s.into_error()).collect::<Vec<_>>(), ["close"]);
+    /// # });
+    /// ```
+    pub fn into_error(self) -> E {
+        self.error
+    }
+
+    /// Where the error came from; `None` for an error no scope recorded (one an exit stack kept
+    /// from before it had a scope, say).
+    ///
+    /// ```
+    /// # use async_with::{resource, with, Outcome, Step};
+    /// # futures::executor::block_on(async {
+    /// # let ctx = resource(async || Ok::<_, &str>(()), async |(), _: Outcome<'_, &str>| Err("close"));
+    /// let err = with(ctx, async |_| Err::<(), _>("body".into())).await.unwrap_err();
+    /// assert_eq!(err.suppressed()[0].origin().unwrap().to_string(), "the exit");
+    /// # });
+    /// ```
+    pub fn origin(&self) -> Option<Origin> {
+        self.origin.is_known().then_some(self.origin)
+    }
+
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result
+    where
+        E: fmt::Display,
+    {
+        fmt::Display::fmt(&self.error, f)?;
+        match (f.alternate(), self.origin()) {
+            (true, Some(origin)) => write!(f, " (in {origin})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<E> core::ops::Deref for Suppressed<E> {
+    type Target = E;
+
+    fn deref(&self) -> &E {
+        &self.error
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Suppressed<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.error, f)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Suppressed<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+/// Compares the error: `err.suppressed() == ["close failed"]`.
+impl<E: PartialEq<U>, U: ?Sized> PartialEq<U> for Suppressed<E> {
+    fn eq(&self, other: &U) -> bool {
+        self.error == *other
     }
 }

@@ -24,6 +24,7 @@ use core::task::{Context, Poll, Waker};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::frame;
+use crate::origin::{self, Origin};
 use crate::protocol::{Protocol, Sealed, SendProtocol};
 use crate::unwind::{Deadline, Kind, Lent, Unwind};
 use crate::{IntoContext, IntoLocalContext, Outcome};
@@ -656,12 +657,12 @@ where
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(Step::Provided(value))) => Poll::Ready(Some(value)),
             Ok(Poll::Ready(Step::Failed(error))) => {
-                unwind.failed(error);
+                unwind.failed(error, Origin::of(origin::Step::Enter));
                 Poll::Ready(None)
             }
             Ok(Poll::Ready(Step::Misused(message, error, left))) => {
                 if let Some(error) = error {
-                    unwind.failed(error);
+                    unwind.failed(error, Origin::of(origin::Step::Enter));
                 }
                 unwind.misuse(message);
                 // The value it handed over, if any, goes now.

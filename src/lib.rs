@@ -314,6 +314,7 @@ mod frame;
 #[cfg(feature = "std")]
 mod generator;
 mod hook;
+mod origin;
 mod outcome;
 mod protocol;
 mod resource;
@@ -332,17 +333,18 @@ pub use closing::Closing;
 #[cfg(feature = "futures-io")]
 pub use closing::closing;
 pub use combinator::{
-    AndThen, ContextExt, EvalMap, EvalTap, Join, JoinAll, Map, MapErr, OnFinalize, join, join_all,
+    AndThen, ContextExt, EvalMap, EvalTap, Join, JoinAll, Map, MapErr, Named, OnFinalize, join, join_all,
 };
 pub use context::{AsyncContext, IntoContext, IntoLocalContext, LocalAsyncContext};
 #[cfg(feature = "std")]
 pub use detach::{DetachOnDrop, DetachSignal, Detached, detach_on_drop};
-pub use error::{Cancelled, CancelledBy, Error, ForeignError};
+pub use error::{Cancelled, CancelledBy, Error, ForeignError, Suppressed};
 #[cfg(feature = "std")]
 pub use generator::{Cx, Generator, Provide, context};
 pub use hook::{Dropped, ErrorHook, GlobalHook};
 #[cfg(feature = "std")]
 pub use hook::{set_drop_hook, set_error_hook};
+pub use origin::{Origin, Step};
 pub use outcome::Outcome;
 pub use resource::{DropValue, OnDrop, Resource, resource};
 #[cfg(feature = "std")]
@@ -357,13 +359,14 @@ pub mod testkit;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::combinator::{
-        AndThenState, EvalMapState, EvalTapState, JoinAllState, JoinState, MapErrState, MapState,
+        AndThenState, EvalMapState, EvalTapState, JoinAllState, JoinState, MapErrState, MapState, NamedState,
         OnFinalizeState,
     };
     pub use crate::combinator::{OutcomeFn, StepFn};
     pub use crate::context::Leaf;
     #[cfg(feature = "std")]
     pub use crate::generator::GeneratorFn;
+    pub use crate::origin::{At, Place};
     pub use crate::protocol::{Protocol, SendProtocol};
     pub use crate::resource::ExitFn;
     #[cfg(feature = "std")]

@@ -26,7 +26,6 @@ use core::future::{Future, poll_fn};
 use core::ops::{Deref, DerefMut};
 use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use crate::combinator::OutcomeFn;
 pub(crate) use entry::Entry;
@@ -35,7 +34,9 @@ use core::future::pending;
 
 use self::arena::{Arena, Claim};
 use self::entry::{NestedEntry, Owned};
+use crate::error::Suppressed;
 use crate::frame::{self, Busy, Entering};
+use crate::origin::{Origin, Step};
 use crate::protocol::{Protocol, Sealed, SendProtocol};
 use crate::unwind::{Deadlines, Unwind};
 use crate::with::{DropReport, RunBody, Scoped};
@@ -99,7 +100,7 @@ pub struct Key {
 /// ```
 pub struct Handle<'s, V, E> {
     stack: &'s ExitStack<E>,
-    claim: Claim<'s, dyn Entry<E> + Send, V>,
+    claim: Claim<'s, dyn Entry<E> + Send, V, Orphans<E>>,
 }
 
 /// A value entered with [`LocalExitStack::enter_with_handle`]: a [`Handle`] of a local stack
@@ -125,7 +126,7 @@ pub struct Handle<'s, V, E> {
 /// ```
 pub struct LocalHandle<'s, 'env, V, E> {
     stack: &'s LocalExitStack<'env, E>,
-    claim: Claim<'s, dyn Entry<E> + 'env, V>,
+    claim: Claim<'s, dyn Entry<E> + 'env, V, Orphans<E>>,
 }
 
 impl<V, E: Send + Sync + 'static> Handle<'_, V, E> {
@@ -231,48 +232,47 @@ fn new_id() -> u64 {
 }
 
 /// Errors that belong to no caller, kept by a stack until it closes: rare, so boxed only once
-/// there is one (the stack stays small inside the scope's future).
+/// there is one, and kept beside the entries under the arena's lock (the stack stays small
+/// inside the scope's future).
 // A box around the list keeps the field to one pointer (a `Vec` is three).
 #[allow(clippy::box_collection)]
-struct Orphans<E>(Mutex<Option<Box<Vec<E>>>>);
+pub(crate) struct Orphans<E>(Option<Box<Vec<Suppressed<E>>>>);
 
 impl<E> Default for Orphans<E> {
     fn default() -> Self {
-        Orphans(Mutex::new(None))
+        Orphans(None)
     }
 }
 
 impl<E> Orphans<E> {
-    fn extend(&self, errors: impl IntoIterator<Item = E>) {
+    /// Adds errors; under the arena's lock, which a panic cannot leave half-updated (one
+    /// `extend`), so a poisoned lock is still consistent.
+    fn extend(&mut self, errors: impl IntoIterator<Item = Suppressed<E>>) {
         let mut errors = errors.into_iter().peekable();
         if errors.peek().is_some() {
-            // A panic cannot leave the list half-updated (one `extend`), so a poisoned lock is
-            // still consistent.
-            let mut orphans = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            orphans.get_or_insert_with(Default::default).extend(errors);
+            self.0.get_or_insert_with(Default::default).extend(errors);
         }
     }
 
-    fn take(&mut self) -> Vec<E> {
-        self.0.get_mut().unwrap_or_else(|p| p.into_inner()).take().map_or_else(Vec::new, |orphans| *orphans)
+    pub(crate) fn take(&mut self) -> Vec<Suppressed<E>> {
+        self.0.take().map_or_else(Vec::new, |orphans| *orphans)
     }
 }
 
 /// What the `Send` and the local stacks share.
 pub(crate) struct Core<D: ?Sized, E> {
     id: u64,
-    entries: Arena<D>,
-    /// Errors that belong to no caller: the suppressed errors of an enter that failed half-way
-    /// (its primary error went to the caller) or of a release. Recorded first when the stack
-    /// closes.
-    orphans: Orphans<E>,
+    /// The entries, and beside them the errors that belong to no caller: the suppressed errors of
+    /// an enter that failed half-way (its primary error went to the caller) or of a release,
+    /// recorded first when the stack closes.
+    entries: Arena<D, Orphans<E>>,
     /// The exit deadlines of the scope that owns the stack, if it has them.
     deadlines: Option<Deadlines<E>>,
 }
 
 impl<D: ?Sized + Splice<E>, E> Core<D, E> {
     fn new(deadlines: Option<Deadlines<E>>) -> Self {
-        Core { id: new_id(), entries: Arena::new(), orphans: Orphans::default(), deadlines }
+        Core { id: new_id(), entries: Arena::new(), deadlines }
     }
 
     fn unwind(&self) -> Unwind<E> {
@@ -295,7 +295,7 @@ impl<D: ?Sized + Splice<E>, E> Core<D, E> {
         entry: Pin<Box<T>>,
         erase: fn(*mut T) -> *mut D,
         value: fn(Pin<&mut T>) -> &mut V,
-    ) -> Claim<'_, D, V> {
+    ) -> Claim<'_, D, V, Orphans<E>> {
         self.entries.push_claimed(entry, erase, value)
     }
 
@@ -308,8 +308,9 @@ impl<D: ?Sized + Splice<E>, E> Core<D, E> {
         let mut errors = errors.into_iter();
         // A panic resumes in the body: every error stays with the stack, which reports them
         // (to the hook, since the scope will be panicking) when it closes.
-        let first = if cancelled || panic.is_some() { None } else { errors.next() };
-        self.orphans.extend(errors);
+        let first =
+            if cancelled || panic.is_some() { None } else { errors.next().map(Suppressed::into_error) };
+        self.entries.beside(|orphans| orphans.extend(errors));
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }
@@ -327,7 +328,7 @@ impl<D: ?Sized + Splice<E>, E> Core<D, E> {
 
     /// Runs a claimed entry's exit now: the stack stays shared, so that its other values stay
     /// usable (see `arena.rs`).
-    async fn release_claimed<V>(&self, claim: Claim<'_, D, V>) -> Result<(), E> {
+    async fn release_claimed<V>(&self, claim: Claim<'_, D, V, Orphans<E>>) -> Result<(), E> {
         self.exit_now(claim.take()).await
     }
 
@@ -345,8 +346,8 @@ impl<D: ?Sized + Splice<E>, E> Core<D, E> {
         let mut errors = errors.into_iter();
         // A panic resumes in the body and the caller gets no error: every error stays with the
         // stack, as for an enter that panics half-way ([`Core::failed`]).
-        let first = if panic.is_some() { None } else { errors.next() };
-        self.orphans.extend(errors);
+        let first = if panic.is_some() { None } else { errors.next().map(Suppressed::into_error) };
+        self.entries.beside(|orphans| orphans.extend(errors));
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }
@@ -354,9 +355,9 @@ impl<D: ?Sized + Splice<E>, E> Core<D, E> {
     }
 
     fn pop_all(&mut self) -> Self {
-        let orphans = core::mem::take(&mut self.orphans);
-        // The taken entries leave this scope: its cancellation no longer applies to them.
-        let taken = Core { id: self.id, entries: self.entries.split(), orphans, deadlines: None };
+        // The taken entries (and the orphans beside them) leave this scope: its cancellation no
+        // longer applies to them.
+        let taken = Core { id: self.id, entries: self.entries.split(), deadlines: None };
         // The keys given out so far follow the entries.
         self.id = new_id();
         taken
@@ -370,8 +371,9 @@ impl<D: ?Sized + Splice<E>, E> Core<D, E> {
     }
 
     fn report_orphans(&mut self, unwind: &mut Unwind<E>) {
-        for error in self.orphans.take() {
-            unwind.failed(error);
+        for error in self.entries.beside_mut().take() {
+            let (error, origin) = error.into_parts();
+            unwind.failed(error, origin);
         }
     }
 
@@ -390,7 +392,8 @@ impl<D: ?Sized + Splice<E>, E> Core<D, E> {
                 let Some(mut entry) = self.entries.pop() else { break };
                 if let Some(Spliced { entries, orphans }) = D::nested(entry.as_mut()) {
                     for error in orphans {
-                        unwind.failed(error);
+                        let (error, origin) = error.into_parts();
+                        unwind.failed(error, origin);
                     }
                     self.entries.append(entries, |entry| entry);
                     unwind.drop_value(entry); // an empty stack
@@ -459,8 +462,8 @@ impl<D: ?Sized> Drop for Exiting<D> {
 
 /// The entries and orphaned errors of a nested stack, taken over by the stack around it.
 pub(crate) struct Spliced<D: ?Sized, E> {
-    entries: Arena<D>,
-    orphans: Vec<E>,
+    entries: Arena<D, Orphans<E>>,
+    orphans: Vec<Suppressed<E>>,
 }
 
 /// The entry type of a stack: `dyn Entry<E> + Send` for an [`ExitStack`], `dyn Entry<E> + 'env`
@@ -806,7 +809,8 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         E: fmt::Debug,
     {
         let mut unwind = Unwind::new();
-        unwind.failed(error);
+        // The reason the stack closes is what a body's error is to a scope.
+        unwind.failed(error, Origin::of(Step::Body));
         Busy::new(self.core.close(unwind)).await
     }
 
@@ -1074,7 +1078,8 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
         E: fmt::Debug,
     {
         let mut unwind = Unwind::new();
-        unwind.failed(error);
+        // The reason the stack closes is what a body's error is to a scope.
+        unwind.failed(error, Origin::of(Step::Body));
         Busy::new(self.core.close(unwind)).await
     }
 
@@ -1153,7 +1158,7 @@ where
 async fn enter_claimed<C>(
     context: C,
     stack: &ExitStack<C::Error>,
-) -> Result<Claim<'_, dyn Entry<C::Error> + Send, C::Value>, Option<C::Error>>
+) -> Result<Claim<'_, dyn Entry<C::Error> + Send, C::Value, Orphans<C::Error>>, Option<C::Error>>
 where
     C: IntoContext + 'static,
     C::Error: Send + Sync + 'static,
@@ -1195,7 +1200,7 @@ where
 async fn enter_local_claimed<'a, 'env, C>(
     context: C,
     stack: &'a LocalExitStack<'env, C::Error>,
-) -> Result<Claim<'a, dyn Entry<C::Error> + 'env, C::Value>, Option<C::Error>>
+) -> Result<Claim<'a, dyn Entry<C::Error> + 'env, C::Value, Orphans<C::Error>>, Option<C::Error>>
 where
     C: IntoLocalContext + 'env,
     C::Error: 'env,

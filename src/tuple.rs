@@ -9,29 +9,39 @@ use core::pin::Pin;
 
 use core::future::Future;
 
+use crate::origin::{At, Located, Place};
 use crate::protocol::{Held, MapOutput, Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
 use crate::{IntoContext, IntoLocalContext};
 
 pin_project_lite::pin_project! {
-    /// Two contexts entered one after the other (sealed protocol state).
+    /// Two contexts entered one after the other (sealed protocol state): the elements at places
+    /// `P` (`first`) and `Q` onwards (`second`) of a tuple, which their errors' origins name.
     #[doc(hidden)]
     #[derive(Debug)]
-    pub struct Chain<A, B> {
+    pub struct Chain<A, B, P, Q> {
         #[pin]
         first: A,
         #[pin]
         second: B,
+        places: PhantomData<fn() -> (P, Q)>,
     }
 }
 
-impl<A, B> Sealed for Chain<A, B> {}
+impl<A, B, P, Q> Sealed for Chain<A, B, P, Q> {}
 
 // The methods are plain functions returning an `async` block that captures what it needs once
-// (an `async fn` would keep its arguments and their copies), so that a tuple stays small.
+// (an `async fn` would keep its arguments and their copies), so that a tuple stays small. Each
+// enter and exit is polled saying its place (`Located`: a zero-sized place, no bytes held).
 macro_rules! chain_protocol {
     ($Protocol:ident $(+ $send:ident)?) => {
-        impl<A: $Protocol, B: $Protocol<Error = A::Error>> $Protocol for Chain<A, B> {
+        impl<A, B, P, Q> $Protocol for Chain<A, B, P, Q>
+        where
+            A: $Protocol,
+            B: $Protocol<Error = A::Error>,
+            P: Place + Default $(+ $send)?,
+            Q: Place + Default $(+ $send)?,
+        {
             type Value = (A::Value, B::Value);
             type Error = A::Error;
 
@@ -42,23 +52,23 @@ macro_rules! chain_protocol {
                 let this = self.project();
                 let (mut first_state, second_state) = (this.first, this.second);
                 async move {
-                    let first = first_state.as_mut().enter(unwind).await?;
+                    let first = Located::new(first_state.as_mut().enter(unwind), P::default()).await?;
                     // Held: if the scope is dropped while the second enters, the first falls back.
                     let held = Held::new(first_state, first, A::fallback);
                     if unwind.cancel_requested() {
                         // Cancelled while the first entered (enters are not interrupted): enter
                         // nothing more, and undo the first at once.
                         let (first_state, first) = held.release();
-                        first_state.exit(first, unwind).await;
+                        Located::new(first_state.exit(first, unwind), P::default()).await;
                         return None;
                     }
-                    match second_state.enter(unwind).await {
+                    match Located::new(second_state.enter(unwind), Q::default()).await {
                         Some(second) => Some((held.release().1, second)),
                         None => {
                             // The second enter failed (and cleaned up after itself): undo the
                             // first one, which then sees the failure.
                             let (first_state, first) = held.release();
-                            first_state.exit(first, unwind).await;
+                            Located::new(first_state.exit(first, unwind), P::default()).await;
                             None
                         }
                     }
@@ -74,9 +84,9 @@ macro_rules! chain_protocol {
                 let (first_state, second_state) = (this.first, this.second);
                 async move {
                     let held = Held::new(first_state, first, A::fallback);
-                    second_state.exit(second, unwind).await;
+                    Located::new(second_state.exit(second, unwind), Q::default()).await;
                     let (first_state, first) = held.release();
-                    first_state.exit(first, unwind).await;
+                    Located::new(first_state.exit(first, unwind), P::default()).await;
                 }
             }
 
@@ -148,16 +158,16 @@ macro_rules! nested {
 }
 
 macro_rules! chain_type {
-    ($Into:ident, $Ctx:ident; $last:ident) => { <$last as $Into>::$Ctx };
-    ($Into:ident, $Ctx:ident; $head:ident, $($rest:ident),+) => {
-        Chain<<$head as $Into>::$Ctx, chain_type!($Into, $Ctx; $($rest),+)>
+    ($Into:ident, $Ctx:ident; $at:expr; $last:ident) => { <$last as $Into>::$Ctx };
+    ($Into:ident, $Ctx:ident; $at:expr; $head:ident, $($rest:ident),+) => {
+        Chain<<$head as $Into>::$Ctx, chain_type!($Into, $Ctx; $at + 1; $($rest),+), At<{ $at }>, At<{ $at + 1 }>>
     };
 }
 
 macro_rules! chain {
     ($into:ident; $last:ident) => { $last.$into() };
     ($into:ident; $head:ident, $($rest:ident),+) => {
-        Chain { first: $head.$into(), second: chain!($into; $($rest),+) }
+        Chain { first: $head.$into(), second: chain!($into; $($rest),+), places: PhantomData }
     };
 }
 
@@ -166,7 +176,7 @@ macro_rules! tuple_into {
         impl<$A: IntoLocalContext, $($T: IntoLocalContext<Error = $A::Error>),+> IntoLocalContext for ($A, $($T),+) {
             type Value = ($A::Value, $($T::Value),+);
             type Error = $A::Error;
-            type LocalContext = Flat<chain_type!(IntoLocalContext, LocalContext; $A, $($T),+), Self::Value>;
+            type LocalContext = Flat<chain_type!(IntoLocalContext, LocalContext; 0; $A, $($T),+), Self::Value>;
 
             fn into_local_context(self) -> Self::LocalContext {
                 let ($a, $($t),+) = self;
@@ -175,7 +185,7 @@ macro_rules! tuple_into {
         }
 
         impl<$A: IntoContext, $($T: IntoContext<Error = $A::Error>),+> IntoContext for ($A, $($T),+) {
-            type Context = Flat<chain_type!(IntoContext, Context; $A, $($T),+), Self::Value>;
+            type Context = Flat<chain_type!(IntoContext, Context; 0; $A, $($T),+), Self::Value>;
 
             fn into_context(self) -> Self::Context {
                 let ($a, $($t),+) = self;

@@ -22,9 +22,10 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 
 use crate::catch_unwind::{Caught, Payload, call};
-use crate::error::{Error, ForeignError};
+use crate::error::{Error, ForeignError, Suppressed};
 use crate::frame;
 use crate::hook::ErrorHook;
+use crate::origin::{Origin, Step};
 use crate::outcome::Outcome;
 
 /// A deadline for one exit: completes with the error to report if the exit is still running.
@@ -60,7 +61,7 @@ pub(crate) struct Seed<E> {
 /// which all see the same error while each keeps its own list.
 #[cfg(feature = "std")]
 pub(crate) enum Lent<E> {
-    Owned(E),
+    Owned(E, Origin),
     Shared(Arc<E>),
 }
 
@@ -68,7 +69,7 @@ pub(crate) enum Lent<E> {
 impl<E> Lent<E> {
     pub(crate) fn get(&self) -> &E {
         match self {
-            Lent::Owned(error) => error,
+            Lent::Owned(error, _) => error,
             Lent::Shared(error) => error,
         }
     }
@@ -78,8 +79,8 @@ impl<E> Lent<E> {
 pub(crate) struct Fork<E> {
     inherited_panic: bool,
     cancelled: bool,
-    /// The shared error, and whether it was taken out of the forking unwind's list.
-    shared: Option<(Arc<E>, bool)>,
+    /// The shared error, and its origin when it was taken out of the forking unwind's list.
+    shared: Option<(Arc<E>, Option<Origin>)>,
     deadlines: Option<Deadlines<E>>,
 }
 
@@ -102,16 +103,17 @@ impl<E> Fork<E> {
 
 /// The first error, or the cancellation that came before any: the two exclude each other (a
 /// scope that failed stays failed; once cancelled, every error is a suppressed one).
+/// The first error's origin is kept beside it (four bytes, often in the tag's padding).
 enum Head<E> {
     Clean,
     Cancelled,
-    Failed(E),
+    Failed(E, Origin),
 }
 
 impl<E> Head<E> {
     fn first(&self) -> Option<&E> {
         match self {
-            Head::Failed(error) => Some(error),
+            Head::Failed(error, _) => Some(error),
             _ => None,
         }
     }
@@ -132,9 +134,9 @@ struct Rest<E> {
 #[doc(hidden)]
 pub struct Unwind<E> {
     head: Head<E>,
-    /// The errors after the first, oldest first: the list the caller's [`Error`] gets, so that
-    /// each error after the first costs at most one allocation.
-    later: Vec<E>,
+    /// The errors after the first, oldest first, each with its origin: the list the caller's
+    /// [`Error`] gets, so that each error after the first costs at most one allocation.
+    later: Vec<Suppressed<E>>,
     rest: Option<Box<Rest<E>>>,
 }
 
@@ -180,7 +182,7 @@ impl<E> Unwind<E> {
     }
 
     fn newest_later(&self) -> Option<&E> {
-        self.later.last()
+        self.later.last().map(Suppressed::error)
     }
 
     fn shared(&self) -> Option<&Arc<E>> {
@@ -246,7 +248,7 @@ impl<E> Unwind<E> {
     pub(crate) fn seeded(Seed { kind, lent, deadlines }: Seed<E>) -> Self {
         let mut unwind = Self::with_deadlines(deadlines);
         match (kind, lent) {
-            (Kind::Failed, Some(Lent::Owned(error))) => unwind.head = Head::Failed(error),
+            (Kind::Failed, Some(Lent::Owned(error, origin))) => unwind.head = Head::Failed(error, origin),
             (Kind::Failed, Some(Lent::Shared(error))) => unwind.rest().shared = Some(error),
             (Kind::Panicked, _) => unwind.rest().inherited_panic = true,
             (Kind::Cancelled, _) => unwind.head = Head::Cancelled,
@@ -256,12 +258,12 @@ impl<E> Unwind<E> {
     }
 
     /// The newest error, taken out of the list (to be put back in its place later).
-    fn take_newest(&mut self) -> Option<E> {
+    fn take_newest(&mut self) -> Option<(E, Origin)> {
         if let Some(newest) = self.later.pop() {
-            return Some(newest);
+            return Some(newest.into_parts());
         }
         match core::mem::replace(&mut self.head, Head::Clean) {
-            Head::Failed(error) => Some(error),
+            Head::Failed(error, origin) => Some((error, origin)),
             head => {
                 self.head = head;
                 None
@@ -277,9 +279,9 @@ impl<E> Unwind<E> {
             Outcome::Panicked => (true, false, None),
             Outcome::Cancelled => (false, true, None),
             Outcome::Failed(_) => match self.take_newest() {
-                Some(error) => (false, false, Some((Arc::new(error), true))),
+                Some((error, origin)) => (false, false, Some((Arc::new(error), Some(origin)))),
                 // Already shared with this unwind (a fork inside a branch): it stays there.
-                None => (false, false, self.shared().cloned().map(|shared| (shared, false))),
+                None => (false, false, self.shared().cloned().map(|shared| (shared, None))),
             },
         };
         Fork { inherited_panic, cancelled, shared, deadlines: self.deadlines() }
@@ -295,14 +297,16 @@ impl<E> Unwind<E> {
                 rest.shared = None;
             }
         }
-        if let Some((shared, true)) = shared {
+        if let Some((shared, Some(origin))) = shared {
             // Only a generator's `Cx` kept past its closure can still hold it, and that was
             // reported as misuse already.
             if let Ok(error) = Arc::try_unwrap(shared) {
-                self.fail(error);
+                self.fail(error, origin);
             }
         }
-        for branch in branches {
+        for (index, branch) in branches.iter_mut().enumerate() {
+            // Each branch's errors came from the context at its place in the `join`.
+            branch.locate(0, index);
             self.merge(core::mem::replace(branch, Unwind::with_deadlines(None)));
         }
     }
@@ -330,12 +334,13 @@ impl<E> Unwind<E> {
     pub(crate) fn merge_mapped<E1>(&mut self, inner: Unwind<E1>, mut f: impl FnMut(E1) -> E) {
         let Unwind { head, later, rest } = inner;
         match head {
-            Head::Failed(error) => self.fail(f(error)),
+            Head::Failed(error, origin) => self.fail(f(error), origin),
             Head::Cancelled => self.cancel(),
             Head::Clean => {}
         }
         for error in later {
-            self.fail(f(error));
+            let (error, origin) = error.into_parts();
+            self.fail(f(error), origin);
         }
         if let Some(payload) = rest.and_then(|rest| rest.panic) {
             self.panicked(payload);
@@ -347,25 +352,40 @@ impl<E> Unwind<E> {
     #[inline]
     pub(crate) fn merge(&mut self, other: Unwind<E>) {
         let Unwind { head, later, rest } = other;
-        if let Head::Failed(error) = head {
-            self.fail(error);
+        if let Head::Failed(error, origin) = head {
+            self.fail(error, origin);
         }
         for error in later {
-            self.fail(error);
+            let (error, origin) = error.into_parts();
+            self.fail(error, origin);
         }
         if let Some(payload) = rest.and_then(|rest| rest.panic) {
             self.panicked(payload);
         }
     }
 
-    /// Splits a finished unwind into its errors, oldest first, and its panic.
+    /// Splits a finished unwind into its errors, oldest first, each with its origin, and its
+    /// panic.
     #[cfg(feature = "std")]
-    pub(crate) fn into_parts(self) -> (Vec<E>, Option<Payload>) {
+    pub(crate) fn into_parts(self) -> (Vec<Suppressed<E>>, Option<Payload>) {
         let Unwind { head, mut later, rest } = self;
-        if let Head::Failed(first) = head {
-            later.insert(0, first);
+        if let Head::Failed(first, origin) = head {
+            later.insert(0, Suppressed::new(first, origin));
         }
         (later, rest.and_then(|rest| rest.panic))
+    }
+
+    /// Says that the errors recorded since `mark` (a count of errors) came from the context at
+    /// `index` of a `join`, unless they say where already.
+    fn locate(&mut self, mark: usize, index: usize) {
+        let (head, skip) = match &mut self.head {
+            Head::Failed(_, origin) if mark == 0 => (Some(origin), 0),
+            Head::Failed(..) => (None, mark - 1),
+            _ => (None, mark),
+        };
+        for origin in head.into_iter().chain(self.later.iter_mut().skip(skip).map(Suppressed::origin_mut)) {
+            *origin = origin.at(index);
+        }
     }
 
     /// What the next exit sees.
@@ -394,7 +414,7 @@ impl<E> Unwind<E> {
             Outcome::Panicked => (Kind::Panicked, None),
             Outcome::Cancelled => (Kind::Cancelled, None),
             Outcome::Failed(_) => {
-                let owned = self.take_newest().map(Lent::Owned);
+                let owned = self.take_newest().map(|(error, origin)| Lent::Owned(error, origin));
                 (Kind::Failed, owned.or_else(|| self.shared().cloned().map(Lent::Shared)))
             }
         }
@@ -413,7 +433,7 @@ impl<E> Unwind<E> {
     pub(crate) fn restore(&mut self, error: Lent<E>) {
         match error {
             // It was the newest error, so appending it puts it back in its place.
-            Lent::Owned(error) => self.fail(error),
+            Lent::Owned(error, origin) => self.fail(error, origin),
             // Never taken out of the list of the scope that shares it.
             Lent::Shared(_) => {}
         }
@@ -477,15 +497,19 @@ impl<E> Unwind<E> {
     }
 
     /// Takes in everything an inner scope's error holds, as it happened there: its primary error
-    /// (or its cancellation), then its suppressed errors in order (G5 across nesting).
+    /// (or its cancellation), then its suppressed errors in order (G5 across nesting), each with
+    /// the origin it had there; one that has none (made with `?` from a plain error) came from
+    /// the body.
     pub(crate) fn absorb(&mut self, error: Error<E>) {
-        let (primary, suppressed) = error.into_parts();
+        let body = |origin: Origin| if origin.is_known() { origin } else { Origin::of(Step::Body) };
+        let (primary, suppressed) = error.into_origins();
         match primary {
-            Some(primary) => self.fail(primary),
+            Some((primary, origin)) => self.fail(primary, body(origin)),
             None => self.cancel(),
         }
         for error in suppressed {
-            self.fail(error);
+            let (error, origin) = error.into_parts();
+            self.fail(error, body(origin));
         }
     }
 
@@ -499,24 +523,25 @@ impl<E> Unwind<E> {
         if let Some(payload) = also {
             self.panicked(payload);
         }
-        self.settle("exit", result);
+        self.settle(Step::Exit, result);
     }
 
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     #[inline]
-    fn settle<T>(&mut self, step: &'static str, result: Result<Result<T, E>, Payload>) -> Option<T> {
+    fn settle<T>(&mut self, step: Step, result: Result<Result<T, E>, Payload>) -> Option<T> {
         crate::trace::event!(
             ended = match &result {
                 Ok(Ok(_)) => "ok",
                 Ok(Err(_)) => "failed",
                 Err(_) => "panicked",
             },
-            "{step}"
+            "{}",
+            if step == Step::Enter { "enter" } else { "exit" }
         );
         match result {
             Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
-                self.fail(error);
+                self.fail(error, Origin::here(step));
                 None
             }
             Err(payload) => {
@@ -537,17 +562,17 @@ impl<E> Unwind<E> {
         drop(value);
     }
 
-    /// Records an error that did not come out of `enter`, a body or `exited`.
+    /// Records an error that did not come out of `enter`, a body or `exited`, from `origin`.
     #[cfg(feature = "std")]
-    pub(crate) fn failed(&mut self, error: E) {
-        self.fail(error);
+    pub(crate) fn failed(&mut self, error: E, origin: Origin) {
+        self.fail(error, origin);
     }
 
-    fn fail(&mut self, error: E) {
+    fn fail(&mut self, error: E, origin: Origin) {
         if let Head::Clean = self.head {
-            self.head = Head::Failed(error);
+            self.head = Head::Failed(error, origin);
         } else {
-            self.later.push(error);
+            self.later.push(Suppressed::new(error, origin));
         }
     }
 
@@ -569,13 +594,13 @@ impl<E> Unwind<E> {
         let Unwind { head, later, rest } = self;
         if let Some(payload) = rest.and_then(|rest| rest.panic) {
             let first = match head {
-                Head::Failed(first) => Some(first),
+                Head::Failed(first, _) => Some(first),
                 _ => None,
             };
-            resume(payload, first.into_iter().chain(later), hook);
+            resume(payload, first.into_iter().chain(later.into_iter().map(Suppressed::into_error)), hook);
         }
         match head {
-            Head::Failed(primary) => Err(Error::failed(primary, later)),
+            Head::Failed(primary, origin) => Err(Error::failed(primary, origin, later)),
             // Run by the scope's own code, so the frame is the scope's: it says why.
             Head::Cancelled => Err(Error::cancelled(later, frame::cause())),
             Head::Clean => Ok(value.expect("async-with: a scope without errors has its body's value")),
@@ -619,7 +644,7 @@ impl<F: Future<Output = Result<V, E>>, V, E> Future for Enter<'_, F, E> {
         *this.started = true;
         let running = this.enter.as_mut();
         let result = core::task::ready!(frame::shielded(|| running.poll(task)));
-        Poll::Ready(this.unwind.settle("enter", result))
+        Poll::Ready(this.unwind.settle(Step::Enter, result))
     }
 }
 

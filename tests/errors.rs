@@ -112,7 +112,7 @@ fn map_converts_every_error_in_place() {
     let err = block_on(with(j.probe("a").exit(Act::Fail), async |_| Err::<(), _>("body".to_string().into())))
         .unwrap_err();
     let err = err.map(|e| e.len());
-    assert_eq!((err.primary(), err.suppressed()), (Some(&4), &[13][..]));
+    assert_eq!((err.primary(), err.suppressed()[0].error()), (Some(&4), &13));
 }
 
 /// `Error<E>` back to a plain error type in one call, for `?` in functions that return one.

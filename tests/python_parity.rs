@@ -217,7 +217,13 @@ fn nested_async_with_sees_the_newest_error_outside() {
         .await
         .unwrap_err();
         let seen = seen.lock().unwrap().clone();
-        (seen, (error.primary().cloned(), error.suppressed().to_vec()))
+        (
+            seen,
+            (
+                error.primary().cloned(),
+                error.suppressed().iter().map(|e| e.error().clone()).collect::<Vec<_>>(),
+            ),
+        )
     });
     assert_eq!(seen, [r#"inner saw Failed("body failed")"#, r#"outer saw Failed("inner exit failed")"#]);
     assert_eq!(error, (Some("body failed".to_string()), vec!["inner exit failed".to_string()]));
@@ -251,7 +257,7 @@ fn a_cleanup_error_after_a_cancellation_does_not_hide_it() {
             .await
             .unwrap_err();
         let seen = seen.lock().unwrap().clone();
-        (seen, error.is_cancelled(), error.suppressed().to_vec())
+        (seen, error.is_cancelled(), error.suppressed().iter().map(|e| e.error().clone()).collect::<Vec<_>>())
     });
     assert_eq!(seen, ["inner saw Cancelled", "outer saw Cancelled"]);
     assert!(cancelled);

@@ -12,6 +12,7 @@ use core::future::{Future, poll_fn};
 use core::pin::Pin;
 use core::task::Poll;
 
+use crate::origin::{At, Located};
 use crate::protocol::{Held, Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
 use crate::{IntoContext, IntoLocalContext};
@@ -224,13 +225,14 @@ macro_rules! join_protocol {
         ) {
             let fork = unwind.fork();
             let (mut ua, mut ub) = (fork.branch(), fork.branch());
-            both(first.exit(a, &mut ua), second.exit(b, &mut ub)).await;
+            both(Located::new(first.exit(a, &mut ua), At::<0>), Located::new(second.exit(b, &mut ub), At::<1>)).await;
             unwind.join(fork, &mut [ua, ub]);
         }
 
         /// Exits branches concurrently, each seeing what the scope's next exit would see.
+        /// Each branch is given with its place in the `join_all`.
         async fn $exit_all<S: $Protocol>(
-            entered: Vec<(Pin<&mut S>, S::Value)>,
+            entered: Vec<(usize, Pin<&mut S>, S::Value)>,
             unwind: &mut Unwind<S::Error>,
         ) {
             let fork = unwind.fork();
@@ -238,7 +240,7 @@ macro_rules! join_protocol {
             let exiting = entered
                 .into_iter()
                 .zip(branches.iter_mut())
-                .map(|((state, value), branch)| Box::pin(state.exit(value, branch)));
+                .map(|((place, state, value), branch)| Box::pin(Located::new(state.exit(value, branch), place)));
             all(exiting.collect()).await;
             unwind.join(fork, &mut branches);
         }
@@ -256,11 +258,11 @@ macro_rules! join_protocol {
                     // Held: a branch that entered falls back if the scope is dropped meanwhile.
                     let (a_entered, b_entered) = both(
                         async {
-                            let value = first.as_mut().enter(&mut a).await?;
+                            let value = Located::new(first.as_mut().enter(&mut a), At::<0>).await?;
                             Some(Held::new(first, value, <A as $Protocol>::fallback))
                         },
                         async {
-                            let value = second.as_mut().enter(&mut b).await?;
+                            let value = Located::new(second.as_mut().enter(&mut b), At::<1>).await?;
                             Some(Held::new(second, value, <B as $Protocol>::fallback))
                         },
                     )
@@ -276,12 +278,12 @@ macro_rules! join_protocol {
                         }
                         (Some(entered), None) => {
                             let (state, value) = entered.release();
-                            state.exit(value, unwind).await;
+                            Located::new(state.exit(value, unwind), At::<0>).await;
                             None
                         }
                         (None, Some(entered)) => {
                             let (state, value) = entered.release();
-                            state.exit(value, unwind).await;
+                            Located::new(state.exit(value, unwind), At::<1>).await;
                             None
                         }
                         (None, None) => None,
@@ -311,10 +313,10 @@ macro_rules! join_protocol {
                 async move {
                     let fork = unwind.fork();
                     let mut branches: Vec<Unwind<S::Error>> = states.iter().map(|_| fork.branch()).collect();
-                    let entering = states.iter_mut().zip(branches.iter_mut()).map(|(state, branch)| {
+                    let entering = states.iter_mut().zip(branches.iter_mut()).enumerate().map(|(place, (state, branch))| {
                         Box::pin(async move {
                             let mut state = state.as_mut();
-                            let value = state.as_mut().enter(branch).await?;
+                            let value = Located::new(state.as_mut().enter(branch), place).await?;
                             Some(Held::new(state, value, <S as $Protocol>::fallback))
                         })
                     });
@@ -324,7 +326,14 @@ macro_rules! join_protocol {
                     if !cancelled && entered.iter().all(Option::is_some) {
                         return Some(entered.into_iter().flatten().map(|held| held.release().1).collect());
                     }
-                    let entered: Vec<_> = entered.into_iter().flatten().map(Held::release).collect();
+                    let entered: Vec<_> = entered
+                        .into_iter()
+                        .enumerate()
+                        .filter_map(|(place, held)| held.map(|held| {
+                            let (state, value) = held.release();
+                            (place, state, value)
+                        }))
+                        .collect();
                     $exit_all(entered, unwind).await;
                     None
                 }
@@ -333,7 +342,8 @@ macro_rules! join_protocol {
             fn exit(self: Pin<&mut Self>, values: Self::Value, unwind: &mut Unwind<S::Error>) -> impl Future<Output = ()> $(+ $send)? {
                 let states = &mut self.get_mut().states;
                 async move {
-                    let entered = states.iter_mut().map(|state| state.as_mut()).zip(values).collect();
+                    let entered =
+                        states.iter_mut().zip(values).enumerate().map(|(place, (state, value))| (place, state.as_mut(), value)).collect();
                     $exit_all(entered, unwind).await;
                 }
             }

@@ -11,6 +11,7 @@ mod eval_tap;
 mod join;
 mod map;
 mod map_err;
+mod named;
 mod on_finalize;
 
 pub use and_then::{AndThen, AndThenState};
@@ -19,6 +20,7 @@ pub use eval_tap::{EvalTap, EvalTapState};
 pub use join::{Join, JoinAll, JoinAllState, JoinState, join, join_all};
 pub use map::{Map, MapState};
 pub use map_err::{MapErr, MapErrState};
+pub use named::{Named, NamedState};
 pub use on_finalize::{OnFinalize, OnFinalizeState};
 
 use core::future::Future;
@@ -170,6 +172,31 @@ pub trait ContextExt: Sized {
         C: IntoLocalContext<Error = Self::Error>,
     {
         AndThen::new(self, f)
+    }
+
+    /// Names this context, so that its errors say where they came from: their
+    /// [`Origin::name`](crate::Origin::name), shown by an [`Error`](crate::Error)'s alternate form
+    /// (`{:#}`). The context is entered and exited as it is; a name costs nothing until one of
+    /// its errors is recorded. An inner name wins over an outer one. (Without the `std` feature
+    /// names are not recorded.)
+    ///
+    /// ```
+    /// use async_with::{resource, with, ContextExt, Outcome};
+    ///
+    /// let open = |fails: bool| {
+    ///     resource(async move || if fails { Err("refused") } else { Ok(()) }, async |(), _: Outcome<'_, &str>| Ok(()))
+    /// };
+    /// # futures::executor::block_on(async {
+    /// let err = with((open(false).named("cache"), open(true).named("db")), async |_| Ok(())).await.unwrap_err();
+    /// assert_eq!(err.origin().unwrap().name(), Some("db"));
+    /// assert_eq!(format!("{err:#}"), "refused (in the enter of `db` (context 1))");
+    /// # });
+    /// ```
+    fn named(self, name: &'static str) -> Named<Self>
+    where
+        Self: IntoLocalContext,
+    {
+        Named::new(self, name)
     }
 
     /// Converts this context's errors with `f`, so that it can share a scope (a tuple, a `join`,

@@ -50,13 +50,17 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Pinned, heap-allocated entries of type `D` (a trait object), in push order.
-pub(crate) struct Arena<D: ?Sized> {
-    slots: Mutex<Slots<D>>,
+///
+/// `X` is what its owner keeps beside the entries under the same lock (a stack's orphaned
+/// errors), so that one lock serves both and the arena stays one lock wide.
+pub(crate) struct Arena<D: ?Sized, X = ()> {
+    slots: Mutex<Slots<D, X>>,
 }
 
-struct Slots<D: ?Sized> {
+struct Slots<D: ?Sized, X> {
     /// Sorted by number, oldest first; the last slot is never empty.
     list: Vec<Slot<D>>,
+    beside: X,
 }
 
 /// The next entry's number, for every arena of the process: a number is never given twice
@@ -65,9 +69,9 @@ struct Slots<D: ?Sized> {
 /// lock, so that each arena's numbers increase in push order.
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-impl<D: ?Sized> Slots<D> {
-    const fn new() -> Self {
-        Slots { list: Vec::new() }
+impl<D: ?Sized, X: Default> Slots<D, X> {
+    fn new() -> Self {
+        Slots { list: Vec::new(), beside: X::default() }
     }
 }
 
@@ -82,12 +86,14 @@ struct Slot<D: ?Sized> {
 // `&mut V` or a claim to another thread is sound when `V` is `Send`, which `D: Send` implies for
 // the entry that contains it), and `Claim::take`, which locks the list and moves the claim's own
 // entry out to the thread that takes it: sound when `D: Send`.
-unsafe impl<D: ?Sized + Send> Send for Arena<D> {}
+// What is kept beside the entries is only reached under the lock (or through `&mut`), as a
+// `Mutex<X>` is: sending or sharing it is sound when `X: Send`.
+unsafe impl<D: ?Sized + Send, X: Send> Send for Arena<D, X> {}
 // SAFETY: see above.
-unsafe impl<D: ?Sized + Send> Sync for Arena<D> {}
+unsafe impl<D: ?Sized + Send, X: Send> Sync for Arena<D, X> {}
 
 /// Adds `entry` as the newest, with the next number; returns its number.
-fn push<D: ?Sized>(Slots { list: slots }: &mut Slots<D>, entry: NonNull<D>) -> u64 {
+fn push<D: ?Sized, X>(Slots { list: slots, .. }: &mut Slots<D, X>, entry: NonNull<D>) -> u64 {
     // Relaxed is enough: the lock orders the pushes of one arena, and the counter's single
     // modification order gives the later push the larger number.
     let number = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -106,7 +112,7 @@ fn push<D: ?Sized>(Slots { list: slots }: &mut Slots<D>, entry: NonNull<D>) -> u
 }
 
 /// Takes the entry numbered `number` out of the list, if it is still there.
-fn take<D: ?Sized>(slots: &mut Slots<D>, number: u64) -> Option<NonNull<D>> {
+fn take<D: ?Sized, X>(slots: &mut Slots<D, X>, number: u64) -> Option<NonNull<D>> {
     let at = slots.list.binary_search_by_key(&number, |slot| slot.number).ok()?;
     let entry = slots.list[at].entry.take()?;
     trim(&mut slots.list);
@@ -120,19 +126,38 @@ fn trim<D: ?Sized>(slots: &mut Vec<Slot<D>>) {
     }
 }
 
-impl<D: ?Sized> Arena<D> {
+impl<D: ?Sized, X: Default> Arena<D, X> {
     pub(crate) fn new() -> Self {
         Arena { slots: Mutex::new(Slots::new()) }
     }
 
-    fn slots(&mut self) -> &mut Slots<D> {
+    /// Moves every entry, and what is kept beside them, into a new arena, leaving this one
+    /// empty. The entries keep their numbers (the stack that split it takes a new identity, so
+    /// its keys cannot be confused).
+    pub(crate) fn split(&mut self) -> Self {
+        Arena { slots: Mutex::new(core::mem::replace(self.slots(), Slots::new())) }
+    }
+}
+
+impl<D: ?Sized, X> Arena<D, X> {
+    /// What is kept beside the entries, through `&self` (under the lock).
+    pub(crate) fn beside<R>(&self, f: impl FnOnce(&mut X) -> R) -> R {
+        f(&mut self.lock().beside)
+    }
+
+    /// What is kept beside the entries.
+    pub(crate) fn beside_mut(&mut self) -> &mut X {
+        &mut self.slots().beside
+    }
+
+    fn slots(&mut self) -> &mut Slots<D, X> {
         // A panic cannot leave the list half-updated (every update is one push, retain or
         // assignment), so a poisoned lock is still consistent.
         self.slots.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The list, through `&self`: see [`Arena::slots`] for why a poisoned lock is consistent.
-    fn lock(&self) -> MutexGuard<'_, Slots<D>> {
+    fn lock(&self) -> MutexGuard<'_, Slots<D, X>> {
         self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -185,7 +210,7 @@ impl<D: ?Sized> Arena<D> {
         entry: Pin<Box<T>>,
         erase: fn(*mut T) -> *mut D,
         value: fn(Pin<&mut T>) -> &mut V,
-    ) -> Claim<'_, D, V> {
+    ) -> Claim<'_, D, V, X> {
         let (number, value) = self.push_raw(entry, erase, value);
         Claim { arena: self, number, value, lent: PhantomData }
     }
@@ -206,17 +231,11 @@ impl<D: ?Sized> Arena<D> {
         Some(unsafe { Self::into_box(entry) })
     }
 
-    /// Moves every entry into a new arena, leaving this one empty. The entries keep their
-    /// numbers (the stack that split it takes a new identity, so its keys cannot be confused).
-    pub(crate) fn split(&mut self) -> Self {
-        Arena { slots: Mutex::new(core::mem::replace(self.slots(), Slots::new())) }
-    }
-
     /// Moves every entry of `other` on top of this arena's, in their order (so that the newest
     /// of `other` is the newest here), numbering them anew: a nested stack's entries, spliced
     /// into the stack around it. `erase` turns `other`'s trait object into this arena's: it
     /// must be an unsizing cast (`|p| p`: dropping an auto trait, or shortening a lifetime).
-    pub(crate) fn append<O: ?Sized>(&mut self, mut other: Arena<O>, erase: fn(*mut O) -> *mut D) {
+    pub(crate) fn append<O: ?Sized, Y>(&mut self, mut other: Arena<O, Y>, erase: fn(*mut O) -> *mut D) {
         let theirs = core::mem::take(&mut other.slots().list);
         let slots = self.slots();
         slots.list.reserve(theirs.len());
@@ -242,7 +261,7 @@ impl<D: ?Sized> Arena<D> {
     }
 }
 
-impl<D: ?Sized> Drop for Arena<D> {
+impl<D: ?Sized, X> Drop for Arena<D, X> {
     /// Drops the remaining entries newest first, one at a time (no recursion, whatever their
     /// number). An entry whose drop panics does not stop the others: the panic is contained,
     /// so that nothing leaks, and a stack dropped while its thread unwinds does not abort it.
@@ -256,8 +275,8 @@ impl<D: ?Sized> Drop for Arena<D> {
 /// A value lent by [`Arena::push_claimed`]: the only path to it, for as long as the arena is
 /// borrowed, and the right to take its entry back through that shared borrow ([`Claim::take`]).
 /// Dropping it leaves the entry in the arena, as every other entry is.
-pub(crate) struct Claim<'a, D: ?Sized, V> {
-    arena: &'a Arena<D>,
+pub(crate) struct Claim<'a, D: ?Sized, V, X = ()> {
+    arena: &'a Arena<D, X>,
     number: u64,
     /// Inside the entry: a raw pointer, see the module docs.
     value: NonNull<V>,
@@ -268,12 +287,12 @@ pub(crate) struct Claim<'a, D: ?Sized, V> {
 // SAFETY: a claim stands for `&'a mut V` and `&'a Arena<D>`, and is `Send` when both are: moving
 // it to another thread moves the one path to the value there (sound when `V: Send`), and lets that
 // thread take the entry through the shared arena (sound when `Arena<D>: Sync`, that is `D: Send`).
-unsafe impl<D: ?Sized + Send, V: Send> Send for Claim<'_, D, V> {}
+unsafe impl<D: ?Sized + Send, V: Send, X: Send> Send for Claim<'_, D, V, X> {}
 // SAFETY: sharing `&Claim` only allows `Claim::get`, a `&V` (sound when `V: Sync`); the arena is
 // required to be `Sync` as well, as it is for the `(&'a Arena<D>, &'a mut V)` a claim stands for.
-unsafe impl<D: ?Sized + Send, V: Sync> Sync for Claim<'_, D, V> {}
+unsafe impl<D: ?Sized + Send, V: Sync, X: Send> Sync for Claim<'_, D, V, X> {}
 
-impl<D: ?Sized, V> Claim<'_, D, V> {
+impl<D: ?Sized, V, X> Claim<'_, D, V, X> {
     /// The claimed value, for as long as the claim is borrowed.
     pub(crate) fn get(&self) -> &V {
         // SAFETY: the value lives in the claimed entry, which stays in the arena (not moved, not
@@ -302,6 +321,6 @@ impl<D: ?Sized, V> Claim<'_, D, V> {
         // reach it); this claim, the only path to its value, is consumed here, so no reference
         // into the allocation is alive. The values lent from other entries live in other
         // allocations, which freeing this one does not touch.
-        unsafe { Arena::into_box(entry) }
+        unsafe { Arena::<D, X>::into_box(entry) }
     }
 }

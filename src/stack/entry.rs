@@ -83,8 +83,9 @@ impl<S: ScopeStack> NestedEntry<S> {
         if self.started {
             return None;
         }
-        let core = self.stack.core();
-        Some(Spliced { entries: core.entries.split(), orphans: core.orphans.take() })
+        let mut entries = self.stack.core().entries.split();
+        let orphans = entries.beside_mut().take();
+        Some(Spliced { entries, orphans })
     }
 
     /// [`NestedEntry::splice`], the entries turned by `erase` into the stack around it's.
