@@ -230,37 +230,35 @@ mod names {
     }
 }
 
-/// Where the error being recorded now would come from, besides its step: the place and the name
-/// that the tuples, `join`s and named contexts being polled say (the innermost of each wins).
-/// Kept in a thread-local, set around each poll, so that saying it costs a scope's future no
-/// bytes (a mark held across an `.await` would cost a few per tuple element).
-#[cfg(feature = "std")]
-#[derive(Clone, Copy)]
-struct Here {
-    /// The place + 1; 0 for none.
-    index: u16,
-    name: Option<&'static str>,
-}
-
+// Where the error being recorded now would come from, besides its step: the place and the name
+// that the tuples, `join`s and named contexts being polled say (the innermost of each wins).
+// Kept in thread-locals, set around each poll, so that saying it costs a scope's future no bytes
+// (a mark held across an `.await` would cost a few per tuple element); two of them, so that a
+// tuple's poll only swaps two bytes.
 #[cfg(feature = "std")]
 std::thread_local! {
-    static HERE: core::cell::Cell<Here> = const { core::cell::Cell::new(Here { index: 0, name: None }) };
+    /// The place + 1; 0 for none.
+    static PLACE: core::cell::Cell<u16> = const { core::cell::Cell::new(0) };
+    static NAME: core::cell::Cell<Option<&'static str>> = const { core::cell::Cell::new(None) };
 }
 
-/// Runs `poll` (one poll of a context's enter or exit) saying that its errors come from `here`
-/// changed by `change`; what was said before is said again afterwards, even if `poll` unwinds.
+/// Runs `poll` (one poll of a context's enter or exit) with `key` saying `value`; what it said
+/// before is said again afterwards, even if `poll` unwinds.
 #[cfg(feature = "std")]
 #[inline]
-fn saying<T>(change: impl FnOnce(Here) -> Here, poll: impl FnOnce() -> T) -> T {
-    struct Restore(Here);
-    impl Drop for Restore {
+fn saying<V: Copy + 'static, T>(
+    key: &'static std::thread::LocalKey<core::cell::Cell<V>>,
+    value: V,
+    poll: impl FnOnce() -> T,
+) -> T {
+    struct Restore<V: Copy + 'static>(&'static std::thread::LocalKey<core::cell::Cell<V>>, V);
+    impl<V: Copy + 'static> Drop for Restore<V> {
+        #[inline]
         fn drop(&mut self) {
-            HERE.with(|here| here.set(self.0));
+            self.0.set(self.1);
         }
     }
-    let before = HERE.with(core::cell::Cell::get);
-    let _restore = Restore(before);
-    HERE.with(|here| here.set(change(before)));
+    let _restore = Restore(key, key.replace(value));
     poll()
 }
 
@@ -270,12 +268,12 @@ impl Origin {
     pub(crate) fn here(step: Step) -> Origin {
         #[cfg(feature = "std")]
         {
-            let here = HERE.with(core::cell::Cell::get);
             let mut origin = Origin::of(step);
-            if here.index != 0 {
-                origin = origin.at(usize::from(here.index) - 1);
+            let place = PLACE.get();
+            if place != 0 {
+                origin = origin.at(usize::from(place) - 1);
             }
-            if let Some(name) = here.name {
+            if let Some(name) = NAME.get() {
                 origin = origin.named(name);
             }
             origin
@@ -343,9 +341,7 @@ impl<F: core::future::Future, P: Place> core::future::Future for Located<F, P> {
             // Places past what an origin records are not said: the one around stays.
             let place = this.place.place();
             match u16::try_from(place + 1) {
-                Ok(index) if place < 0x3ffe => {
-                    saying(|here| Here { index, ..here }, || this.inner.poll(task))
-                }
+                Ok(index) if place < 0x3ffe => saying(&PLACE, index, || this.inner.poll(task)),
                 _ => this.inner.poll(task),
             }
         }
@@ -383,8 +379,7 @@ impl<F: core::future::Future> core::future::Future for Naming<F> {
         let this = self.project();
         #[cfg(feature = "std")]
         {
-            let name = *this.name;
-            saying(|here| Here { name: Some(name), ..here }, || this.inner.poll(task))
+            saying(&NAME, Some(*this.name), || this.inner.poll(task))
         }
         #[cfg(not(feature = "std"))]
         {
