@@ -4,9 +4,9 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::pin::Pin;
 
+use crate::context::{IntoContext, IntoLocalContext};
 use crate::protocol::{Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
-use crate::{IntoContext, IntoLocalContext};
 
 /// A context that provides `value` and has nothing more to undo than dropping it: Python's
 /// `contextlib.nullcontext(value)`, Cats Effect's `Resource.pure`. Useful where a context is

@@ -108,3 +108,27 @@ impl<F: Future> Future for Caught<F> {
         Poll::Ready(out)
     }
 }
+
+/// Runs `f`, which drops user values, so that a panic in a destructor cannot become a double
+/// panic (or escape a `Drop`): it is swallowed, after the panic hook of `std` printed it.
+pub(crate) fn quietly(f: impl FnOnce()) {
+    #[cfg(feature = "std")]
+    if let Err(payload) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)) {
+        drop_payload(payload);
+    }
+    #[cfg(not(feature = "std"))]
+    f();
+}
+
+/// Drops a caught panic's payload. Its destructor is user code and may panic in turn (a payload
+/// whose `Drop` panics): that panic's payload is dropped the same way, until one drops quietly,
+/// so that nothing escapes (from a `Drop` of the crate's, or into a double panic).
+#[cfg(feature = "std")]
+pub(crate) fn drop_payload(payload: Payload) {
+    let mut next = Some(payload);
+    while let Some(payload) = next.take() {
+        if let Err(again) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(move || drop(payload))) {
+            next = Some(again);
+        }
+    }
+}

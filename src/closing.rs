@@ -4,9 +4,9 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::pin::Pin;
 
+use crate::context::{IntoContext, IntoLocalContext};
 use crate::protocol::{Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
-use crate::{IntoContext, IntoLocalContext};
 
 /// A context for anything with an async close, closed on exit whatever happened: Python's
 /// `contextlib.aclosing`. Implemented for every [`futures_io::AsyncWrite`] (feature

@@ -1,11 +1,17 @@
 //! What a context is: the traits users implement ([`AsyncContext`], [`LocalAsyncContext`]) and the
 //! ones scopes accept ([`IntoContext`], [`IntoLocalContext`]).
 
+#[cfg(feature = "std")]
+use alloc::boxed::Box;
 use core::future::Future;
 use core::pin::Pin;
 
-use crate::Outcome;
+use crate::outcome::Outcome;
+#[cfg(feature = "std")]
+use crate::protocol::{Entered, LocalStack, SendStack};
 use crate::protocol::{Protocol, Sealed, SendProtocol};
+#[cfg(feature = "std")]
+use crate::unwind::Seed;
 use crate::unwind::{Unwind, exit_within};
 
 /// A type that is a context itself: Python's `__aenter__` / `__aexit__`.
@@ -241,16 +247,17 @@ pub trait IntoContext: IntoLocalContext<Value: Send, Error: Send + Sync> {
     /// through its own protocol; leaf contexts override this with a cheaper path.
     #[doc(hidden)]
     #[cfg(feature = "std")]
-    fn enter_stack(
+    fn enter_stack<S: SendStack<Self::Error>>(
         self,
-        stack: &crate::ExitStack<Self::Error>,
-    ) -> impl Future<Output = Result<(crate::Key, &mut Self::Value), Option<Self::Error>>> + Send
+        stack: &S,
+    ) -> impl Future<Output = Entered<'_, S::Key, Self::Value, Self::Error>> + Send
     where
         Self: Sized + Send + 'static,
         Self::Value: 'static,
         Self::Error: 'static,
+        Self::Context: Send + 'static,
     {
-        crate::stack::enter_composite(self, stack)
+        stack.enter_boxed(Box::pin(self.into_context()))
     }
 }
 
@@ -287,16 +294,18 @@ pub trait IntoLocalContext {
     /// Enters into a local exit stack (sealed); see [`IntoContext::enter_stack`].
     #[doc(hidden)]
     #[cfg(feature = "std")]
-    fn enter_local_stack<'a, 'env>(
+    fn enter_local_stack<'a, 'env, S: LocalStack<'env, Self::Error>>(
         self,
-        stack: &'a crate::LocalExitStack<'env, Self::Error>,
-    ) -> impl Future<Output = Result<(crate::Key, &'a mut Self::Value), Option<Self::Error>>>
+        stack: &'a S,
+    ) -> impl Future<Output = Entered<'a, S::Key, Self::Value, Self::Error>>
     where
         Self: Sized + 'env,
         Self::Value: 'env,
         Self::Error: 'env,
+        Self::LocalContext: 'env,
+        'env: 'a,
     {
-        crate::stack::enter_local_composite(self, stack)
+        stack.enter_boxed(Box::pin(self.into_local_context()))
     }
 }
 
@@ -320,23 +329,19 @@ impl<C: AsyncContext> IntoContext for C {
     }
 
     #[cfg(feature = "std")]
-    async fn enter_stack(
+    async fn enter_stack<S: SendStack<C::Error>>(
         mut self,
-        stack: &crate::ExitStack<C::Error>,
-    ) -> Result<(crate::Key, &mut C::Value), Option<C::Error>>
+        stack: &S,
+    ) -> Result<(S::Key, &mut C::Value), Option<C::Error>>
     where
         Self: 'static,
         Self::Value: 'static,
         Self::Error: 'static,
+        Self::Context: Send + 'static,
     {
         let entered = crate::frame::StackEnter::new(AsyncContext::enter(&mut self)).await;
         let value = entered.ok_or(None)?.map_err(Some)?;
-        Ok(stack.push_context(
-            self,
-            value,
-            crate::stack::context_exit::<C>,
-            <C as AsyncContext>::exit_on_drop,
-        ))
+        Ok(stack.push_context(self, value, context_exit::<C>, <C as AsyncContext>::exit_on_drop))
     }
 }
 
@@ -350,23 +355,20 @@ impl<C: LocalAsyncContext> IntoLocalContext for C {
     }
 
     #[cfg(feature = "std")]
-    async fn enter_local_stack<'a, 'env>(
+    async fn enter_local_stack<'a, 'env, S: LocalStack<'env, C::Error>>(
         mut self,
-        stack: &'a crate::LocalExitStack<'env, C::Error>,
-    ) -> Result<(crate::Key, &'a mut C::Value), Option<C::Error>>
+        stack: &'a S,
+    ) -> Result<(S::Key, &'a mut C::Value), Option<C::Error>>
     where
         Self: 'env,
         Self::Value: 'env,
         Self::Error: 'env,
+        Self::LocalContext: 'env,
+        'env: 'a,
     {
         let entered = crate::frame::StackEnter::new(LocalAsyncContext::enter(&mut self)).await;
         let value = entered.ok_or(None)?.map_err(Some)?;
-        Ok(stack.push_context(
-            self,
-            value,
-            crate::stack::local_context_exit::<C>,
-            <C as LocalAsyncContext>::exit_on_drop,
-        ))
+        Ok(stack.push_context(self, value, local_context_exit::<C>, <C as LocalAsyncContext>::exit_on_drop))
     }
 }
 
@@ -414,3 +416,35 @@ macro_rules! leaf_protocol {
 
 leaf_protocol!(Protocol, LocalAsyncContext);
 leaf_protocol!(SendProtocol, AsyncContext + Send);
+
+// The exit blocks of a context entered into an exit stack: each runs the exit under an unwind
+// seeded with the scope's outcome and the lent error, and hands that unwind back to the stack.
+// The `Send` flavour calls the trait whose futures are declared `Send`, so that it is `Send` too.
+
+#[cfg(feature = "std")]
+async fn context_exit<C: AsyncContext>(
+    context: C,
+    value: C::Value,
+    seed: Seed<C::Error>,
+) -> Unwind<C::Error> {
+    let mut unwind = Unwind::seeded(seed);
+    let deadline = unwind.deadline();
+    let outcome = unwind.outcome();
+    let result = exit_within(deadline, move || AsyncContext::exit(context, value, outcome)).await;
+    unwind.exited(result);
+    unwind
+}
+
+#[cfg(feature = "std")]
+async fn local_context_exit<C: LocalAsyncContext>(
+    context: C,
+    value: C::Value,
+    seed: Seed<C::Error>,
+) -> Unwind<C::Error> {
+    let mut unwind = Unwind::seeded(seed);
+    let deadline = unwind.deadline();
+    let outcome = unwind.outcome();
+    let result = exit_within(deadline, move || LocalAsyncContext::exit(context, value, outcome)).await;
+    unwind.exited(result);
+    unwind
+}

@@ -8,7 +8,8 @@ use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll};
 
-use crate::{Error, ErrorHook, GlobalHook};
+use crate::error::Error;
+use crate::hook::{ErrorHook, GlobalHook};
 
 /// A boxed, `Send` cleanup task, as handed to the spawn function of [`detach_on_drop`].
 pub type Detached = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -122,12 +123,12 @@ fn finish_detached<T: Send + 'static, E: fmt::Debug + Send + 'static>(mut scope:
                 let mut hook = GlobalHook;
                 let (primary, suppressed) = error.into_parts();
                 for e in primary.into_iter().chain(suppressed) {
-                    crate::unwind::quietly(|| hook.report(e));
+                    crate::catch_unwind::quietly(|| hook.report(e));
                 }
             }
-            Ok(Ok(value)) => crate::unwind::quietly(move || drop(value)),
+            Ok(Ok(value)) => crate::catch_unwind::quietly(move || drop(value)),
             // A panic was printed by the panic hook when it happened; the task ends quietly.
-            Err(payload) => crate::unwind::drop_payload(payload),
+            Err(payload) => crate::catch_unwind::drop_payload(payload),
         }
     })
 }
@@ -200,7 +201,7 @@ impl<T, E, S: FnOnce(Detached)> Future for DetachOnDrop<T, E, S> {
             }
             Err(payload) => {
                 let scope = this.scope.take();
-                crate::unwind::quietly(move || drop(scope));
+                crate::catch_unwind::quietly(move || drop(scope));
                 std::panic::resume_unwind(payload)
             }
         }
@@ -213,12 +214,12 @@ impl<T, E, S: FnOnce(Detached)> Drop for DetachOnDrop<T, E, S> {
             (Some(scope), Some(spawn)) if self.polled => {
                 self.dropped.store(true, Ordering::Release);
                 let rest = (self.rest)(scope);
-                crate::unwind::quietly(|| spawn(rest));
+                crate::catch_unwind::quietly(|| spawn(rest));
             }
             // Finished or panicked (no scope left), or never polled (nothing was entered, so
             // nothing is detached: the contexts are dropped with the scope). Their destructors
             // and the spawn function's are user code, and this may run during unwinding.
-            leftovers => crate::unwind::quietly(move || drop(leftovers)),
+            leftovers => crate::catch_unwind::quietly(move || drop(leftovers)),
         }
     }
 }

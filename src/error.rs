@@ -1,7 +1,6 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::frame::Cause;
 use crate::origin::Origin;
 
 /// Every error a scope produced, in causal order (guarantee G5).
@@ -352,6 +351,41 @@ impl<E: fmt::Debug + fmt::Display + 'static> core::error::Error for Boxed<E> {
 impl<E> From<E> for Error<E> {
     fn from(error: E) -> Self {
         Error::failed(error, Origin::UNKNOWN, Vec::new())
+    }
+}
+
+/// Why a scope is cancelled, compact (a scope future holds one): [`CancelledBy`] for users.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Cause {
+    /// 0: not cancelled; 1: by the scope around; `2 + i`: by the signal of the `i`th `cancel_on`.
+    pub(crate) code: u32,
+    /// The reason the signal gave (a [`CancellationToken`](crate::CancellationToken) cancelled
+    /// with [`cancel_with`](crate::CancellationToken::cancel_with)), or the parent's.
+    pub(crate) reason: Option<&'static str>,
+}
+
+impl Cause {
+    pub(crate) const NONE: Cause = Cause { code: 0, reason: None };
+
+    /// Cancelled with the scope around, whose cause was `parent`.
+    #[inline]
+    pub(crate) fn parent(parent: Cause) -> Cause {
+        Cause { code: 1, reason: parent.reason }
+    }
+
+    /// Cancelled by the signal of the `index`th `cancel_on`.
+    #[inline]
+    pub(crate) fn signal(index: u32, reason: Option<&'static str>) -> Cause {
+        Cause { code: index.saturating_add(2), reason }
+    }
+
+    /// What [`crate::Error::cancelled_by`] says.
+    pub(crate) fn cancelled_by(self) -> Option<CancelledBy> {
+        match self.code {
+            0 => None,
+            1 => Some(CancelledBy::Parent { reason: self.reason }),
+            n => Some(CancelledBy::Signal { index: (n - 2) as usize, reason: self.reason }),
+        }
     }
 }
 

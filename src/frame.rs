@@ -18,7 +18,7 @@
 //! Without `std` there are no thread-locals: every frame reads as "not cancelled", and a
 //! scope's cancellation reaches only its own body, which is dropped.
 
-use crate::error::CancelledBy;
+use crate::error::Cause;
 
 /// What a scope tells what it polls, and what it learns from it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,41 +35,6 @@ pub(crate) struct Frame {
     /// The scope's signal panicked: its payload waits in [`SIGNAL_PANIC`] for the scope's
     /// unwinder, which records it where it would have recorded the cancellation.
     pub(crate) panicking: bool,
-}
-
-/// Why a scope is cancelled, compact (a scope future holds one): [`CancelledBy`] for users.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Cause {
-    /// 0: not cancelled; 1: by the scope around; `2 + i`: by the signal of the `i`th `cancel_on`.
-    pub(crate) code: u32,
-    /// The reason the signal gave (a [`CancellationToken`](crate::CancellationToken) cancelled
-    /// with [`cancel_with`](crate::CancellationToken::cancel_with)), or the parent's.
-    pub(crate) reason: Option<&'static str>,
-}
-
-impl Cause {
-    pub(crate) const NONE: Cause = Cause { code: 0, reason: None };
-
-    /// Cancelled with the scope around, whose cause was `parent`.
-    #[inline]
-    pub(crate) fn parent(parent: Cause) -> Cause {
-        Cause { code: 1, reason: parent.reason }
-    }
-
-    /// Cancelled by the signal of the `index`th `cancel_on`.
-    #[inline]
-    pub(crate) fn signal(index: u32, reason: Option<&'static str>) -> Cause {
-        Cause { code: index.saturating_add(2), reason }
-    }
-
-    /// What [`crate::Error::cancelled_by`] says.
-    pub(crate) fn cancelled_by(self) -> Option<CancelledBy> {
-        match self.code {
-            0 => None,
-            1 => Some(CancelledBy::Parent { reason: self.reason }),
-            n => Some(CancelledBy::Signal { index: (n - 2) as usize, reason: self.reason }),
-        }
-    }
 }
 
 impl Frame {

@@ -23,11 +23,12 @@ use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 use std::sync::{Mutex, MutexGuard};
 
+use crate::context::{IntoContext, IntoLocalContext};
 use crate::frame;
 use crate::origin::{self, Origin};
-use crate::protocol::{Protocol, Sealed, SendProtocol};
+use crate::outcome::Outcome;
+use crate::protocol::{Entry, LocalStack, Protocol, Sealed, SendProtocol, SendStack};
 use crate::unwind::{Deadline, Kind, Lent, Unwind};
-use crate::{IntoContext, IntoLocalContext, Outcome};
 
 /// Makes a context from one async closure: setup, then `cx.provide(value).await`, then teardown.
 /// Python's `@asynccontextmanager`.
@@ -247,7 +248,7 @@ impl<'cx, V, E> Future for Provide<'cx, V, E> {
             drop(slot);
             // Dropped now, not while the panic unwinds: its destructor may panic too.
             let value = this.value.take();
-            crate::unwind::quietly(|| drop(value));
+            crate::catch_unwind::quietly(|| drop(value));
             panic!("{message}");
         }
         if let Some(value) = this.value.take() {
@@ -382,7 +383,7 @@ impl<V, E> ScopeSide<V, E> {
 impl<V, E> Drop for ScopeSide<V, E> {
     fn drop(&mut self) {
         let left = self.end();
-        crate::unwind::quietly(|| drop(left));
+        crate::catch_unwind::quietly(|| drop(left));
     }
 }
 
@@ -429,14 +430,16 @@ where
     type Error = E;
     type LocalContext = Running<F, V, E>;
 
-    async fn enter_local_stack<'a, 'env>(
+    async fn enter_local_stack<'a, 'env, S: LocalStack<'env, E>>(
         self,
-        stack: &'a crate::LocalExitStack<'env, E>,
-    ) -> Result<(crate::Key, &'a mut V), Option<E>>
+        stack: &'a S,
+    ) -> Result<(S::Key, &'a mut V), Option<E>>
     where
         Self: 'env,
         Self::Value: 'env,
         Self::Error: 'env,
+        Self::LocalContext: 'env,
+        'env: 'a,
     {
         let mut entry = alloc::boxed::Box::pin(GeneratorEntry::new(self));
         let mut unwind = Unwind::new();
@@ -465,11 +468,12 @@ where
         self.into_local_context()
     }
 
-    async fn enter_stack(self, stack: &crate::ExitStack<E>) -> Result<(crate::Key, &mut V), Option<E>>
+    async fn enter_stack<S: SendStack<E>>(self, stack: &S) -> Result<(S::Key, &mut V), Option<E>>
     where
         Self: 'static,
         Self::Value: 'static,
         Self::Error: 'static,
+        Self::Context: Send + 'static,
     {
         let mut entry = alloc::boxed::Box::pin(GeneratorEntry::new(self));
         let mut unwind = Unwind::new();
@@ -563,10 +567,10 @@ impl<F: GeneratorFn<V, E>, V, E> Running<F, V, E> {
     /// the closure's future (with the setup's locals), here and now. A panic in a destructor is
     /// contained, and does not keep the rest from being dropped.
     fn drop_entered(mut self: Pin<&mut Self>, value: V) {
-        crate::unwind::quietly(|| drop(value));
-        crate::unwind::quietly(|| self.as_mut().stop());
+        crate::catch_unwind::quietly(|| drop(value));
+        crate::catch_unwind::quietly(|| self.as_mut().stop());
         let left = self.as_mut().end();
-        crate::unwind::quietly(|| drop(left));
+        crate::catch_unwind::quietly(|| drop(left));
     }
 }
 
@@ -859,7 +863,7 @@ where
     }
 }
 
-impl<F, Fut, V, E> crate::stack::Entry<E> for GeneratorEntry<F, V, E>
+impl<F, Fut, V, E> Entry<E> for GeneratorEntry<F, V, E>
 where
     F: FnOnce(Cx<V, E>) -> Fut,
     Fut: Future<Output = Result<(), E>>,

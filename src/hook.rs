@@ -193,7 +193,7 @@ mod global {
         match current(&DROP_HOOK) {
             // The clone is dropped in there too: it is the last one if the hook was replaced
             // meanwhile, and then its destructor (user code) runs.
-            Some(hook) => crate::unwind::quietly(move || hook(report)),
+            Some(hook) => crate::catch_unwind::quietly(move || hook(report)),
             None => warn_dropped(report),
         }
     }
@@ -209,7 +209,7 @@ mod global {
         // `eprintln!`, so that test harnesses capture it; inside `quietly`, since it panics when
         // standard error is gone, and this runs in a `Drop`.
         #[cfg(all(not(feature = "tracing"), debug_assertions))]
-        crate::unwind::quietly(|| {
+        crate::catch_unwind::quietly(|| {
             std::eprintln!(
                 "async-with: {report}; a timeout through `Scope::cancel_on` would have run the async exits (`async_with::set_drop_hook(|_| {{}})` silences this)"
             )

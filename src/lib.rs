@@ -358,20 +358,25 @@ pub mod testkit;
 /// any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::combinator::StepFn;
     pub use crate::combinator::{
         AndThenState, EvalMapState, EvalTapState, JoinAllState, JoinState, MapErrState, MapState, NamedState,
         OnFinalizeState,
     };
-    pub use crate::combinator::{OutcomeFn, StepFn};
     pub use crate::context::Leaf;
     #[cfg(feature = "std")]
     pub use crate::generator::GeneratorFn;
     pub use crate::origin::{At, Place};
+    pub use crate::outcome::OutcomeFn;
+    #[cfg(feature = "std")]
+    pub use crate::protocol::{Entered, Entry, Fallback, LocalStack, MakeExit, SendStack, Spliced};
     pub use crate::protocol::{Protocol, SendProtocol};
     pub use crate::resource::ExitFn;
     #[cfg(feature = "std")]
     pub use crate::stack::Nested;
     pub use crate::tuple::{Chain, Flat, Nest};
+    #[cfg(feature = "std")]
+    pub use crate::unwind::Seed;
     pub use crate::unwind::Unwind;
 }
 

@@ -1,4 +1,5 @@
 use core::fmt;
+use core::future::Future;
 
 /// How the body, or the part of the scope inside a context, ended.
 ///
@@ -153,4 +154,19 @@ impl<E: fmt::Debug> fmt::Debug for Outcome<'_, E> {
             Outcome::Cancelled => f.write_str("Cancelled"),
         }
     }
+}
+
+/// An exit or finalizer closure seen as a plain function of the outcome, naming its future (as
+/// `StepFn` does for steps), so that bounds can say it is `Send`.
+#[doc(hidden)]
+pub trait OutcomeFn<'a, E: 'a>: FnOnce(Outcome<'a, E>) -> <Self as OutcomeFn<'a, E>>::Future {
+    type Future: Future<Output = Result<(), E>>;
+}
+
+impl<'a, E: 'a, F, Fut> OutcomeFn<'a, E> for F
+where
+    F: FnOnce(Outcome<'a, E>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    type Future = Fut;
 }

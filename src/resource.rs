@@ -4,9 +4,14 @@ use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 
+use crate::context::{IntoContext, IntoLocalContext};
+use crate::outcome::Outcome;
+#[cfg(feature = "std")]
+use crate::protocol::{LocalStack, SendStack};
 use crate::protocol::{Protocol, Sealed, SendProtocol};
+#[cfg(feature = "std")]
+use crate::unwind::Seed;
 use crate::unwind::{Unwind, exit_within};
-use crate::{IntoContext, IntoLocalContext, Outcome};
 
 /// Makes a context from an async `enter` closure and an async `exit` closure.
 ///
@@ -153,14 +158,16 @@ where
     }
 
     #[cfg(feature = "std")]
-    async fn enter_local_stack<'a, 'env>(
+    async fn enter_local_stack<'a, 'env, S: LocalStack<'env, E>>(
         mut self,
-        stack: &'a crate::LocalExitStack<'env, E>,
-    ) -> Result<(crate::Key, &'a mut V), Option<E>>
+        stack: &'a S,
+    ) -> Result<(S::Key, &'a mut V), Option<E>>
     where
         Self: 'env,
         Self::Value: 'env,
         Self::Error: 'env,
+        Self::LocalContext: 'env,
+        'env: 'a,
     {
         let enter = self.enter.take().expect("async-with: a context is entered once");
         let value = crate::frame::StackEnter::new(enter()).await.ok_or(None)?.map_err(Some)?;
@@ -169,7 +176,7 @@ where
         Ok(stack.push_context(
             (exit, on_drop),
             value,
-            crate::stack::local_closure_exit::<Ex, Fb, V, E>,
+            local_closure_exit::<Ex, Fb, V, E>,
             fallback_closure::<Ex, Fb, V>,
         ))
     }
@@ -195,11 +202,12 @@ where
     }
 
     #[cfg(feature = "std")]
-    async fn enter_stack(mut self, stack: &crate::ExitStack<E>) -> Result<(crate::Key, &mut V), Option<E>>
+    async fn enter_stack<S: SendStack<E>>(mut self, stack: &S) -> Result<(S::Key, &mut V), Option<E>>
     where
         Self: 'static,
         Self::Value: 'static,
         Self::Error: 'static,
+        Self::Context: Send + 'static,
     {
         let enter = self.enter.take().expect("async-with: a context is entered once");
         let value = crate::frame::StackEnter::new(enter()).await.ok_or(None)?.map_err(Some)?;
@@ -208,7 +216,7 @@ where
         Ok(stack.push_context(
             (exit, on_drop),
             value,
-            crate::stack::closure_exit::<Ex, Fb, V, E>,
+            closure_exit::<Ex, Fb, V, E>,
             fallback_closure::<Ex, Fb, V>,
         ))
     }
@@ -294,4 +302,34 @@ where
     Fut: Future<Output = Result<(), E>>,
 {
     type Future = Fut;
+}
+
+// The exit blocks of a resource entered into an exit stack (see `context.rs`'s).
+
+#[cfg(feature = "std")]
+async fn closure_exit<Ex, Fb, V, E>((exit, on_drop): (Ex, Fb), value: V, seed: Seed<E>) -> Unwind<E>
+where
+    Ex: for<'a> ExitFn<'a, V, E>,
+{
+    drop(on_drop);
+    let mut unwind = Unwind::seeded(seed);
+    let deadline = unwind.deadline();
+    let outcome = unwind.outcome();
+    let result = exit_within(deadline, move || exit(value, outcome)).await;
+    unwind.exited(result);
+    unwind
+}
+
+#[cfg(feature = "std")]
+async fn local_closure_exit<Ex, Fb, V, E>((exit, on_drop): (Ex, Fb), value: V, seed: Seed<E>) -> Unwind<E>
+where
+    Ex: AsyncFnOnce(V, Outcome<'_, E>) -> Result<(), E>,
+{
+    drop(on_drop);
+    let mut unwind = Unwind::seeded(seed);
+    let deadline = unwind.deadline();
+    let outcome = unwind.outcome();
+    let result = exit_within(deadline, move || exit(value, outcome)).await;
+    unwind.exited(result);
+    unwind
 }

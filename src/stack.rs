@@ -16,31 +16,34 @@
 //! holds its entry's value as a claim on the arena, the one path to that value: releasing it takes
 //! that entry out through the shared stack, the other lent values untouched (see `arena.rs`).
 
-mod arena;
+pub(crate) mod arena;
 mod entry;
 
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::fmt;
 use core::future::{Future, poll_fn};
 use core::ops::{Deref, DerefMut};
 use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::combinator::OutcomeFn;
-pub(crate) use entry::Entry;
+use crate::outcome::OutcomeFn;
+pub(crate) use crate::protocol::Entry;
 
 use core::future::pending;
 
-use self::arena::{Arena, Claim};
+use self::arena::{Arena, Claim, Orphans};
 use self::entry::{NestedEntry, Owned};
+use crate::context::{IntoContext, IntoLocalContext};
+use crate::error::Error;
 use crate::error::Suppressed;
 use crate::frame::{self, Busy, Entering};
+use crate::hook::{ErrorHook, GlobalHook};
 use crate::origin::{Origin, Step};
-use crate::protocol::{Protocol, Sealed, SendProtocol};
+use crate::outcome::Outcome;
+use crate::protocol::{Fallback, LocalStack, MakeExit, Protocol, Sealed, SendProtocol, SendStack, Spliced};
 use crate::unwind::{Deadlines, Unwind};
 use crate::with::{DropReport, RunBody, Scoped};
-use crate::{Error, ErrorHook, ExitDeadline, GlobalHook, IntoContext, IntoLocalContext, Outcome, Scope};
+use crate::with::{ExitDeadline, Scope};
 
 /// Identifies one entry of one stack, for [`ExitStack::release`].
 ///
@@ -229,34 +232,6 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 fn new_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Errors that belong to no caller, kept by a stack until it closes: rare, so boxed only once
-/// there is one, and kept beside the entries under the arena's lock (the stack stays small
-/// inside the scope's future).
-// A box around the list keeps the field to one pointer (a `Vec` is three).
-#[allow(clippy::box_collection)]
-pub(crate) struct Orphans<E>(Option<Box<Vec<Suppressed<E>>>>);
-
-impl<E> Default for Orphans<E> {
-    fn default() -> Self {
-        Orphans(None)
-    }
-}
-
-impl<E> Orphans<E> {
-    /// Adds errors; under the arena's lock, which a panic cannot leave half-updated (one
-    /// `extend`), so a poisoned lock is still consistent.
-    fn extend(&mut self, errors: impl IntoIterator<Item = Suppressed<E>>) {
-        let mut errors = errors.into_iter().peekable();
-        if errors.peek().is_some() {
-            self.0.get_or_insert_with(Default::default).extend(errors);
-        }
-    }
-
-    pub(crate) fn take(&mut self) -> Vec<Suppressed<E>> {
-        self.0.take().map_or_else(Vec::new, |orphans| *orphans)
-    }
 }
 
 /// What the `Send` and the local stacks share.
@@ -455,15 +430,9 @@ impl<D: ?Sized> Exiting<D> {
 impl<D: ?Sized> Drop for Exiting<D> {
     fn drop(&mut self) {
         if let Some(entry) = self.0.take() {
-            crate::unwind::quietly(move || drop(entry));
+            crate::catch_unwind::quietly(move || drop(entry));
         }
     }
-}
-
-/// The entries and orphaned errors of a nested stack, taken over by the stack around it.
-pub(crate) struct Spliced<D: ?Sized, E> {
-    entries: Arena<D, Orphans<E>>,
-    orphans: Vec<Suppressed<E>>,
 }
 
 /// The entry type of a stack: `dyn Entry<E> + Send` for an [`ExitStack`], `dyn Entry<E> + 'env`
@@ -818,8 +787,8 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         &self,
         exit: X,
         value: V,
-        make: entry::MakeExit<X, V, E, F>,
-        fallback: entry::Fallback<X, V>,
+        make: MakeExit<X, V, E, F>,
+        fallback: Fallback<X, V>,
     ) -> (Key, &mut V)
     where
         X: Send + 'static,
@@ -828,21 +797,6 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     {
         let entry = Box::pin(Owned::new(exit, value, make, fallback));
         self.core.push(entry, erase_send, Owned::value)
-    }
-
-    pub(crate) fn push_entry<T, V>(
-        &self,
-        entry: Pin<Box<T>>,
-        value: fn(Pin<&mut T>) -> &mut V,
-    ) -> (Key, &mut V)
-    where
-        T: Entry<E> + Send + 'static,
-    {
-        self.core.push(entry, erase_send, value)
-    }
-
-    pub(crate) fn failed(&self, unwind: Unwind<E>) -> Option<E> {
-        self.core.failed(unwind)
     }
 }
 
@@ -1087,8 +1041,8 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
         &self,
         exit: X,
         value: V,
-        make: entry::MakeExit<X, V, E, F>,
-        fallback: entry::Fallback<X, V>,
+        make: MakeExit<X, V, E, F>,
+        fallback: Fallback<X, V>,
     ) -> (Key, &mut V)
     where
         X: 'env,
@@ -1097,21 +1051,6 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     {
         let entry = Box::pin(Owned::new(exit, value, make, fallback));
         self.core.push(entry, erase_local, Owned::value)
-    }
-
-    pub(crate) fn push_entry<T, V>(
-        &self,
-        entry: Pin<Box<T>>,
-        value: fn(Pin<&mut T>) -> &mut V,
-    ) -> (Key, &mut V)
-    where
-        T: Entry<E> + 'env,
-    {
-        self.core.push(entry, erase_local, value)
-    }
-
-    pub(crate) fn failed(&self, unwind: Unwind<E>) -> Option<E> {
-        self.core.failed(unwind)
     }
 }
 
@@ -1127,32 +1066,7 @@ async fn entered_or_park<T, E>(entered: Result<T, Option<E>>) -> Result<T, E> {
     }
 }
 
-/// Enters a context that has no cheaper path: its protocol state is boxed (so that it stays
-/// pinned) and exits through its own protocol. Used by tuples and combinators (a stack entered
-/// into a stack is a [`NestedEntry`]).
-pub(crate) async fn enter_composite<C>(
-    context: C,
-    stack: &ExitStack<C::Error>,
-) -> Result<(Key, &mut C::Value), Option<C::Error>>
-where
-    C: IntoContext + 'static,
-    C::Error: 'static,
-    C::Context: 'static,
-{
-    let mut state = Box::pin(context.into_context());
-    let mut unwind = stack.core.unwind();
-    match SendProtocol::enter(state.as_mut(), &mut unwind).await {
-        Some(value) => Ok(stack.push_owned(
-            state,
-            value,
-            entry::composite_exit::<C::Context>,
-            entry::composite_fallback::<C::Context>,
-        )),
-        None => Err(stack.failed(unwind)),
-    }
-}
-
-/// [`enter_composite`], the value lent as a claim: what [`ExitStack::enter_with_handle`] pushes.
+/// [`SendStack::enter_boxed`], the value lent as a claim: what [`ExitStack::enter_with_handle`] pushes.
 /// Every context takes this path, whatever its own `enter_stack` does, so that the claimed value
 /// is the one the stack's entry holds (the arena made the claim; see `arena.rs`).
 async fn enter_claimed<C>(
@@ -1174,28 +1088,6 @@ where
     Ok(stack.core.push_claimed(entry, erase_send, Owned::value))
 }
 
-/// [`enter_composite`] for local stacks.
-pub(crate) async fn enter_local_composite<'a, 'env, C>(
-    context: C,
-    stack: &'a LocalExitStack<'env, C::Error>,
-) -> Result<(Key, &'a mut C::Value), Option<C::Error>>
-where
-    C: IntoLocalContext + 'env,
-    C::Error: 'env,
-{
-    let mut state = Box::pin(context.into_local_context());
-    let mut unwind = stack.core.unwind();
-    match Protocol::enter(state.as_mut(), &mut unwind).await {
-        Some(value) => Ok(stack.push_owned(
-            state,
-            value,
-            entry::local_composite_exit::<C::LocalContext>,
-            entry::local_composite_fallback::<C::LocalContext>,
-        )),
-        None => Err(stack.failed(unwind)),
-    }
-}
-
 /// [`enter_claimed`] for local stacks.
 async fn enter_local_claimed<'a, 'env, C>(
     context: C,
@@ -1215,15 +1107,16 @@ where
     Ok(stack.core.push_claimed(entry, erase_local, Owned::value))
 }
 
-pub(crate) use entry::{closure_exit, context_exit, local_closure_exit, local_context_exit};
+/// What the contexts that enter themselves into a stack ask of it (`IntoContext::enter_stack`).
+impl<E: Send + Sync + 'static> SendStack<E> for ExitStack<E> {
+    type Key = Key;
 
-impl<E: Send + Sync + 'static> ExitStack<E> {
-    pub(crate) fn push_context<X, V, F>(
+    fn push_context<X, V, F>(
         &self,
         exit: X,
         value: V,
-        make: entry::MakeExit<X, V, E, F>,
-        fallback: entry::Fallback<X, V>,
+        make: MakeExit<X, V, E, F>,
+        fallback: Fallback<X, V>,
     ) -> (Key, &mut V)
     where
         X: Send + 'static,
@@ -1232,15 +1125,44 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     {
         self.push_owned(exit, value, make, fallback)
     }
+
+    fn push_entry<T, V>(&self, entry: Pin<Box<T>>, value: fn(Pin<&mut T>) -> &mut V) -> (Key, &mut V)
+    where
+        T: Entry<E> + Send + 'static,
+    {
+        self.core.push(entry, erase_send, value)
+    }
+
+    /// Enters a context that has no cheaper path: its protocol state, boxed (so that it stays
+    /// pinned), exits through its own protocol. Used by tuples and combinators.
+    async fn enter_boxed<P>(&self, mut state: Pin<Box<P>>) -> Result<(Key, &mut P::Value), Option<E>>
+    where
+        P: SendProtocol<Error = E> + Send + 'static,
+        P::Value: Send + 'static,
+    {
+        let mut unwind = self.core.unwind();
+        match SendProtocol::enter(state.as_mut(), &mut unwind).await {
+            Some(value) => {
+                Ok(self.push_owned(state, value, entry::composite_exit::<P>, entry::composite_fallback::<P>))
+            }
+            None => Err(self.core.failed(unwind)),
+        }
+    }
+
+    fn failed(&self, unwind: Unwind<E>) -> Option<E> {
+        self.core.failed(unwind)
+    }
 }
 
-impl<'env, E: 'env> LocalExitStack<'env, E> {
-    pub(crate) fn push_context<X, V, F>(
+impl<'env, E: 'env> LocalStack<'env, E> for LocalExitStack<'env, E> {
+    type Key = Key;
+
+    fn push_context<X, V, F>(
         &self,
         exit: X,
         value: V,
-        make: entry::MakeExit<X, V, E, F>,
-        fallback: entry::Fallback<X, V>,
+        make: MakeExit<X, V, E, F>,
+        fallback: Fallback<X, V>,
     ) -> (Key, &mut V)
     where
         X: 'env,
@@ -1248,6 +1170,39 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
         F: Future<Output = Unwind<E>> + 'env,
     {
         self.push_owned(exit, value, make, fallback)
+    }
+
+    fn push_entry<T, V>(&self, entry: Pin<Box<T>>, value: fn(Pin<&mut T>) -> &mut V) -> (Key, &mut V)
+    where
+        T: Entry<E> + 'env,
+    {
+        self.core.push(entry, erase_local, value)
+    }
+
+    /// [`SendStack::enter_boxed`] for local stacks.
+    async fn enter_boxed<'s, P>(
+        &'s self,
+        mut state: Pin<Box<P>>,
+    ) -> Result<(Key, &'s mut P::Value), Option<E>>
+    where
+        P: Protocol<Error = E> + 'env,
+        P::Value: 'env,
+        'env: 's,
+    {
+        let mut unwind = self.core.unwind();
+        match Protocol::enter(state.as_mut(), &mut unwind).await {
+            Some(value) => Ok(self.push_owned(
+                state,
+                value,
+                entry::local_composite_exit::<P>,
+                entry::local_composite_fallback::<P>,
+            )),
+            None => Err(self.core.failed(unwind)),
+        }
+    }
+
+    fn failed(&self, unwind: Unwind<E>) -> Option<E> {
+        self.core.failed(unwind)
     }
 }
 
@@ -1275,12 +1230,13 @@ impl<E: Send + Sync + 'static> IntoLocalContext for ExitStack<E> {
     }
 
     /// A stack entered into a local stack: see `enter_stack`.
-    fn enter_local_stack<'a, 'env>(
+    fn enter_local_stack<'a, 'env, S: LocalStack<'env, E>>(
         self,
-        stack: &'a LocalExitStack<'env, E>,
-    ) -> impl Future<Output = Result<(Key, &'a mut ExitStack<E>), Option<E>>>
+        stack: &'a S,
+    ) -> impl Future<Output = Result<(S::Key, &'a mut ExitStack<E>), Option<E>>>
     where
         Self: 'env,
+        'env: 'a,
     {
         core::future::ready(Ok(stack.push_entry(Box::pin(NestedEntry::new(self)), NestedEntry::value)))
     }
@@ -1295,10 +1251,10 @@ impl<E: Send + Sync + 'static> IntoContext for ExitStack<E> {
 
     /// A stack entered into a stack is an entry of its own kind, whose entries the stack around
     /// it takes over when it closes or drops it.
-    fn enter_stack(
+    fn enter_stack<S: SendStack<E>>(
         self,
-        stack: &ExitStack<E>,
-    ) -> impl Future<Output = Result<(Key, &mut ExitStack<E>), Option<E>>> + Send
+        stack: &S,
+    ) -> impl Future<Output = Result<(S::Key, &mut ExitStack<E>), Option<E>>> + Send
     where
         Self: 'static,
     {
@@ -1316,13 +1272,14 @@ impl<'env, E: 'env> IntoLocalContext for LocalExitStack<'env, E> {
     }
 
     /// A local stack entered into a local stack: see [`ExitStack`]'s `enter_stack`.
-    fn enter_local_stack<'a, 'outer>(
+    fn enter_local_stack<'a, 'outer, S: LocalStack<'outer, E>>(
         self,
-        stack: &'a LocalExitStack<'outer, E>,
-    ) -> impl Future<Output = Result<(Key, &'a mut LocalExitStack<'env, E>), Option<E>>>
+        stack: &'a S,
+    ) -> impl Future<Output = Result<(S::Key, &'a mut LocalExitStack<'env, E>), Option<E>>>
     where
         Self: 'outer,
         E: 'outer,
+        'outer: 'a,
     {
         core::future::ready(Ok(stack.push_entry(Box::pin(NestedEntry::new(self)), NestedEntry::value)))
     }

@@ -9,10 +9,10 @@ use core::pin::Pin;
 
 use core::future::Future;
 
+use crate::context::{IntoContext, IntoLocalContext};
 use crate::origin::{At, Located, Place};
 use crate::protocol::{Held, MapOutput, Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
-use crate::{IntoContext, IntoLocalContext};
 
 pin_project_lite::pin_project! {
     /// Two contexts entered one after the other (sealed protocol state): the elements at places
@@ -93,7 +93,7 @@ macro_rules! chain_protocol {
             fn fallback(self: Pin<&mut Self>, (first, second): Self::Value) {
                 let this = self.project();
                 let held = Held::new(this.first, first, A::fallback);
-                crate::unwind::quietly(|| this.second.fallback(second));
+                crate::catch_unwind::quietly(|| this.second.fallback(second));
                 drop(held); // then the first, in reverse order
             }
         }

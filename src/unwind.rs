@@ -21,6 +21,8 @@ use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
+#[cfg(feature = "std")]
+use crate::catch_unwind::drop_payload;
 use crate::catch_unwind::{Caught, Payload, call};
 use crate::error::{Error, ForeignError, Suppressed};
 use crate::frame;
@@ -50,10 +52,18 @@ pub(crate) enum Kind {
 /// What a scope hands an exit that runs away from it (in an exit stack's entry): the outcome
 /// kind, the lent error and the scope's exit deadlines.
 #[cfg(feature = "std")]
-pub(crate) struct Seed<E> {
+#[doc(hidden)]
+pub struct Seed<E> {
     kind: Kind,
     lent: Option<Lent<E>>,
     deadlines: Option<Deadlines<E>>,
+}
+
+#[cfg(feature = "std")]
+impl<E> core::fmt::Debug for Seed<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Seed").field("kind", &self.kind).finish_non_exhaustive()
+    }
 }
 
 /// The error an exit sees, lent to it for as long as it runs: moved out of the scope's list
@@ -73,6 +83,13 @@ impl<E> Lent<E> {
             Lent::Shared(error) => error,
         }
     }
+}
+
+/// How a body ended: it returned (or panicked), or the scope's cancellation stopped it (and
+/// dropping it there may have panicked: a panic of the scope too).
+pub(crate) enum BodyEnd<T> {
+    Ended(Result<T, Payload>),
+    Stopped(Option<Payload>),
 }
 
 /// What concurrent branches start from; see [`Unwind::fork`].
@@ -460,8 +477,7 @@ impl<E> Unwind<E> {
     /// cancelled: its value is dropped and its error is a suppressed one. A destructor that
     /// panicked as a stopped body was dropped is a panic of the scope.
     #[inline]
-    pub(crate) fn body_ended<T>(&mut self, ended: crate::with::BodyEnd<Result<T, Error<E>>>) -> Option<T> {
-        use crate::with::BodyEnd;
+    pub(crate) fn body_ended<T>(&mut self, ended: BodyEnd<Result<T, Error<E>>>) -> Option<T> {
         let cancelled = matches!(ended, BodyEnd::Stopped(_)) || frame::current().cancelled;
         if cancelled {
             self.cancelled_by_frame();
@@ -721,30 +737,6 @@ impl<F: Future<Output = Result<(), E>>, E> Future for ExitWithin<F, E> {
                 *this.also = Some(payload);
                 Poll::Pending
             }
-        }
-    }
-}
-
-/// Runs `f`, which drops user values, so that a panic in a destructor cannot become a double
-/// panic (or escape a `Drop`): it is swallowed, after the panic hook of `std` printed it.
-pub(crate) fn quietly(f: impl FnOnce()) {
-    #[cfg(feature = "std")]
-    if let Err(payload) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)) {
-        drop_payload(payload);
-    }
-    #[cfg(not(feature = "std"))]
-    f();
-}
-
-/// Drops a caught panic's payload. Its destructor is user code and may panic in turn (a payload
-/// whose `Drop` panics): that panic's payload is dropped the same way, until one drops quietly,
-/// so that nothing escapes (from a `Drop` of the crate's, or into a double panic).
-#[cfg(feature = "std")]
-pub(crate) fn drop_payload(payload: Payload) {
-    let mut next = Some(payload);
-    while let Some(payload) = next.take() {
-        if let Err(again) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(move || drop(payload))) {
-            next = Some(again);
         }
     }
 }

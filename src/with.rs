@@ -11,11 +11,11 @@ use core::task::{Context, Poll};
 
 use crate::catch_unwind::{Caught, Payload, call};
 use crate::context::{IntoContext, IntoLocalContext};
-use crate::error::Error;
-use crate::frame::{self, Cause, Frame};
+use crate::error::{Cause, Error};
+use crate::frame::{self, Frame};
 use crate::hook::{ErrorHook, GlobalHook};
 use crate::protocol::{Held, Protocol, SendProtocol};
-use crate::unwind::{Deadlines, Unwind};
+use crate::unwind::{BodyEnd, Deadlines, Unwind};
 
 /// Enters `context`, runs `body` with its value, exits, and returns the body's value or every
 /// error: Python's `async with context as value: body`.
@@ -534,13 +534,6 @@ impl<F: Future> RunBody<F> {
     pub(crate) fn new(make: impl FnOnce() -> F) -> Self {
         RunBody { body: call(make), busy: false }
     }
-}
-
-/// How a body ended: it returned (or panicked), or the scope's cancellation stopped it (and
-/// dropping it there may have panicked: a panic of the scope too).
-pub(crate) enum BodyEnd<T> {
-    Ended(Result<T, Payload>),
-    Stopped(Option<Payload>),
 }
 
 impl<F: Future> Future for RunBody<F> {

@@ -9,9 +9,10 @@ mod common;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use async_with::__private::SendStack;
 use async_with::{
-    AsyncContext, Error, ExitStack, Handle, IntoContext, IntoLocalContext, Key, LocalExitStack, Outcome,
-    Scope, context, resource, scope, scope_local,
+    AsyncContext, Error, ExitStack, Handle, IntoContext, IntoLocalContext, LocalExitStack, Outcome, Scope,
+    context, resource, scope, scope_local,
 };
 use common::{Act, Journal, block_on_catching, describe, ready_on_poll, yield_now};
 use futures::executor::block_on;
@@ -626,11 +627,11 @@ fn local_handles_release_concurrently_with_enters() {
 // ----- A hand-written `enter_stack` cannot steer a handle. -----
 
 /// A context that overrides the hidden `enter_stack` (which a crate can do: the trait is not
-/// sealed by types) to pair the key of an entry entered earlier with the value of another. `enter`
-/// trusts that pair, and is sound anyway (the value is a valid `&mut`); a handle must not, or
-/// releasing it would free the earlier entry while its value is still lent.
+/// sealed by types) to pair the key of one entry it entered with the value of another. It can only
+/// pair keys the stack gave it (`S::Key` is opaque). `enter` trusts that pair, and is sound anyway
+/// (the value is a valid `&mut`, and a release needs the stack by `&mut`); a handle must not, or
+/// releasing it would free the one entry while the other's value is still lent.
 struct Steering {
-    key: Key,
     journal: Journal,
 }
 
@@ -651,12 +652,16 @@ impl IntoContext for Steering {
         Plain(self.journal).into_context()
     }
 
-    async fn enter_stack(self, stack: &ExitStack<String>) -> Result<(Key, &mut String), Option<String>>
+    async fn enter_stack<S: SendStack<String>>(
+        self,
+        stack: &S,
+    ) -> Result<(S::Key, &mut String), Option<String>>
     where
         Self: 'static,
     {
-        let value = stack.enter(named(&self.journal, "steered")).await.map_err(Some)?;
-        Ok((self.key, value))
+        let (key, _) = stack.enter_boxed(Box::pin(named(&self.journal, "first").into_context())).await?;
+        let (_, value) = stack.enter_boxed(Box::pin(named(&self.journal, "steered").into_context())).await?;
+        Ok((key, value))
     }
 }
 
@@ -681,11 +686,11 @@ impl AsyncContext for Plain {
 fn a_hand_written_enter_stack_cannot_make_a_handle_release_another_entry() {
     let j = Journal::new();
     block_on(scope(async |stack: &mut Stack| {
-        let (earlier, key) = stack.enter_with_key(named(&j, "earlier")).await?;
-        // `enter` takes the hand-written path: the value of another entry than `key`'s.
-        assert_eq!(stack.enter(Steering { key, journal: j.clone() }).await?, "steered");
+        let earlier = stack.enter(named(&j, "earlier")).await?;
+        // `enter` takes the hand-written path: the value of another entry than the key's.
+        assert_eq!(stack.enter(Steering { journal: j.clone() }).await?, "steered");
         // `enter_with_handle` enters through the protocol: its own entry, its own value.
-        let handle = stack.enter_with_handle(Steering { key, journal: j.clone() }).await?;
+        let handle = stack.enter_with_handle(Steering { journal: j.clone() }).await?;
         assert_eq!(*handle, "plain");
         handle.release().await?;
         earlier.push_str(" still lent"); // Miri: still valid memory
@@ -694,6 +699,11 @@ fn a_hand_written_enter_stack_cannot_make_a_handle_release_another_entry() {
     .unwrap();
     assert_eq!(
         j.take(),
-        ["exit plain: Completed", "exit steered: Completed", "exit earlier still lent: Completed"]
+        [
+            "exit plain: Completed",
+            "exit steered: Completed",
+            "exit first: Completed",
+            "exit earlier still lent: Completed"
+        ]
     );
 }

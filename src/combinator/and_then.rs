@@ -2,9 +2,9 @@
 
 use core::pin::Pin;
 
+use crate::context::{IntoContext, IntoLocalContext};
 use crate::protocol::{Held, Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
-use crate::{IntoContext, IntoLocalContext};
 
 /// A context, then a second one made from its value; built by
 /// [`ContextExt::and_then`](crate::ContextExt::and_then).
@@ -137,7 +137,7 @@ macro_rules! and_then_protocol {
             fn fallback(self: Pin<&mut Self>, entered: N::Value) {
                 let this = self.project();
                 if let Some(second) = this.second.as_pin_mut() {
-                    crate::unwind::quietly(|| second.fallback(entered));
+                    crate::catch_unwind::quietly(|| second.fallback(entered));
                 }
                 if let Some(value) = this.kept.take() {
                     this.first.fallback(value);

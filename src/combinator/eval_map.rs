@@ -3,9 +3,9 @@
 use core::pin::Pin;
 
 use super::StepFn;
+use crate::context::{IntoContext, IntoLocalContext};
 use crate::protocol::{Held, Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
-use crate::{IntoContext, IntoLocalContext};
 
 /// A context followed by an async step on its value, whose result the body sees; built by
 /// [`ContextExt::eval_map`](crate::ContextExt::eval_map).
@@ -117,7 +117,7 @@ macro_rules! eval_map_protocol {
 
         fn fallback(self: Pin<&mut Self>, stepped: W) {
             let this = self.project();
-            crate::unwind::quietly(|| drop(stepped));
+            crate::catch_unwind::quietly(|| drop(stepped));
             if let Some(value) = this.kept.take() {
                 this.inner.fallback(value);
             }

@@ -12,10 +12,10 @@ use core::future::{Future, poll_fn};
 use core::pin::Pin;
 use core::task::Poll;
 
+use crate::context::{IntoContext, IntoLocalContext};
 use crate::origin::{At, Located};
 use crate::protocol::{Held, Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
-use crate::{IntoContext, IntoLocalContext};
 
 /// Two contexts entered concurrently, whose values the body borrows as a pair, and exited
 /// concurrently: Cats Effect's `Resource.both`.
@@ -299,7 +299,7 @@ macro_rules! join_protocol {
             fn fallback(self: Pin<&mut Self>, (a, b): Self::Value) {
                 let this = self.project();
                 let held = Held::new(this.first, a, <A as $Protocol>::fallback);
-                crate::unwind::quietly(|| this.second.fallback(b));
+                crate::catch_unwind::quietly(|| this.second.fallback(b));
                 drop(held);
             }
         }
@@ -352,7 +352,7 @@ macro_rules! join_protocol {
                 let states = &mut self.get_mut().states;
                 let mut entered: Vec<_> = states.iter_mut().zip(values).collect();
                 while let Some((state, value)) = entered.pop() {
-                    crate::unwind::quietly(|| state.as_mut().fallback(value));
+                    crate::catch_unwind::quietly(|| state.as_mut().fallback(value));
                 }
             }
         }

@@ -2,9 +2,9 @@
 
 use core::pin::Pin;
 
+use crate::context::{IntoContext, IntoLocalContext};
 use crate::protocol::{Protocol, Sealed, SendProtocol};
 use crate::unwind::Unwind;
-use crate::{IntoContext, IntoLocalContext};
 
 /// A context whose body sees a value made from another context's value; built by
 /// [`ContextExt::map`](crate::ContextExt::map).
@@ -112,7 +112,7 @@ macro_rules! map_protocol {
 
             fn fallback(self: Pin<&mut Self>, mapped: W) {
                 let this = self.project();
-                crate::unwind::quietly(|| drop(mapped));
+                crate::catch_unwind::quietly(|| drop(mapped));
                 if let Some(value) = this.kept.take() {
                     this.inner.fallback(value);
                 }

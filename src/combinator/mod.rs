@@ -25,7 +25,8 @@ pub use on_finalize::{OnFinalize, OnFinalizeState};
 
 use core::future::Future;
 
-use crate::{IntoLocalContext, Outcome};
+use crate::context::IntoLocalContext;
+use crate::outcome::Outcome;
 
 /// Combinators for every context: `map`, `and_then`, `eval_map`, `on_finalize`. Implemented for
 /// everything [`with`](crate::with) or [`with_local`](crate::with_local) can enter; the result
@@ -228,7 +229,7 @@ pub trait ContextExt: Sized {
     /// ```
     fn map_err<F, E>(self, f: F) -> MapErr<Self, F, E>
     where
-        Self: IntoLocalContext<Error: From<crate::ForeignError>>,
+        Self: IntoLocalContext<Error: From<crate::error::ForeignError>>,
         F: FnMut(Self::Error) -> E,
         E: core::fmt::Display,
     {
@@ -249,7 +250,7 @@ pub trait ContextExt: Sized {
     /// ```
     fn err_into<E>(self) -> MapErr<Self, fn(Self::Error) -> E, E>
     where
-        Self: IntoLocalContext<Error: From<crate::ForeignError> + Into<E>>,
+        Self: IntoLocalContext<Error: From<crate::error::ForeignError> + Into<E>>,
         E: core::fmt::Display,
     {
         MapErr::new(self, Into::into)
@@ -297,20 +298,6 @@ impl<'a, V: 'a, W, E, F, Fut> StepFn<'a, V, W, E> for F
 where
     F: FnOnce(&'a mut V) -> Fut,
     Fut: Future<Output = Result<W, E>>,
-{
-    type Future = Fut;
-}
-
-/// A finalizer seen as a plain function of the outcome (see [`StepFn`]).
-#[doc(hidden)]
-pub trait OutcomeFn<'a, E: 'a>: FnOnce(Outcome<'a, E>) -> <Self as OutcomeFn<'a, E>>::Future {
-    type Future: Future<Output = Result<(), E>>;
-}
-
-impl<'a, E: 'a, F, Fut> OutcomeFn<'a, E> for F
-where
-    F: FnOnce(Outcome<'a, E>) -> Fut,
-    Fut: Future<Output = Result<(), E>>,
 {
     type Future = Fut;
 }

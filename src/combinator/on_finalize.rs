@@ -3,10 +3,11 @@
 
 use core::pin::Pin;
 
-use super::OutcomeFn;
+use crate::context::{IntoContext, IntoLocalContext};
+use crate::outcome::Outcome;
+use crate::outcome::OutcomeFn;
 use crate::protocol::{Protocol, Sealed, SendProtocol};
 use crate::unwind::{Unwind, exit_within};
-use crate::{IntoContext, IntoLocalContext, Outcome};
 
 /// A context with one more async exit action, run after its own exit; built by
 /// [`ContextExt::on_finalize`](crate::ContextExt::on_finalize).

@@ -49,6 +49,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use crate::error::Suppressed;
+
 /// Pinned, heap-allocated entries of type `D` (a trait object), in push order.
 ///
 /// `X` is what its owner keeps beside the entries under the same lock (a stack's orphaned
@@ -267,7 +269,7 @@ impl<D: ?Sized, X> Drop for Arena<D, X> {
     /// so that nothing leaks, and a stack dropped while its thread unwinds does not abort it.
     fn drop(&mut self) {
         while let Some(entry) = self.pop() {
-            crate::unwind::quietly(move || drop(entry));
+            crate::catch_unwind::quietly(move || drop(entry));
         }
     }
 }
@@ -322,5 +324,33 @@ impl<D: ?Sized, V, X> Claim<'_, D, V, X> {
         // into the allocation is alive. The values lent from other entries live in other
         // allocations, which freeing this one does not touch.
         unsafe { Arena::<D, X>::into_box(entry) }
+    }
+}
+
+/// Errors that belong to no caller, kept by a stack until it closes: rare, so boxed only once
+/// there is one, and kept beside the entries under the arena's lock (the stack stays small
+/// inside the scope's future).
+// A box around the list keeps the field to one pointer (a `Vec` is three).
+#[allow(clippy::box_collection)]
+pub(crate) struct Orphans<E>(Option<Box<Vec<Suppressed<E>>>>);
+
+impl<E> Default for Orphans<E> {
+    fn default() -> Self {
+        Orphans(None)
+    }
+}
+
+impl<E> Orphans<E> {
+    /// Adds errors; under the arena's lock, which a panic cannot leave half-updated (one
+    /// `extend`), so a poisoned lock is still consistent.
+    pub(crate) fn extend(&mut self, errors: impl IntoIterator<Item = Suppressed<E>>) {
+        let mut errors = errors.into_iter().peekable();
+        if errors.peek().is_some() {
+            self.0.get_or_insert_with(Default::default).extend(errors);
+        }
+    }
+
+    pub(crate) fn take(&mut self) -> Vec<Suppressed<E>> {
+        self.0.take().map_or_else(Vec::new, |orphans| *orphans)
     }
 }

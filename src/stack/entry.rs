@@ -16,33 +16,13 @@ use core::pin::Pin;
 use core::task::{Context, Poll, ready};
 
 use super::arena::Arena;
-use super::{ExitStack, Exiting, LocalExitStack, ScopeStack, Splice, Spliced};
-use crate::combinator::OutcomeFn;
+use super::{ExitStack, Exiting, LocalExitStack, ScopeStack, Splice};
+use crate::catch_unwind::quietly;
+use crate::outcome::Outcome;
+use crate::outcome::OutcomeFn;
+use crate::protocol::{Entry, Fallback, MakeExit, Spliced};
 use crate::protocol::{Protocol, SendProtocol};
-use crate::resource::ExitFn;
-use crate::unwind::{Seed, Unwind, exit_within, quietly};
-use crate::{AsyncContext, LocalAsyncContext, Outcome};
-
-/// An entry of an exit stack, as the stack sees it.
-pub(crate) trait Entry<E> {
-    /// Runs the entry's exit, seeing the stack's current outcome and recording into it.
-    fn poll_exit(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()>;
-
-    /// If this entry is a nested exit stack (and its exit has not started): takes its entries
-    /// and orphaned errors out, as a `Send` stack holds them, for the stack around it to close or
-    /// drop in its own loop. What is left is an empty stack.
-    fn splice_send(self: Pin<&mut Self>) -> Option<Spliced<dyn Entry<E> + Send, E>> {
-        None
-    }
-
-    /// [`Entry::splice_send`] as a local stack whose entries live for `'a` holds them.
-    fn splice_local<'a>(self: Pin<&mut Self>) -> Option<Spliced<dyn Entry<E> + 'a, E>>
-    where
-        Self: 'a,
-    {
-        None
-    }
-}
+use crate::unwind::{Seed, Unwind, exit_within};
 
 /// A stack entered into a stack: the nested stack itself is the value. Closed, it runs its
 /// exits (seeing the outcome of the stack around it); dropped, it drops its entries. Either way
@@ -152,12 +132,6 @@ impl<'env, E: 'env> Entry<E> for NestedEntry<LocalExitStack<'env, E>> {
     }
 }
 
-/// Makes an entry's exit block from what it owns and what the scope hands it.
-pub(crate) type MakeExit<X, V, E, F> = fn(X, V, Seed<E>) -> F;
-
-/// Runs an entry's synchronous fallback, when the stack is dropped without closing.
-pub(crate) type Fallback<X, V> = fn(X, V);
-
 pin_project_lite::pin_project! {
     /// An entry whose exit owns what it needs: a context, exit closure or callback `X` and its
     /// value `V`.
@@ -176,7 +150,7 @@ pin_project_lite::pin_project! {
             let this = this.project();
             if let (Some(exit), Some(value)) = (this.exit.take(), this.value.take()) {
                 let fallback = *this.fallback;
-                crate::unwind::quietly(|| fallback(exit, value));
+                crate::catch_unwind::quietly(|| fallback(exit, value));
             }
         }
     }
@@ -214,66 +188,6 @@ impl<X, V, E, F: Future<Output = Unwind<E>>> Entry<E> for Owned<X, V, E, F> {
 // The exit blocks. Each runs one exit under an unwind seeded with the scope's outcome and the
 // lent error, and hands that unwind back; the scope merges it. The `Send` flavours call the
 // traits whose futures are declared `Send`, so that the block is `Send` too.
-
-pub(crate) async fn context_exit<C: AsyncContext>(
-    context: C,
-    value: C::Value,
-    seed: Seed<C::Error>,
-) -> Unwind<C::Error> {
-    let mut unwind = Unwind::seeded(seed);
-    let deadline = unwind.deadline();
-    let outcome = unwind.outcome();
-    let result = exit_within(deadline, move || AsyncContext::exit(context, value, outcome)).await;
-    unwind.exited(result);
-    unwind
-}
-
-pub(crate) async fn local_context_exit<C: LocalAsyncContext>(
-    context: C,
-    value: C::Value,
-    seed: Seed<C::Error>,
-) -> Unwind<C::Error> {
-    let mut unwind = Unwind::seeded(seed);
-    let deadline = unwind.deadline();
-    let outcome = unwind.outcome();
-    let result = exit_within(deadline, move || LocalAsyncContext::exit(context, value, outcome)).await;
-    unwind.exited(result);
-    unwind
-}
-
-pub(crate) async fn closure_exit<Ex, Fb, V, E>(
-    (exit, on_drop): (Ex, Fb),
-    value: V,
-    seed: Seed<E>,
-) -> Unwind<E>
-where
-    Ex: for<'a> ExitFn<'a, V, E>,
-{
-    drop(on_drop);
-    let mut unwind = Unwind::seeded(seed);
-    let deadline = unwind.deadline();
-    let outcome = unwind.outcome();
-    let result = exit_within(deadline, move || exit(value, outcome)).await;
-    unwind.exited(result);
-    unwind
-}
-
-pub(crate) async fn local_closure_exit<Ex, Fb, V, E>(
-    (exit, on_drop): (Ex, Fb),
-    value: V,
-    seed: Seed<E>,
-) -> Unwind<E>
-where
-    Ex: AsyncFnOnce(V, Outcome<'_, E>) -> Result<(), E>,
-{
-    drop(on_drop);
-    let mut unwind = Unwind::seeded(seed);
-    let deadline = unwind.deadline();
-    let outcome = unwind.outcome();
-    let result = exit_within(deadline, move || exit(value, outcome)).await;
-    unwind.exited(result);
-    unwind
-}
 
 /// `push_exit`: an exit closure without a value of its own.
 pub(crate) async fn outcome_exit<F, E>(exit: F, (): (), seed: Seed<E>) -> Unwind<E>
