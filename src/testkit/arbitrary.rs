@@ -60,14 +60,15 @@ fn node(u: &mut Unstructured<'_>, depth: u8) -> Result<Node> {
         let count = u.int_in_range(0..=4)?;
         let items = (0..count)
             .map(|_| {
-                Ok(match u.int_in_range(0..=10)? {
+                Ok(match u.int_in_range(0..=11)? {
                     0..=3 => Item::Enter(leaves(u, 3)?),
                     4 => Item::Defer(Step::arbitrary(u)?),
                     5 => Item::PushExit(Step::arbitrary(u)?),
                     6 => Item::Callback(Step::arbitrary(u)?.act),
                     7 | 8 => Item::EnterKeyed(leaves(u, 3)?),
                     9 => Item::Release(u.int_in_range(0..=3)?),
-                    _ => Item::PopAll,
+                    10 => Item::PopAll,
+                    _ => Item::TryEnter(leaves(u, 3)?),
                 })
             })
             .collect::<Result<Vec<_>>>()?;

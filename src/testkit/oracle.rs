@@ -657,7 +657,7 @@ impl Model {
                         return Ok(done);
                     }
                 }
-                PItem::Enter(leaves) | PItem::EnterKeyed(leaves) => {
+                PItem::Enter(leaves) | PItem::EnterKeyed(leaves) | PItem::TryEnter(leaves) => {
                     if self.cancelled() {
                         // The enter never starts: the body stops here.
                         return Err(Stop::Cancel);
@@ -665,6 +665,8 @@ impl Model {
                     let keyed = matches!(item, PItem::EnterKeyed(_));
                     match self.stack_enter(leaves, orphans)? {
                         Some(Done::Ok) => entries.push(Entry::Leaves(leaves.clone(), keyed)),
+                        // Its error is ignored: the body goes on.
+                        Some(Done::Err(_)) if matches!(item, PItem::TryEnter(_)) => {}
                         Some(done) => return Ok(done),
                         // Cancelled half-way (its cleanup done): the body stops here.
                         None => return Err(Stop::Cancel),

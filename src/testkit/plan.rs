@@ -28,6 +28,7 @@ pub(crate) enum PItem {
     EnterKeyed(Vec<(usize, Leaf)>),
     Release(u8),
     PopAll,
+    TryEnter(Vec<(usize, Leaf)>),
 }
 
 #[derive(Default)]
@@ -75,6 +76,7 @@ impl Counters {
                         Item::EnterKeyed(leaves) => PItem::EnterKeyed(self.leaves(leaves)),
                         Item::Release(n) => PItem::Release(*n),
                         Item::PopAll => PItem::PopAll,
+                        Item::TryEnter(leaves) => PItem::TryEnter(self.leaves(leaves)),
                     })
                     .collect();
                 PNode::Stack { id, items, body: self.body(body) }

@@ -690,6 +690,7 @@ async fn push(
     item: PItem,
     keys: &mut Vec<Key>,
 ) -> Result<(), Error<Fault>> {
+    let ignored = matches!(item, PItem::TryEnter(_));
     match item {
         PItem::Release(n) => {
             if !keys.is_empty() {
@@ -731,7 +732,7 @@ async fn push(
             keys.push(key);
             Ok(())
         }
-        PItem::Enter(leaves) => {
+        PItem::Enter(leaves) | PItem::TryEnter(leaves) => {
             let kind = leaves[0].1.kind;
             let s = shared;
             let mut l = leaves.iter().copied();
@@ -749,11 +750,14 @@ async fn push(
                     }
                 };
             }
-            match kind {
+            let entered = match kind {
                 Kind::Context => go!(typed),
                 Kind::Resource => go!(closures),
                 Kind::Generator => go!(generator),
-            }?;
+            };
+            if !ignored {
+                entered?;
+            }
             Ok(())
         }
         PItem::Defer(n, step) => {

@@ -131,6 +131,9 @@ pub enum Item {
     /// `stack.pop_all().close().await?`: every entry moves to a new stack, closed at once
     /// (without the scope's exit deadline); the items after it push on the emptied stack.
     PopAll,
+    /// `let _ = stack.enter(..).await`: an [`Item::Enter`] whose error the body ignores (its
+    /// panic still resumes in the body), so that errors kept by the stack meet later items.
+    TryEnter(Vec<Leaf>),
 }
 
 /// A scope.
@@ -306,6 +309,11 @@ impl fmt::Debug for Numbered<'_, Node> {
                         }
                         Item::Release(n) => write!(f, "release({n})")?,
                         Item::PopAll => f.write_str("pop_all+close")?,
+                        Item::TryEnter(ctxs) => {
+                            f.write_str("try enter(")?;
+                            leaves(f, ctxs, self.next)?;
+                            f.write_str(")")?;
+                        }
                     }
                 }
                 write!(f, "] {:?}", Numbered { value: body, next: self.next })

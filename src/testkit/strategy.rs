@@ -68,6 +68,7 @@ fn item() -> impl Strategy<Value = Item> {
         2 => leaves(3).prop_map(Item::EnterKeyed),
         2 => (0..4u8).prop_map(Item::Release),
         1 => Just(Item::PopAll),
+        1 => leaves(3).prop_map(Item::TryEnter),
     ]
 }
 
