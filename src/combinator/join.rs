@@ -162,13 +162,15 @@ pin_project_lite::pin_project! {
         first: A,
         #[pin]
         second: B,
-        a: Option<A::Output>,
+        // The second output before the first: dropped so (a scope dropped while entering), the
+        // branches that entered fall back in reverse order, as they do once the join entered.
         b: Option<B::Output>,
+        a: Option<A::Output>,
     }
 }
 
 fn both<A: Future, B: Future>(first: A, second: B) -> Both<A, B> {
-    Both { first, second, a: None, b: None }
+    Both { first, second, b: None, a: None }
 }
 
 impl<A: Future, B: Future> Future for Both<A, B> {
@@ -194,12 +196,24 @@ impl<A: Future, B: Future> Future for Both<A, B> {
     }
 }
 
+/// Outputs that are dropped newest first: dropped so (a scope dropped while entering), the
+/// branches that entered fall back in reverse order, as they do once the join entered.
+struct Outputs<T>(Vec<Option<T>>);
+
+impl<T> Drop for Outputs<T> {
+    fn drop(&mut self) {
+        while let Some(output) = self.0.pop() {
+            drop(output);
+        }
+    }
+}
+
 /// Polls every future in every poll until all are done; the outputs keep the futures' order.
 async fn all<F: Future>(mut futures: Vec<Pin<Box<F>>>) -> Vec<F::Output> {
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let mut outputs = Outputs(futures.iter().map(|_| None).collect());
     poll_fn(|task| {
         let mut done = true;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+        for (future, output) in futures.iter_mut().zip(outputs.0.iter_mut()) {
             if output.is_none() {
                 match future.as_mut().poll(task) {
                     Poll::Ready(out) => *output = Some(out),
@@ -210,7 +224,7 @@ async fn all<F: Future>(mut futures: Vec<Pin<Box<F>>>) -> Vec<F::Output> {
         if done { Poll::Ready(()) } else { Poll::Pending }
     })
     .await;
-    outputs.into_iter().map(|out| out.expect("polled to completion")).collect()
+    core::mem::take(&mut outputs.0).into_iter().map(|out| out.expect("polled to completion")).collect()
 }
 
 macro_rules! join_protocol {

@@ -44,17 +44,31 @@ fn body(u: &mut Unstructured<'_>, depth: u8) -> Result<Body> {
 }
 
 fn node(u: &mut Unstructured<'_>, depth: u8) -> Result<Node> {
-    if u.arbitrary()? {
+    // The byte of the `bool` this once was: odd for `with`, now a join a quarter of the time.
+    let which: u8 = u.arbitrary()?;
+    if which & 0b111 == 0b111 {
+        let all = u.arbitrary()?;
+        let count = if all { u.int_in_range(1..=4)? } else { 2 };
+        let kind = Kind::arbitrary(u)?;
+        let branches = (0..count)
+            .map(|_| Ok(Leaf { kind, enter: Step::arbitrary(u)?, exit: Step::arbitrary(u)? }))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Node::Join { all, branches, body: body(u, depth)? })
+    } else if which & 1 == 1 {
         Ok(Node::With(leaves(u, 4)?, body(u, depth)?))
     } else {
         let count = u.int_in_range(0..=4)?;
         let items = (0..count)
             .map(|_| {
-                Ok(match u.int_in_range(0..=6)? {
+                Ok(match u.int_in_range(0..=11)? {
                     0..=3 => Item::Enter(leaves(u, 3)?),
                     4 => Item::Defer(Step::arbitrary(u)?),
                     5 => Item::PushExit(Step::arbitrary(u)?),
-                    _ => Item::Callback(Step::arbitrary(u)?.act),
+                    6 => Item::Callback(Step::arbitrary(u)?.act),
+                    7 | 8 => Item::EnterKeyed(leaves(u, 3)?),
+                    9 => Item::Release(u.int_in_range(0..=3)?),
+                    10 => Item::PopAll,
+                    _ => Item::TryEnter(leaves(u, 3)?),
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -1,8 +1,9 @@
 //! The fault-injection harness the crate's own tests use, for checking your contexts too
 //! (feature `testkit`).
 //!
-//! A [`Scenario`] is a tree of scopes (`with` over contexts and tuples, `scope` with an exit
-//! stack) where every enter, body and exit succeeds, fails, panics or stays pending for a few
+//! A [`Scenario`] is a tree of scopes (`with` over contexts, tuples and joins, `scope` with an
+//! exit stack, its releases by key and its `pop_all`) where every enter, body and exit
+//! succeeds, fails, panics or stays pending for a few
 //! polls, plus a cooperative cancellation or a drop at a chosen poll. [`run`] builds it out of
 //! the real crate and runs it on the executor you give, journaling what happened; [`expect`]
 //! computes what must happen from the scenario alone, with an independent model of the contract
@@ -95,7 +96,8 @@ where
 }
 
 /// A scenario that goes through every path once: a tuple of each kind of context, an exit stack
-/// with every kind of entry, failures, a panic, and a cancellation.
+/// with every kind of entry, an early release and a `pop_all`, a join, failures, a panic, and a
+/// cancellation.
 ///
 /// ```
 /// let scenario = async_with::testkit::example();
@@ -112,13 +114,28 @@ pub fn example() -> Scenario {
             Item::Enter(vec![leaf(Kind::Generator, ok)]),
             Item::Defer(slow),
             Item::Enter(vec![
-                leaf(Kind::Resource, Step { pending: 1, act: Act::Fail }),
+                leaf(Kind::Resource, Step { pending: 1, act: Act::Succeed }),
                 leaf(Kind::Resource, ok),
             ]),
             Item::PushExit(ok),
+            Item::EnterKeyed(vec![leaf(Kind::Context, ok)]),
             Item::Callback(Act::Succeed),
+            Item::Release(1),
+            Item::PopAll,
+            Item::Defer(ok),
         ],
-        Body { signal: Some(Signal { at: 3, panics: false }), ..Body::step(slow) },
+        Body {
+            nested: Some(Box::new(Node::Join {
+                all: false,
+                branches: vec![
+                    leaf(Kind::Resource, slow),
+                    leaf(Kind::Resource, Step { pending: 0, act: Act::Fail }),
+                ],
+                body: Body::step(ok),
+            })),
+            signal: Some(Signal { at: 18, panics: false }),
+            ..Body::step(slow)
+        },
     );
     let root = Node::With(
         vec![leaf(Kind::Context, slow), leaf(Kind::Context, ok)],
@@ -128,5 +145,5 @@ pub fn example() -> Scenario {
             ..Body::step(ok)
         },
     );
-    Scenario { root, interrupt: Interrupt::CancelAt(9) }
+    Scenario { root, interrupt: Interrupt::CancelAt(30) }
 }

@@ -14,6 +14,16 @@
 //! - an exit-stack enter that fails half-way (a tuple) gives the caller its first error and
 //!   leaves the others with the stack, which records them when it closes: after the body's
 //!   error, before the errors of its exits (which see them, as the newest);
+//! - the branches of a join enter together and exit together: polled in one poll each, in
+//!   branch order; the exits all start at once, seeing the same outcome, each bounded by its
+//!   own deadline; their errors (and the first panic) are taken a branch after the other, in
+//!   branch order, whenever they happened. A branch that fails to enter has the others exit
+//!   (together) seeing its error, and the join is not entered;
+//! - an exit-stack `release` runs that entry's exit at once, seeing `Completed` at first: its
+//!   first error is the body's (the others stay with the stack), its panic is the body's (every
+//!   error stays with the stack). `pop_all` moves every entry and kept error to a new stack,
+//!   out of the scope (no deadline), whose `close` runs at once as the stack's close would, its
+//!   result passed on by the body whole. Both are shielded, like every exit;
 //! - the first panic resumes after every exit; the errors then go to the hook;
 //! - cancellation is structured. At each poll of the root, the scopes that are running (the
 //!   root, the scope in its body, and so on inward) are looked at from the outside in: one not
@@ -38,6 +48,7 @@ use super::scenario::{Act, Deadline, Interrupt, Leaf, Scenario, Signal, Step};
 /// Computes the report `scenario` must produce.
 pub fn expect(scenario: &Scenario) -> Report {
     let mut model = Model {
+        unbounded: false,
         events: Vec::new(),
         lost: Vec::new(),
         interrupt: scenario.interrupt,
@@ -168,13 +179,16 @@ enum End {
 
 /// What an exit stack holds.
 enum Entry {
-    Leaves(Vec<(usize, Leaf)>),
+    /// Contexts entered; with a key (`enter_with_key`) or not.
+    Leaves(Vec<(usize, Leaf)>, bool),
     Defer(usize, Step),
     PushExit(usize, Step),
     Callback(usize, Act),
 }
 
 struct Model {
+    /// An exit runs without the innermost scope's deadline (a stack taken by `pop_all`).
+    unbounded: bool,
     events: Vec<Event>,
     lost: Vec<Fault>,
     interrupt: Interrupt,
@@ -278,8 +292,8 @@ impl Model {
         panic: String,
     ) -> Result<Done, Stop> {
         let (id, mut deadline) = match self.running.last() {
-            Some(scope) => (scope.id, scope.deadline),
-            None => (0, None),
+            Some(scope) if !self.unbounded => (scope.id, scope.deadline),
+            _ => (0, None),
         };
         for polls in 1..=u32::from(step.pending) {
             if let Some(Deadline { after, panics }) = deadline {
@@ -407,12 +421,15 @@ impl Model {
 
     fn node(&mut self, node: &PNode, root: bool) -> Result<End, Stop> {
         let (id, body) = match node {
-            PNode::With { id, body, .. } | PNode::Stack { id, body, .. } => (*id, body),
+            PNode::With { id, body, .. } | PNode::Stack { id, body, .. } | PNode::Join { id, body, .. } => {
+                (*id, body)
+            }
         };
         self.start(id, body, root);
         let end = match node {
             PNode::With { id, leaves, body } => self.with(*id, leaves, body),
             PNode::Stack { id, items, body } => self.stack(*id, items, body),
+            PNode::Join { id, leaves, body, .. } => self.join(*id, leaves, body),
         };
         self.running.pop();
         end
@@ -438,6 +455,141 @@ impl Model {
         self.innermost().exiting = true;
         self.exit_all(&entered, &mut errors)?;
         Ok(self.finish(errors))
+    }
+
+    /// `with` over branches entered concurrently, then exited concurrently (`join` and
+    /// `join_all` alike: a branch's errors, then the next branch's).
+    fn join(&mut self, id: usize, leaves: &[(usize, Leaf)], body: &PBody) -> Result<End, Stop> {
+        let mut errors = Errors::default();
+        if self.cancelled() {
+            // Cancelled before the enters started: none starts.
+            self.cancel_into(&mut errors);
+            return Ok(self.finish(errors));
+        }
+        let Some(entered) = self.join_enter(leaves, &mut errors)? else {
+            // As for a failed enter of `with`: a cancellation meanwhile is recorded too.
+            if self.cancelled() {
+                self.cancel_into(&mut errors);
+            }
+            return Ok(self.finish(errors));
+        };
+        self.events.push(Event::Body(id));
+        let out = self.body(id, body);
+        if let Err(Stop::Dropped) = out {
+            self.fall_back(&entered);
+            return Err(Stop::Dropped);
+        }
+        self.body_ended(&mut errors, out)?;
+        self.innermost().exiting = true;
+        self.join_exit(&entered, &mut errors)?;
+        Ok(self.finish(errors))
+    }
+
+    /// The branches' enters, polled together (in branch order in each poll; each shielded):
+    /// `None` when one failed or panicked, or the scope is cancelled once all are done; then
+    /// the ones that entered are exited, together, seeing that.
+    fn join_enter(
+        &mut self,
+        leaves: &[(usize, Leaf)],
+        errors: &mut Errors,
+    ) -> Result<Option<Vec<(usize, Leaf)>>, Stop> {
+        let mut ended: Vec<Option<Done>> = leaves.iter().map(|_| None).collect();
+        let polls = leaves.iter().map(|(_, leaf)| leaf.enter.pending).max().unwrap_or(0);
+        for poll in 0..=polls {
+            if poll > 0 {
+                if let Err(stop) = self.tick() {
+                    let entered: Vec<_> = leaves
+                        .iter()
+                        .zip(&ended)
+                        .filter(|(_, done)| matches!(done, Some(Done::Ok)))
+                        .map(|(leaf, _)| *leaf)
+                        .collect();
+                    self.fall_back(&entered);
+                    return Err(stop);
+                }
+            }
+            for ((n, leaf), done) in leaves.iter().zip(ended.iter_mut()) {
+                if leaf.enter.pending == poll {
+                    let end = match leaf.enter.act {
+                        Act::Succeed => {
+                            self.events.push(Event::Enter(*n));
+                            Done::Ok
+                        }
+                        Act::Fail => Done::Err(Fault::Enter(*n)),
+                        Act::Panic => Done::Panic(format!("enter #{n} panicked")),
+                    };
+                    *done = Some(end);
+                }
+            }
+        }
+        let mut entered = Vec::new();
+        for (leaf, done) in leaves.iter().zip(ended) {
+            match done.expect("every enter ended") {
+                Done::Ok => entered.push(*leaf),
+                other => Self::record(errors, other),
+            }
+        }
+        let failed = entered.len() < leaves.len();
+        if self.cancelled() {
+            self.cancel_into(errors);
+        } else if !failed {
+            return Ok(Some(entered));
+        }
+        self.join_exit(&entered, errors)?;
+        Ok(None)
+    }
+
+    /// The exits of `entered`, started together (in branch order) and polled together, each
+    /// seeing what the next exit would see, each bounded by its own deadline; their errors
+    /// (and panics) are recorded a branch after the other, in branch order.
+    fn join_exit(&mut self, entered: &[(usize, Leaf)], errors: &mut Errors) -> Result<(), Stop> {
+        let seen = errors.seen();
+        for (n, _) in entered {
+            self.events.push(Event::Exit(*n, seen.clone()));
+        }
+        let (id, deadline) = match self.running.last() {
+            Some(scope) if !self.unbounded => (scope.id, scope.deadline),
+            _ => (0, None),
+        };
+        // Per branch: its deadline (until it panics), its deadline's panic, how it ended.
+        let mut branches: Vec<(Option<Deadline>, Option<String>, Option<Done>)> =
+            entered.iter().map(|_| (deadline, None, None)).collect();
+        let mut poll = 0u32;
+        loop {
+            for ((n, leaf), (deadline, panic, done)) in entered.iter().zip(branches.iter_mut()) {
+                if done.is_some() {
+                    continue;
+                }
+                if u32::from(leaf.exit.pending) == poll {
+                    *done = Some(match leaf.exit.act {
+                        Act::Succeed => Done::Ok,
+                        Act::Fail => Done::Err(Fault::Exit(*n)),
+                        Act::Panic => Done::Panic(format!("exit #{n} panicked")),
+                    });
+                } else if let Some(Deadline { after, panics }) = *deadline {
+                    if poll + 1 > u32::from(after) {
+                        if panics {
+                            *panic = Some(format!("deadline of scope {id} panicked"));
+                            *deadline = None;
+                        } else {
+                            *done = Some(Done::Err(Fault::Deadline(id)));
+                        }
+                    }
+                }
+            }
+            if branches.iter().all(|(_, _, done)| done.is_some()) {
+                break;
+            }
+            self.tick()?;
+            poll += 1;
+        }
+        for (_, panic, done) in branches {
+            if let Some(message) = panic {
+                errors.panic(message);
+            }
+            Self::record(errors, done.expect("every exit ended"));
+        }
+        Ok(())
     }
 
     /// A body: its nested scope (whose error passes through, ending the body), then its step.
@@ -495,13 +647,26 @@ impl Model {
                 PItem::Defer(n, step) => entries.push(Entry::Defer(*n, *step)),
                 PItem::PushExit(n, step) => entries.push(Entry::PushExit(*n, *step)),
                 PItem::Callback(n, act) => entries.push(Entry::Callback(*n, *act)),
-                PItem::Enter(leaves) => {
+                PItem::Release(n) => {
+                    if let Some(done) = self.release(*n, entries, orphans)? {
+                        return Ok(done);
+                    }
+                }
+                PItem::PopAll => {
+                    if let Some(done) = self.pop_all(entries, orphans)? {
+                        return Ok(done);
+                    }
+                }
+                PItem::Enter(leaves) | PItem::EnterKeyed(leaves) | PItem::TryEnter(leaves) => {
                     if self.cancelled() {
                         // The enter never starts: the body stops here.
                         return Err(Stop::Cancel);
                     }
+                    let keyed = matches!(item, PItem::EnterKeyed(_));
                     match self.stack_enter(leaves, orphans)? {
-                        Some(Done::Ok) => entries.push(Entry::Leaves(leaves.clone())),
+                        Some(Done::Ok) => entries.push(Entry::Leaves(leaves.clone(), keyed)),
+                        // Its error is ignored: the body goes on.
+                        Some(Done::Err(_)) if matches!(item, PItem::TryEnter(_)) => {}
                         Some(done) => return Ok(done),
                         // Cancelled half-way (its cleanup done): the body stops here.
                         None => return Err(Stop::Cancel),
@@ -510,6 +675,60 @@ impl Model {
             }
         }
         self.body(id, body)
+    }
+
+    /// `release(key)?` of the `n % count`-th newest entry that has a key: its exit runs now
+    /// (shielded, under the scope's deadline), seeing `Completed` at first; the caller gets its
+    /// first error (which ends the body), the stack keeps the others; a panic resumes in the
+    /// body, every error kept by the stack. `None`: the body goes on.
+    fn release(
+        &mut self,
+        n: u8,
+        entries: &mut Vec<Entry>,
+        orphans: &mut Vec<Fault>,
+    ) -> Result<Option<Done>, Stop> {
+        let keyed: Vec<usize> =
+            (0..entries.len()).filter(|&i| !matches!(entries[i], Entry::Leaves(_, false))).collect();
+        if keyed.is_empty() {
+            return Ok(None);
+        }
+        let entry = entries.remove(keyed[keyed.len() - 1 - usize::from(n) % keyed.len()]);
+        let mut errors = Errors::default();
+        self.exit_entry(&entry, &mut errors)?;
+        let panic = errors.panic.take();
+        let mut all = errors.all().into_iter();
+        let done = match panic {
+            Some(message) => Some(Done::Panic(message)),
+            None => all.next().map(Done::Err),
+        };
+        orphans.extend(all);
+        Ok(done)
+    }
+
+    /// `pop_all().close().await?`: every entry and every kept error move to a new stack, which
+    /// closes at once as a stack does (its kept errors first, then its exits, newest first,
+    /// seeing `Completed` at first), outside the scope: without its deadline. A panic resumes
+    /// in the body; the errors then go to the process-wide hook, which the journal does not
+    /// see. `None`: it closed without an error, the body goes on.
+    fn pop_all(&mut self, entries: &mut Vec<Entry>, orphans: &mut Vec<Fault>) -> Result<Option<Done>, Stop> {
+        let taken = core::mem::take(entries);
+        let mut errors = Errors::default();
+        for orphan in core::mem::take(orphans) {
+            errors.fail(orphan);
+        }
+        self.unbounded = true;
+        for i in (0..taken.len()).rev() {
+            if let Err(stop) = self.exit_entry(&taken[i], &mut errors) {
+                self.unbounded = false;
+                self.fall_back_entries(&taken[..i]);
+                return Err(stop);
+            }
+        }
+        self.unbounded = false;
+        if let Some(message) = errors.panic.take() {
+            return Ok(Some(Done::Panic(message)));
+        }
+        Ok(errors.first.take().map(|primary| Done::Nested(Some(primary), errors.later)))
     }
 
     /// An exit-stack enter: a context, or a tuple entered with its own error list. The caller
@@ -546,7 +765,7 @@ impl Model {
 
     fn exit_entry(&mut self, entry: &Entry, errors: &mut Errors) -> Result<(), Stop> {
         let (n, step, seen) = match entry {
-            Entry::Leaves(leaves) => return self.exit_all(leaves, errors),
+            Entry::Leaves(leaves, _) => return self.exit_all(leaves, errors),
             Entry::Defer(n, step) => (*n, *step, Seen::NotShown),
             Entry::PushExit(n, step) => (*n, *step, errors.seen()),
             Entry::Callback(n, act) => (*n, Step { pending: 0, act: *act }, Seen::NotShown),
@@ -560,7 +779,7 @@ impl Model {
     fn fall_back_entries(&mut self, entries: &[Entry]) {
         for entry in entries.iter().rev() {
             match entry {
-                Entry::Leaves(leaves) => self.fall_back(leaves),
+                Entry::Leaves(leaves, _) => self.fall_back(leaves),
                 Entry::Defer(n, _) | Entry::PushExit(n, _) | Entry::Callback(n, _) => {
                     self.events.push(Event::Fallback(*n))
                 }

@@ -9,6 +9,7 @@ use super::scenario::{Act, Body, Deadline, Item, Leaf, Node, Signal, Step};
 pub(crate) enum PNode {
     With { id: usize, leaves: Vec<(usize, Leaf)>, body: PBody },
     Stack { id: usize, items: Vec<PItem>, body: PBody },
+    Join { id: usize, all: bool, leaves: Vec<(usize, Leaf)>, body: PBody },
 }
 
 pub(crate) struct PBody {
@@ -24,6 +25,10 @@ pub(crate) enum PItem {
     Defer(usize, Step),
     PushExit(usize, Step),
     Callback(usize, Act),
+    EnterKeyed(Vec<(usize, Leaf)>),
+    Release(u8),
+    PopAll,
+    TryEnter(Vec<(usize, Leaf)>),
 }
 
 #[derive(Default)]
@@ -68,9 +73,17 @@ impl Counters {
                         Item::Defer(step) => PItem::Defer(self.leaf(), *step),
                         Item::PushExit(step) => PItem::PushExit(self.leaf(), *step),
                         Item::Callback(act) => PItem::Callback(self.leaf(), *act),
+                        Item::EnterKeyed(leaves) => PItem::EnterKeyed(self.leaves(leaves)),
+                        Item::Release(n) => PItem::Release(*n),
+                        Item::PopAll => PItem::PopAll,
+                        Item::TryEnter(leaves) => PItem::TryEnter(self.leaves(leaves)),
                     })
                     .collect();
                 PNode::Stack { id, items, body: self.body(body) }
+            }
+            Node::Join { all, branches, body } => {
+                let leaves = self.leaves(branches);
+                PNode::Join { id, all: *all, leaves, body: self.body(body) }
             }
         }
     }

@@ -15,6 +15,8 @@ use std::sync::Mutex;
 use super::plan::{PBody, PItem, PNode, plan};
 use super::report::{Ending, Event, Fault, Report, Seen};
 use super::scenario::{Act, Deadline, Interrupt, Kind, Leaf, Scenario, Signal, Step};
+use crate::combinator::{join, join_all};
+use crate::stack::Key;
 use crate::{AsyncContext, Cx, Error, ExitStack, IntoContext, Outcome, Scope, context, resource};
 
 /// What a run's future gives: the root scope's result, or `None` if it was dropped.
@@ -576,7 +578,9 @@ macro_rules! scope_for {
 
 fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>) -> Scoped {
     let (id, options) = match &node {
-        PNode::With { id, body, .. } | PNode::Stack { id, body, .. } => (*id, body),
+        PNode::With { id, body, .. } | PNode::Stack { id, body, .. } | PNode::Join { id, body, .. } => {
+            (*id, body)
+        }
     };
     let (scope, signal, deadline) = scope_for!(shared, id, interrupt, options);
     // One scope per combination of options, so that each runs the crate's own path for it.
@@ -634,8 +638,10 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>) -> Scoped {
             let b = body(shared.clone(), id, b, false);
             let run = async move |stack: &mut ExitStack<Fault>| {
                 shared.push(Event::Body(id));
+                // The keys of the entries still on the stack that have one, oldest first.
+                let mut keys = Vec::new();
                 for item in items {
-                    push(stack, &shared, item).await?;
+                    push(stack, &shared, item, &mut keys).await?;
                 }
                 b.await
             };
@@ -646,13 +652,87 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>) -> Scoped {
             }
             options!(stack)
         }
+        PNode::Join { id, all, leaves, body: b } => {
+            let kind = leaves[0].1.kind;
+            let b = body(shared.clone(), id, b, true);
+            let s = &shared;
+            macro_rules! go {
+                ($scope:expr, $make:ident) => {{
+                    let mut l = leaves.iter().copied();
+                    let mut next = move || $make(s, l.next().expect("counted"));
+                    if all || leaves.len() != 2 {
+                        let branches: Vec<_> = (0..leaves.len()).map(|_| next()).collect();
+                        Box::pin($scope.with(join_all(branches), async move |_| b.await))
+                    } else {
+                        Box::pin($scope.with(join(next(), next()), async move |_| b.await))
+                    }
+                }};
+            }
+            macro_rules! kinds {
+                ($scope:expr) => {
+                    match kind {
+                        Kind::Context => go!($scope, typed),
+                        Kind::Resource => go!($scope, closures),
+                        Kind::Generator => go!($scope, generator),
+                    }
+                };
+            }
+            options!(kinds)
+        }
     }
 }
 
-/// Pushes one item on the stack, as the scenario's body does.
-async fn push(stack: &ExitStack<Fault>, shared: &Shared, item: PItem) -> Result<(), Fault> {
+/// Does one item on the stack, as the scenario's body does; `keys` are those of the entries
+/// still on the stack that have one, oldest first.
+async fn push(
+    stack: &mut ExitStack<Fault>,
+    shared: &Shared,
+    item: PItem,
+    keys: &mut Vec<Key>,
+) -> Result<(), Error<Fault>> {
+    let ignored = matches!(item, PItem::TryEnter(_));
     match item {
-        PItem::Enter(leaves) => {
+        PItem::Release(n) => {
+            if !keys.is_empty() {
+                let key = keys.remove(keys.len() - 1 - usize::from(n) % keys.len());
+                stack.release(key).await?;
+            }
+            Ok(())
+        }
+        PItem::PopAll => {
+            keys.clear();
+            stack.pop_all().close().await
+        }
+        PItem::EnterKeyed(leaves) => {
+            let kind = leaves[0].1.kind;
+            let s = shared;
+            let mut l = leaves.iter().copied();
+            let count = leaves.len();
+            let mut next = move || l.next().expect("counted");
+            macro_rules! go {
+                ($make:ident) => {
+                    match count {
+                        1 => stack.enter_with_key($make(s, next())).await.map(|(_, key)| key),
+                        2 => stack
+                            .enter_with_key(($make(s, next()), $make(s, next())))
+                            .await
+                            .map(|(_, key)| key),
+                        _ => stack
+                            .enter_with_key(($make(s, next()), $make(s, next()), $make(s, next())))
+                            .await
+                            .map(|(_, key)| key),
+                    }
+                };
+            }
+            let key = match kind {
+                Kind::Context => go!(typed),
+                Kind::Resource => go!(closures),
+                Kind::Generator => go!(generator),
+            }?;
+            keys.push(key);
+            Ok(())
+        }
+        PItem::Enter(leaves) | PItem::TryEnter(leaves) => {
             let kind = leaves[0].1.kind;
             let s = shared;
             let mut l = leaves.iter().copied();
@@ -670,39 +750,43 @@ async fn push(stack: &ExitStack<Fault>, shared: &Shared, item: PItem) -> Result<
                     }
                 };
             }
-            match kind {
+            let entered = match kind {
                 Kind::Context => go!(typed),
                 Kind::Resource => go!(closures),
                 Kind::Generator => go!(generator),
+            };
+            if !ignored {
+                entered?;
             }
+            Ok(())
         }
         PItem::Defer(n, step) => {
             let (shared, mut dropped) = (shared.clone(), Unless::armed(shared, n));
-            stack.defer(async move || {
+            keys.push(stack.defer(async move || {
                 let _ = dropped.disarm();
                 shared.push(Event::Exit(n, Seen::NotShown));
                 pending(step).await;
                 end(step.act, Fault::Exit(n), || format!("exit #{n} panicked"))
-            });
+            }));
             Ok(())
         }
         PItem::PushExit(n, step) => {
             let (shared, mut dropped) = (shared.clone(), Unless::armed(shared, n));
-            stack.push_exit(async move |outcome: Outcome<'_, Fault>| {
+            keys.push(stack.push_exit(async move |outcome: Outcome<'_, Fault>| {
                 let _ = dropped.disarm();
                 shared.push(Event::Exit(n, seen(outcome)));
                 pending(step).await;
                 end(step.act, Fault::Exit(n), || format!("exit #{n} panicked"))
-            });
+            }));
             Ok(())
         }
         PItem::Callback(n, act) => {
             let (shared, mut dropped) = (shared.clone(), Unless::armed(shared, n));
-            stack.callback(move || {
+            keys.push(stack.callback(move || {
                 let _ = dropped.disarm();
                 shared.push(Event::Exit(n, Seen::NotShown));
                 end(act, Fault::Exit(n), || format!("exit #{n} panicked"))
-            });
+            }));
             Ok(())
         }
     }

@@ -120,6 +120,20 @@ pub enum Item {
     PushExit(Step),
     /// `stack.callback(..)`: a synchronous callback (its `pending` is ignored).
     Callback(Act),
+    /// `stack.enter_with_key(..)` of one context, or of a tuple of them: an [`Item::Enter`]
+    /// whose key a later [`Item::Release`] may use.
+    EnterKeyed(Vec<Leaf>),
+    /// `stack.release(key)?` of an entry still on the stack that has a key (pushed by
+    /// [`Item::EnterKeyed`], [`Item::Defer`], [`Item::PushExit`] or [`Item::Callback`]): the
+    /// `n % count`-th newest of them. Nothing when there is none. Its exit sees `Completed`;
+    /// its first error ends the body.
+    Release(u8),
+    /// `stack.pop_all().close().await?`: every entry moves to a new stack, closed at once
+    /// (without the scope's exit deadline); the items after it push on the emptied stack.
+    PopAll,
+    /// `let _ = stack.enter(..).await`: an [`Item::Enter`] whose error the body ignores (its
+    /// panic still resumes in the body), so that errors kept by the stack meet later items.
+    TryEnter(Vec<Leaf>),
 }
 
 /// A scope.
@@ -129,6 +143,16 @@ pub enum Node {
     With(Vec<Leaf>, Body),
     /// `scope(..)`: the items are pushed in order, then the body runs.
     Stack(Vec<Item>, Body),
+    /// `with(..)` over contexts entered and exited concurrently: `join(a, b)` of two branches,
+    /// or `join_all(branches)` when `all` (or when there are not two branches).
+    Join {
+        /// `join_all` rather than `join`.
+        all: bool,
+        /// The branches, in order (one kind, as a `join_all`'s contexts are).
+        branches: Vec<Leaf>,
+        /// The body.
+        body: Body,
+    },
 }
 
 /// What interrupts the root scope.
@@ -278,9 +302,26 @@ impl fmt::Debug for Numbered<'_, Node> {
                             write!(f, "#{} callback {act:?}", self.next.get())?;
                             self.next.set(self.next.get() + 1);
                         }
+                        Item::EnterKeyed(ctxs) => {
+                            f.write_str("enter_with_key(")?;
+                            leaves(f, ctxs, self.next)?;
+                            f.write_str(")")?;
+                        }
+                        Item::Release(n) => write!(f, "release({n})")?,
+                        Item::PopAll => f.write_str("pop_all+close")?,
+                        Item::TryEnter(ctxs) => {
+                            f.write_str("try enter(")?;
+                            leaves(f, ctxs, self.next)?;
+                            f.write_str(")")?;
+                        }
                     }
                 }
                 write!(f, "] {:?}", Numbered { value: body, next: self.next })
+            }
+            Node::Join { all, branches, body } => {
+                f.write_str(if *all { "with(join_all(" } else { "with(join(" })?;
+                leaves(f, branches, self.next)?;
+                write!(f, ")) {:?}", Numbered { value: body, next: self.next })
             }
         }
     }

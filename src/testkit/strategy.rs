@@ -50,7 +50,12 @@ fn kind() -> impl Strategy<Value = Kind> {
 
 /// One to `max` contexts of one kind (a tuple's types are the same kind).
 fn leaves(max: usize) -> impl Strategy<Value = Vec<Leaf>> {
-    (kind(), proptest::collection::vec((step(), step()), 1..=max))
+    leaves_in(1, max)
+}
+
+/// `min` to `max` contexts of one kind.
+fn leaves_in(min: usize, max: usize) -> impl Strategy<Value = Vec<Leaf>> {
+    (kind(), proptest::collection::vec((step(), step()), min..=max))
         .prop_map(|(kind, steps)| steps.into_iter().map(|(enter, exit)| Leaf { kind, enter, exit }).collect())
 }
 
@@ -60,7 +65,16 @@ fn item() -> impl Strategy<Value = Item> {
         1 => step().prop_map(Item::Defer),
         1 => step().prop_map(Item::PushExit),
         1 => act().prop_map(Item::Callback),
+        2 => leaves(3).prop_map(Item::EnterKeyed),
+        2 => (0..4u8).prop_map(Item::Release),
+        1 => Just(Item::PopAll),
+        1 => leaves(3).prop_map(Item::TryEnter),
     ]
+}
+
+/// The branches of a join: two for `join`, one to four for `join_all`.
+fn join() -> impl Strategy<Value = (bool, Vec<Leaf>)> {
+    proptest::bool::ANY.prop_flat_map(|all| (Just(all), if all { leaves_in(1, 4) } else { leaves_in(2, 2) }))
 }
 
 /// A scope's options: most scopes have none; some have a signal that fires early (while inner
@@ -93,13 +107,23 @@ fn node() -> impl Strategy<Value = Node> {
         (leaves(4), step(), options()).prop_map(|(l, step, o)| Node::With(l, body(None, step, o))),
         (proptest::collection::vec(item(), 0..=4), step(), options())
             .prop_map(|(items, step, o)| Node::Stack(items, body(None, step, o))),
+        (join(), step(), options()).prop_map(|((all, branches), step, o)| Node::Join {
+            all,
+            branches,
+            body: body(None, step, o)
+        }),
     ];
     flat.prop_recursive(2, 8, 1, |inner| {
         prop_oneof![
             (leaves(4), inner.clone(), step(), options())
                 .prop_map(|(l, nested, step, o)| Node::With(l, body(Some(nested), step, o))),
-            (proptest::collection::vec(item(), 0..=4), inner, step(), options())
+            (proptest::collection::vec(item(), 0..=4), inner.clone(), step(), options())
                 .prop_map(|(items, nested, step, o)| Node::Stack(items, body(Some(nested), step, o))),
+            (join(), inner, step(), options()).prop_map(|((all, branches), nested, step, o)| Node::Join {
+                all,
+                branches,
+                body: body(Some(nested), step, o)
+            }),
         ]
     })
 }
