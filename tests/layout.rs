@@ -113,15 +113,63 @@ fn is_ancestor(ancestor: &str, of: &str) -> bool {
     ancestor.is_empty() || of.starts_with(&format!("{ancestor}::"))
 }
 
-/// What each module depends on, its ancestors left out.
+/// The items each module re-exports from a child (`pub use child::{A, B};` in `stack` makes
+/// `stack::A` the child's): `(module, item)` to the child that defines it.
+fn reexports(modules: &BTreeMap<String, String>) -> BTreeMap<(String, String), String> {
+    let mut out = BTreeMap::new();
+    for (module, source) in modules {
+        for line in code(source).lines() {
+            let line = line.trim();
+            let Some(rest) = line.strip_prefix("pub use ").or_else(|| line.strip_prefix("pub(crate) use "))
+            else {
+                continue;
+            };
+            let rest = rest.trim_end_matches(';');
+            let (path, items) = match rest.split_once("::{") {
+                Some((path, items)) => (path, items.trim_end_matches('}').to_string()),
+                None => match rest.rsplit_once("::") {
+                    Some((path, item)) => (path, item.to_string()),
+                    None => continue,
+                },
+            };
+            let child = [module.as_str(), path.split("::").next().unwrap()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("::");
+            if !modules.contains_key(&child) || child == *module {
+                continue;
+            }
+            for item in items.split(',').map(|item| item.split(" as ").last().unwrap().trim()) {
+                if !item.is_empty() {
+                    out.insert((module.clone(), item.to_string()), child.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What each module depends on, its ancestors left out. A path through a module's re-export
+/// counts as a dependency on the child that defines the item.
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let modules = modules();
     let known: BTreeSet<String> = modules.keys().cloned().collect();
+    let reexports = reexports(&modules);
     let mut graph = BTreeMap::new();
     for (module, source) in &modules {
         let deps: BTreeSet<String> = paths(&code(source))
             .iter()
-            .filter_map(|path| resolve(module, path, &known))
+            .filter_map(|path| {
+                let dep = resolve(module, path, &known)?;
+                // The segment after the module, if the path names an item it re-exports.
+                let depth = if dep.is_empty() { 0 } else { dep.split("::").count() };
+                let segments: Vec<&str> = path.split("::").collect();
+                let skip = segments.iter().take_while(|s| matches!(**s, "crate" | "self" | "super")).count();
+                let item = segments.get(skip + depth).copied().unwrap_or("");
+                Some(reexports.get(&(dep.clone(), item.to_string())).cloned().unwrap_or(dep))
+            })
             .filter(|dep| dep != module && !is_ancestor(dep, module))
             .collect();
         graph.insert(module.clone(), deps);

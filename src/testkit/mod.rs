@@ -83,7 +83,7 @@ pub fn check_with<C, M>(
     make: M,
 ) -> Result<(), String>
 where
-    C: crate::AsyncContext<Error = Fault> + 'static,
+    C: crate::context::AsyncContext<Error = Fault> + 'static,
     M: Fn(usize) -> C + Send + Sync + 'static,
 {
     let expected = expect(scenario);

@@ -16,8 +16,14 @@ use super::plan::{PBody, PItem, PNode, plan};
 use super::report::{Ending, Event, Fault, Report, Seen};
 use super::scenario::{Act, Deadline, Interrupt, Kind, Leaf, Scenario, Signal, Step};
 use crate::combinator::{join, join_all};
+use crate::context::{AsyncContext, IntoContext};
+use crate::error::Error;
+use crate::generator::{Cx, context};
+use crate::outcome::Outcome;
+use crate::resource::resource;
+use crate::stack::ExitStack;
 use crate::stack::Key;
-use crate::{AsyncContext, Cx, Error, ExitStack, IntoContext, Outcome, Scope, context, resource};
+use crate::with::Scope;
 
 /// What a run's future gives: the root scope's result, or `None` if it was dropped.
 pub type Finished = Option<Result<(), Error<Fault>>>;
