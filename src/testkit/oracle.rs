@@ -198,6 +198,9 @@ struct Model {
     running: Vec<Running>,
 }
 
+/// How a `with` (in reverse) or a `join` (together) exits what it entered.
+type ExitAll = fn(&mut Model, &[(usize, Leaf)], &mut Errors) -> Result<(), Stop>;
+
 impl Model {
     /// The root's future is dropped instead of polled again, after `k` polls.
     fn dropped(&self) -> Result<(), Stop> {
@@ -437,7 +440,34 @@ impl Model {
 
     fn with(&mut self, id: usize, leaves: &[(usize, Leaf)], body: &PBody) -> Result<End, Stop> {
         let mut errors = Errors::default();
-        let Some(entered) = self.enter_all(leaves, &mut errors, true)? else {
+        let entered = self.enter_all(leaves, &mut errors, true)?;
+        self.run_entered(id, body, entered, errors, Self::exit_all)
+    }
+
+    /// `with` over branches entered concurrently, then exited concurrently (`join` and
+    /// `join_all` alike: a branch's errors, then the next branch's).
+    fn join(&mut self, id: usize, leaves: &[(usize, Leaf)], body: &PBody) -> Result<End, Stop> {
+        let mut errors = Errors::default();
+        if self.cancelled() {
+            // Cancelled before the enters started: none starts.
+            self.cancel_into(&mut errors);
+            return Ok(self.finish(errors));
+        }
+        let entered = self.join_enter(leaves, &mut errors)?;
+        self.run_entered(id, body, entered, errors, Self::join_exit)
+    }
+
+    /// The rest of a `with` or a `join` once its enters ended: the body if they all entered,
+    /// then `exit` over what entered.
+    fn run_entered(
+        &mut self,
+        id: usize,
+        body: &PBody,
+        entered: Option<Vec<(usize, Leaf)>>,
+        mut errors: Errors,
+        exit: ExitAll,
+    ) -> Result<End, Stop> {
+        let Some(entered) = entered else {
             // A failed enter: a cancellation that came meanwhile is recorded too (it changes
             // nothing but a panicking signal's panic, which is the scope's).
             if self.cancelled() {
@@ -453,35 +483,7 @@ impl Model {
         }
         self.body_ended(&mut errors, out)?;
         self.innermost().exiting = true;
-        self.exit_all(&entered, &mut errors)?;
-        Ok(self.finish(errors))
-    }
-
-    /// `with` over branches entered concurrently, then exited concurrently (`join` and
-    /// `join_all` alike: a branch's errors, then the next branch's).
-    fn join(&mut self, id: usize, leaves: &[(usize, Leaf)], body: &PBody) -> Result<End, Stop> {
-        let mut errors = Errors::default();
-        if self.cancelled() {
-            // Cancelled before the enters started: none starts.
-            self.cancel_into(&mut errors);
-            return Ok(self.finish(errors));
-        }
-        let Some(entered) = self.join_enter(leaves, &mut errors)? else {
-            // As for a failed enter of `with`: a cancellation meanwhile is recorded too.
-            if self.cancelled() {
-                self.cancel_into(&mut errors);
-            }
-            return Ok(self.finish(errors));
-        };
-        self.events.push(Event::Body(id));
-        let out = self.body(id, body);
-        if let Err(Stop::Dropped) = out {
-            self.fall_back(&entered);
-            return Err(Stop::Dropped);
-        }
-        self.body_ended(&mut errors, out)?;
-        self.innermost().exiting = true;
-        self.join_exit(&entered, &mut errors)?;
+        exit(self, &entered, &mut errors)?;
         Ok(self.finish(errors))
     }
 
