@@ -661,12 +661,12 @@ where
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(Step::Provided(value))) => Poll::Ready(Some(value)),
             Ok(Poll::Ready(Step::Failed(error))) => {
-                unwind.failed(error, Origin::of(origin::Step::Enter));
+                unwind.failed(error, Origin::here(origin::Step::Enter));
                 Poll::Ready(None)
             }
             Ok(Poll::Ready(Step::Misused(message, error, left))) => {
                 if let Some(error) = error {
-                    unwind.failed(error, Origin::of(origin::Step::Enter));
+                    unwind.failed(error, Origin::here(origin::Step::Enter));
                 }
                 unwind.misuse(message);
                 // The value it handed over, if any, goes now.

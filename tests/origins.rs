@@ -218,3 +218,10 @@ fn map_keeps_the_origins() {
     assert_eq!(parts(err.origin()), (Step::Enter, Some(1), None));
     assert_eq!(parts(err.suppressed()[0].origin()), (Step::Exit, Some(0), None));
 }
+
+#[test]
+fn a_generator_context_says_its_place_and_name() {
+    let refused = async_with::context(async |_cx: async_with::Cx<(), E>| Err("refused".to_string()));
+    let err = block_on(with((ctx("a", false, false), refused.named("gen")), async |_| Ok(()))).unwrap_err();
+    assert_eq!(parts(err.origin()), (Step::Enter, Some(1), Some("gen")));
+}
