@@ -651,10 +651,6 @@ impl<E> Suppressed<E> {
         (self.error, self.origin)
     }
 
-    pub(crate) fn origin_mut(&mut self) -> &mut Origin {
-        &mut self.origin
-    }
-
     /// The error.
     ///
     /// ```

@@ -321,9 +321,8 @@ impl<E> Unwind<E> {
                 self.fail(error, origin);
             }
         }
-        for (index, branch) in branches.iter_mut().enumerate() {
-            // Each branch's errors came from the context at its place in the `join`.
-            branch.locate(0, index);
+        // Each branch's errors say its place already: its enter and exit were polled saying it.
+        for branch in branches {
             self.merge(core::mem::replace(branch, Unwind::with_deadlines(None)));
         }
     }
@@ -390,19 +389,6 @@ impl<E> Unwind<E> {
             later.insert(0, Suppressed::new(first, origin));
         }
         (later, rest.and_then(|rest| rest.panic))
-    }
-
-    /// Says that the errors recorded since `mark` (a count of errors) came from the context at
-    /// `index` of a `join`, unless they say where already.
-    fn locate(&mut self, mark: usize, index: usize) {
-        let (head, skip) = match &mut self.head {
-            Head::Failed(_, origin) if mark == 0 => (Some(origin), 0),
-            Head::Failed(..) => (None, mark - 1),
-            _ => (None, mark),
-        };
-        for origin in head.into_iter().chain(self.later.iter_mut().skip(skip).map(Suppressed::origin_mut)) {
-            *origin = origin.at(index);
-        }
     }
 
     /// What the next exit sees.
