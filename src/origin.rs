@@ -141,27 +141,6 @@ impl Origin {
     pub fn name(self) -> Option<&'static str> {
         names::get(self.0 >> NAME_SHIFT)
     }
-
-    /// This origin with the context's index `index`, unless it has one already (the innermost
-    /// tuple or `join` says it) or came from the body.
-    pub(crate) fn at(self, index: usize) -> Origin {
-        let has_index = self.0 & INDEX_MASK != 0;
-        // Indices past the field's range are not recorded (a tuple that wide is not written).
-        if has_index || !self.is_known() || self.step() == Step::Body || index >= 0x3ffe {
-            return self;
-        }
-        Origin(self.0 | ((index as u32 + 1) << INDEX_SHIFT))
-    }
-
-    /// This origin with the name in `name`'s place, unless it has one already (an inner name is
-    /// the more precise) or came from the body.
-    #[cfg(feature = "std")]
-    pub(crate) fn named(self, name: &'static str) -> Origin {
-        if self.0 >> NAME_SHIFT != 0 || !self.is_known() || self.step() == Step::Body {
-            return self;
-        }
-        Origin(self.0 | (names::place(name) << NAME_SHIFT))
-    }
 }
 
 impl fmt::Debug for Origin {
@@ -266,20 +245,15 @@ impl Origin {
     /// An error of `step` recorded now: with the place and name the polls around it say.
     #[inline]
     pub(crate) fn here(step: Step) -> Origin {
+        let origin = Origin::of(step);
+        // `Located` says only places that fit the field (place + 1 below 0x3fff).
         #[cfg(feature = "std")]
-        {
-            let mut origin = Origin::of(step);
-            let place = PLACE.get();
-            if place != 0 {
-                origin = origin.at(usize::from(place) - 1);
-            }
-            if let Some(name) = NAME.get() {
-                origin = origin.named(name);
-            }
-            origin
-        }
-        #[cfg(not(feature = "std"))]
-        Origin::of(step)
+        let origin = Origin(
+            origin.0
+                | (u32::from(PLACE.get()) << INDEX_SHIFT)
+                | (NAME.get().map_or(0, names::place) << NAME_SHIFT),
+        );
+        origin
     }
 }
 
@@ -340,9 +314,10 @@ impl<F: core::future::Future, P: Place> core::future::Future for Located<F, P> {
         {
             // Places past what an origin records are not said: the one around stays.
             let place = this.place.place();
-            match u16::try_from(place + 1) {
-                Ok(index) if place < 0x3ffe => saying(&PLACE, index, || this.inner.poll(task)),
-                _ => this.inner.poll(task),
+            if place < 0x3ffe {
+                saying(&PLACE, place as u16 + 1, || this.inner.poll(task))
+            } else {
+                this.inner.poll(task)
             }
         }
         #[cfg(not(feature = "std"))]
