@@ -151,7 +151,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
         F: FnOnce() -> Fut + 'env,
         Fut: Future<Output = Result<(), E>> + 'env,
     {
-        self.push_owned(callback, (), entry::deferred::<F, Fut, E>, entry::drop_both).0
+        self.push_context(callback, (), entry::deferred::<F, Fut, E>, entry::drop_both).0
     }
 
     /// Pushes an async exit that sees the outcome; see [`ExitStack::push_exit`](crate::ExitStack::push_exit).
@@ -168,7 +168,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     where
         F: AsyncFnOnce(Outcome<'_, E>) -> Result<(), E> + 'env,
     {
-        self.push_owned(exit, (), entry::local_outcome_exit::<F, E>, entry::drop_both).0
+        self.push_context(exit, (), entry::local_outcome_exit::<F, E>, entry::drop_both).0
     }
 
     /// Pushes a synchronous callback; see [`ExitStack::callback`](crate::ExitStack::callback).
@@ -185,7 +185,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     where
         F: FnOnce() -> Result<(), E> + 'env,
     {
-        self.push_owned(callback, (), entry::called::<F, E>, entry::drop_both).0
+        self.push_context(callback, (), entry::called::<F, E>, entry::drop_both).0
     }
 
     /// Exits one entry now; see [`ExitStack::release`](crate::ExitStack::release).
@@ -254,22 +254,6 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
         // The reason the stack closes is what a body's error is to a scope.
         unwind.failed(error, Origin::of(Step::Body));
         Busy::new(self.core.close(unwind)).await
-    }
-
-    fn push_owned<X, V, F>(
-        &self,
-        exit: X,
-        value: V,
-        make: MakeExit<X, V, E, F>,
-        fallback: Fallback<X, V>,
-    ) -> (Key, &mut V)
-    where
-        X: 'env,
-        V: 'env,
-        F: Future<Output = Unwind<E>> + 'env,
-    {
-        let entry = Box::pin(Owned::new(exit, value, make, fallback));
-        self.core.push(entry, erase_local, Owned::value)
     }
 }
 
@@ -375,7 +359,8 @@ impl<'env, E: 'env> LocalStack<'env, E> for LocalExitStack<'env, E> {
         V: 'env,
         F: Future<Output = Unwind<E>> + 'env,
     {
-        self.push_owned(exit, value, make, fallback)
+        let entry = Box::pin(Owned::new(exit, value, make, fallback));
+        self.core.push(entry, erase_local, Owned::value)
     }
 
     fn push_entry<T, V>(&self, entry: Pin<Box<T>>, value: fn(Pin<&mut T>) -> &mut V) -> (Key, &mut V)
@@ -397,7 +382,7 @@ impl<'env, E: 'env> LocalStack<'env, E> for LocalExitStack<'env, E> {
     {
         let mut unwind = self.core.unwind();
         match Protocol::enter(state.as_mut(), &mut unwind).await {
-            Some(value) => Ok(self.push_owned(
+            Some(value) => Ok(self.push_context(
                 state,
                 value,
                 entry::local_composite_exit::<P>,

@@ -202,7 +202,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
     {
-        self.push_owned(callback, (), entry::deferred::<F, Fut, E>, entry::drop_both).0
+        self.push_context(callback, (), entry::deferred::<F, Fut, E>, entry::drop_both).0
     }
 
     /// Pushes an async exit that sees the outcome: Python's `push_async_exit`.
@@ -223,7 +223,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         F: AsyncFnOnce(Outcome<'_, E>) -> Result<(), E> + for<'a> OutcomeFn<'a, E> + Send + 'static,
         for<'a> <F as OutcomeFn<'a, E>>::Future: Send,
     {
-        self.push_owned(exit, (), entry::outcome_exit::<F, E>, entry::drop_both).0
+        self.push_context(exit, (), entry::outcome_exit::<F, E>, entry::drop_both).0
     }
 
     /// Pushes a synchronous callback: Python's `callback`.
@@ -240,7 +240,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     where
         F: FnOnce() -> Result<(), E> + Send + 'static,
     {
-        self.push_owned(callback, (), entry::called::<F, E>, entry::drop_both).0
+        self.push_context(callback, (), entry::called::<F, E>, entry::drop_both).0
     }
 
     /// Exits one entry now, seeing [`Outcome::Completed`], instead of when the stack closes
@@ -337,22 +337,6 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         // The reason the stack closes is what a body's error is to a scope.
         unwind.failed(error, Origin::of(Step::Body));
         Busy::new(self.core.close(unwind)).await
-    }
-
-    fn push_owned<X, V, F>(
-        &self,
-        exit: X,
-        value: V,
-        make: MakeExit<X, V, E, F>,
-        fallback: Fallback<X, V>,
-    ) -> (Key, &mut V)
-    where
-        X: Send + 'static,
-        V: Send + 'static,
-        F: Future<Output = Unwind<E>> + Send + 'static,
-    {
-        let entry = Box::pin(Owned::new(exit, value, make, fallback));
-        self.core.push(entry, erase_send, Owned::value)
     }
 }
 
@@ -486,7 +470,8 @@ impl<E: Send + Sync + 'static> SendStack<E> for ExitStack<E> {
         V: Send + 'static,
         F: Future<Output = Unwind<E>> + Send + 'static,
     {
-        self.push_owned(exit, value, make, fallback)
+        let entry = Box::pin(Owned::new(exit, value, make, fallback));
+        self.core.push(entry, erase_send, Owned::value)
     }
 
     fn push_entry<T, V>(&self, entry: Pin<Box<T>>, value: fn(Pin<&mut T>) -> &mut V) -> (Key, &mut V)
@@ -505,9 +490,12 @@ impl<E: Send + Sync + 'static> SendStack<E> for ExitStack<E> {
     {
         let mut unwind = self.core.unwind();
         match SendProtocol::enter(state.as_mut(), &mut unwind).await {
-            Some(value) => {
-                Ok(self.push_owned(state, value, entry::composite_exit::<P>, entry::composite_fallback::<P>))
-            }
+            Some(value) => Ok(self.push_context(
+                state,
+                value,
+                entry::composite_exit::<P>,
+                entry::composite_fallback::<P>,
+            )),
             None => Err(self.core.failed(unwind)),
         }
     }
