@@ -458,6 +458,20 @@ impl<E> Unwind<E> {
         Enter { enter: call(make), started: false, unwind: self }
     }
 
+    /// Runs a context's synchronous step on its value (`map`'s function): not a cancellation
+    /// point, so that a mapped context enters exactly as the context does; a panic in it is
+    /// recorded as the scope's (`None`).
+    #[inline]
+    pub(crate) fn call<T>(&mut self, f: impl FnOnce() -> T) -> Option<T> {
+        #[cfg(feature = "std")]
+        {
+            let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| Ok(f())));
+            self.settle(Step::Enter, result)
+        }
+        #[cfg(not(feature = "std"))]
+        Some(f())
+    }
+
     /// Records how a body ended: `None` when it was stopped by a cancellation (recorded), or
     /// when it failed or panicked. A body that ends after its scope was cancelled counts as
     /// cancelled: its value is dropped and its error is a suppressed one. A destructor that

@@ -86,8 +86,9 @@ macro_rules! map_protocol {
                 async move {
                     let mut value = this.inner.as_mut().enter(unwind).await?;
                     let f = this.f.take().expect("async-with: a context is entered once");
-                    // Run like an enter, so that a panic in `f` exits the inner context.
-                    match unwind.enter(|| core::future::ready(Ok(f(&mut value)))).await {
+                    // Not a cancellation point (a cancellation now is the scope's to see, as
+                    // for the context alone); a panic in `f` exits the inner context.
+                    match unwind.call(|| f(&mut value)) {
                         Some(mapped) => {
                             *this.kept = Some(value);
                             Some(mapped)
