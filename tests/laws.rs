@@ -204,3 +204,26 @@ proptest! {
         }
     }
 }
+
+/// `map` is not a cancellation point: a mapped branch of a join that finishes entering after
+/// the scope was cancelled exits with the join, seeing its sibling's earlier failure, exactly
+/// as the unmapped branch does (it once exited inside its own enter, seeing `Cancelled`).
+#[test]
+fn map_adds_no_cancellation_point_inside_a_join() {
+    use async_with::testkit::{self, Act, Body, Interrupt, Kind, Leaf, Node, Scenario};
+    let leaf = |kind, pending, act| Leaf { kind, enter: Step { pending, act }, exit: Step::ok() };
+    let scenario = |kind| {
+        let inner = Node::Join {
+            all: false,
+            branches: vec![leaf(kind, 2, Act::Succeed), leaf(kind, 0, Act::Fail)],
+            body: Body::step(Step::ok()),
+        };
+        let body = Body { nested: Some(Box::new(inner)), ..Body::step(Step::ok()) };
+        let outer = vec![leaf(Kind::Context, 0, Act::Succeed), leaf(Kind::Context, 2, Act::Succeed)];
+        Scenario { root: Node::Join { all: false, branches: outer, body }, interrupt: Interrupt::CancelAt(3) }
+    };
+    let run = |kind| testkit::run(&scenario(kind), futures::executor::block_on);
+    let (alone, mapped) = (run(Kind::Context), run(Kind::Mapped));
+    assert_eq!(mapped, alone, "{}", side_by_side(&mapped, &alone));
+    assert!(alone.events.contains(&Event::Exit(2, Seen::Failed(testkit::Fault::Enter(3)))), "{alone:?}");
+}

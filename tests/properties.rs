@@ -17,6 +17,12 @@ fn cases() -> u32 {
 }
 
 fn config() -> ProptestConfig {
+    // Every test here starts from its config. Detached scenarios (`detach_on_drop`) end in a task
+    // nobody awaits, whose errors go to the process-wide error hook, which tests running at once
+    // would share; the report does not cover them, and the default hook's line on standard error
+    // for each is noise here.
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| async_with::set_error_hook(|_| {}));
     ProptestConfig {
         cases: cases(),
         // Miri runs without file system access: no regressions file there.

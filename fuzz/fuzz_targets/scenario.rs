@@ -10,6 +10,8 @@ fuzz_target!(
     init: {
         // Scenarios drop scopes on purpose: the default drop hook would print a line for each.
         async_with::set_drop_hook(|_| {});
+        // Detached scenarios end in a task nobody awaits, whose errors go to the error hook.
+        async_with::set_error_hook(|_| {});
         // The scenarios panic on purpose, and the crate catches those panics. libFuzzer's hook
         // aborts on any panic: keep it for every other one (a mismatch, a bug in the crate).
         let abort = std::panic::take_hook();

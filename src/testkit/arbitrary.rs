@@ -49,11 +49,17 @@ fn node(u: &mut Unstructured<'_>, depth: u8) -> Result<Node> {
     if which & 0b111 == 0b111 {
         let all = u.arbitrary()?;
         let count = if all { u.int_in_range(1..=4)? } else { 2 };
-        let kind = Kind::arbitrary(u)?;
+        // Any kind but `EvalMapped`, which a join's branches cannot be.
+        let kind = match Kind::arbitrary(u)? {
+            Kind::EvalMapped => Kind::Finalized,
+            kind => kind,
+        };
         let branches = (0..count)
             .map(|_| Ok(Leaf { kind, enter: Step::arbitrary(u)?, exit: Step::arbitrary(u)? }))
             .collect::<Result<Vec<_>>>()?;
         Ok(Node::Join { all, branches, body: body(u, depth)? })
+    } else if which & 0b111 == 0b101 {
+        Ok(Node::Chain(leaves(u, 4)?, body(u, depth)?))
     } else if which & 1 == 1 {
         Ok(Node::With(leaves(u, 4)?, body(u, depth)?))
     } else {
@@ -79,10 +85,11 @@ fn node(u: &mut Unstructured<'_>, depth: u8) -> Result<Node> {
 impl<'a> Arbitrary<'a> for Scenario {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
         let root = node(u, 0)?;
-        let interrupt = match u.int_in_range(0..=4)? {
+        let interrupt = match u.int_in_range(0..=5)? {
             0 => Interrupt::None,
             1 | 2 => Interrupt::CancelAt(u.int_in_range(0..=23)?),
-            _ => Interrupt::DropAt(u.int_in_range(0..=31)?),
+            3 | 4 => Interrupt::DropAt(u.int_in_range(0..=31)?),
+            _ => Interrupt::DetachAt(u.int_in_range(0..=31)?),
         };
         Ok(Scenario { root, interrupt })
     }

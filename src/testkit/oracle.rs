@@ -35,7 +35,17 @@
 //!   (the inner scopes, cancelled too, run their exits), innermost first. A body that ends in a
 //!   cancelled scope counts as cancelled. Exits are shielded;
 //! - a dropped scope runs the synchronous fallback of every context entered and not yet exiting,
-//!   newest first, innermost scope first.
+//!   newest first, innermost scope first;
+//! - the combinators change no rule: a `Mapped` context is its leaf (mapping adds no await and no
+//!   cancellation point); an `EvalMapped` one enters its resource over half the enter's pending
+//!   polls, then runs the leaf's enter act as its `eval_map` step, and a step that fails, panics
+//!   or never starts (the scope was cancelled first) has the resource exit at once, seeing it,
+//!   with no deadline; a `Finalized` context's exit succeeds at once and its finalizer then runs
+//!   the leaf's exit step, journaled after the exit; a chain (`and_then`) enters and exits as a
+//!   tuple of its leaves;
+//! - a detached root (`detach_on_drop`) dropped before its first poll is dropped with its
+//!   contexts; dropped later, it goes on in a task of its own as a scope cancelled at that poll,
+//!   and the report, which nobody receives, ends as `Dropped`.
 
 use alloc::format;
 use alloc::string::String;
@@ -43,7 +53,7 @@ use alloc::vec::Vec;
 
 use super::plan::{PBody, PItem, PNode, plan};
 use super::report::{Ending, Event, Fault, Report, Seen};
-use super::scenario::{Act, Deadline, Interrupt, Leaf, Scenario, Signal, Step};
+use super::scenario::{Act, Deadline, Interrupt, Kind, Leaf, Scenario, Signal, Step};
 
 /// Computes the report `scenario` must produce.
 pub fn expect(scenario: &Scenario) -> Report {
@@ -64,6 +74,11 @@ pub fn expect(scenario: &Scenario) -> Report {
         Ok(End::Panic(message)) => Ending::Panicked(message),
         Err(Stop::Dropped) => Ending::Dropped,
         Err(Stop::Cancel) => unreachable!("a scope handles its own cancellation"),
+    };
+    // Detached: the scope went on as a cancelled one, in a task whose result nobody sees.
+    let ending = match scenario.interrupt {
+        Interrupt::DetachAt(k) if model.polls >= u32::from(k) => Ending::Dropped,
+        _ => ending,
     };
     Report { events: model.events, ending, lost: model.lost }
 }
@@ -170,6 +185,14 @@ enum Done {
     Nested(Option<Fault>, Vec<Fault>),
 }
 
+/// How an enter ended: as a step does (`Ok`: entered), or, for an `EvalMapped` context whose
+/// resource entered, with its step failed or panicked (or, `None`, never started: the scope was
+/// cancelled first), so that the resource must exit.
+enum Entering {
+    Done(Done),
+    Undo(Option<Done>),
+}
+
 /// How a scope ended.
 enum End {
     Ok,
@@ -206,6 +229,8 @@ impl Model {
     fn dropped(&self) -> Result<(), Stop> {
         match self.interrupt {
             Interrupt::DropAt(k) if u32::from(k) == self.polls => Err(Stop::Dropped),
+            // Never polled: nothing is detached, the scope is dropped with its contexts.
+            Interrupt::DetachAt(0) if self.polls == 0 => Err(Stop::Dropped),
             _ => Ok(()),
         }
     }
@@ -213,7 +238,8 @@ impl Model {
     /// A scope starts, in the middle of a poll: its first poll.
     fn start(&mut self, id: usize, body: &PBody, root: bool) {
         let root_signal = match self.interrupt {
-            Interrupt::CancelAt(at) if root => Some(Signal { at, panics: false }),
+            // The detach signal fires when the future is dropped, after `at` polls.
+            Interrupt::CancelAt(at) | Interrupt::DetachAt(at) if root => Some(Signal { at, panics: false }),
             _ => None,
         };
         // Polled together, the earlier fires; on the same poll, the root's (polled first).
@@ -317,12 +343,32 @@ impl Model {
         })
     }
 
-    fn enter(&mut self, (n, leaf): (usize, Leaf)) -> Result<Done, Stop> {
-        let done = self.step(leaf.enter, Where::Shielded, Fault::Enter(n), format!("enter #{n} panicked"))?;
-        if let Done::Ok = done {
-            self.events.push(Event::Enter(n));
+    fn enter(&mut self, (n, leaf): (usize, Leaf)) -> Result<Entering, Stop> {
+        let panic = format!("enter #{n} panicked");
+        if leaf.kind != Kind::EvalMapped {
+            let done = self.step(leaf.enter, Where::Shielded, Fault::Enter(n), panic)?;
+            if let Done::Ok = done {
+                self.events.push(Event::Enter(n));
+            }
+            return Ok(Entering::Done(done));
         }
-        Ok(done)
+        // The resource, over the first half of the pending polls.
+        let first = Step { pending: leaf.enter.pending / 2, act: Act::Succeed };
+        self.step(first, Where::Shielded, Fault::Enter(n), panic.clone())?;
+        self.events.push(Event::Enter(n));
+        if self.cancelled() {
+            return Ok(Entering::Undo(None)); // the step never starts
+        }
+        // The step, over the rest; dropped meanwhile, the resource falls back.
+        let step = Step { pending: leaf.enter.pending - first.pending, act: leaf.enter.act };
+        match self.step(step, Where::Shielded, Fault::Enter(n), panic) {
+            Ok(Done::Ok) => Ok(Entering::Done(Done::Ok)),
+            Ok(done) => Ok(Entering::Undo(Some(done))),
+            Err(stop) => {
+                self.events.push(Event::Fallback(n));
+                Err(stop)
+            }
+        }
     }
 
     fn record(errors: &mut Errors, done: Done) {
@@ -361,6 +407,17 @@ impl Model {
         }
     }
 
+    /// A context's exit starts, seeing `seen`: a finalized one's resource exits at once, and its
+    /// action starts, seeing the same (the leaf's exit step is then the action's).
+    fn exit_events(&mut self, n: usize, leaf: &Leaf, seen: Seen) {
+        if leaf.kind == Kind::Finalized {
+            self.events.push(Event::Exit(n, seen.clone()));
+            self.events.push(Event::Finalize(n, seen));
+        } else {
+            self.events.push(Event::Exit(n, seen));
+        }
+    }
+
     fn fall_back(&mut self, entered: &[(usize, Leaf)]) {
         for (n, _) in entered.iter().rev() {
             self.events.push(Event::Fallback(*n));
@@ -370,7 +427,7 @@ impl Model {
     /// Exits `entered` newest first; if dropped meanwhile, the ones not reached fall back.
     fn exit_all(&mut self, entered: &[(usize, Leaf)], errors: &mut Errors) -> Result<(), Stop> {
         for (i, (n, leaf)) in entered.iter().enumerate().rev() {
-            self.events.push(Event::Exit(*n, errors.seen()));
+            self.exit_events(*n, leaf, errors.seen());
             match self.exit_step(leaf.exit, errors, Fault::Exit(*n), format!("exit #{n} panicked")) {
                 Ok(done) => Self::record(errors, done),
                 Err(stop) => {
@@ -398,17 +455,27 @@ impl Model {
                 self.exit_all(&entered, errors)?;
                 return Ok(None);
             }
-            let done = match self.enter(*leaf) {
-                Ok(done) => done,
+            let entering = match self.enter(*leaf) {
+                Ok(entering) => entering,
                 Err(stop) => {
                     self.fall_back(&entered);
                     return Err(stop);
                 }
             };
-            match done {
-                Done::Ok => entered.push(*leaf),
-                other => {
+            match entering {
+                Entering::Done(Done::Ok) => entered.push(*leaf),
+                Entering::Done(other) => {
                     Self::record(errors, other);
+                    self.exit_all(&entered, errors)?;
+                    return Ok(None);
+                }
+                Entering::Undo(done) => {
+                    match done {
+                        Some(done) => Self::record(errors, done),
+                        None => self.cancel_into(errors),
+                    }
+                    // Its resource exits first, inside its enter; then the ones before it.
+                    entered.push(*leaf);
                     self.exit_all(&entered, errors)?;
                     return Ok(None);
                 }
@@ -430,7 +497,7 @@ impl Model {
         };
         self.start(id, body, root);
         let end = match node {
-            PNode::With { id, leaves, body } => self.with(*id, leaves, body),
+            PNode::With { id, leaves, body, .. } => self.with(*id, leaves, body),
             PNode::Stack { id, items, body } => self.stack(*id, items, body),
             PNode::Join { id, leaves, body, .. } => self.join(*id, leaves, body),
         };
@@ -546,8 +613,8 @@ impl Model {
     /// (and panics) are recorded a branch after the other, in branch order.
     fn join_exit(&mut self, entered: &[(usize, Leaf)], errors: &mut Errors) -> Result<(), Stop> {
         let seen = errors.seen();
-        for (n, _) in entered {
-            self.events.push(Event::Exit(*n, seen.clone()));
+        for (n, leaf) in entered {
+            self.exit_events(*n, leaf, seen.clone());
         }
         let (id, deadline) = match self.running.last() {
             Some(scope) if !self.unbounded => (scope.id, scope.deadline),
@@ -733,16 +800,13 @@ impl Model {
         Ok(errors.first.take().map(|primary| Done::Nested(Some(primary), errors.later)))
     }
 
-    /// An exit-stack enter: a context, or a tuple entered with its own error list. The caller
+    /// An exit-stack enter: a context, or a tuple, entered with its own error list. The caller
     /// gets the first error; the others stay with the stack (orphans). `None`: cancelled.
     fn stack_enter(
         &mut self,
         leaves: &[(usize, Leaf)],
         orphans: &mut Vec<Fault>,
     ) -> Result<Option<Done>, Stop> {
-        if let [leaf] = leaves {
-            return self.enter(*leaf).map(Some);
-        }
         let mut errors = Errors::default();
         match self.enter_all(leaves, &mut errors, false)? {
             Some(_) => Ok(Some(Done::Ok)),

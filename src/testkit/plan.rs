@@ -4,10 +4,10 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use super::scenario::{Act, Body, Deadline, Item, Leaf, Node, Signal, Step};
+use super::scenario::{Act, Body, Deadline, Item, Kind, Leaf, Node, Signal, Step};
 
 pub(crate) enum PNode {
-    With { id: usize, leaves: Vec<(usize, Leaf)>, body: PBody },
+    With { id: usize, leaves: Vec<(usize, Leaf)>, body: PBody, chain: bool },
     Stack { id: usize, items: Vec<PItem>, body: PBody },
     Join { id: usize, all: bool, leaves: Vec<(usize, Leaf)>, body: PBody },
 }
@@ -61,9 +61,10 @@ impl Counters {
         let id = self.scope;
         self.scope += 1;
         match node {
-            Node::With(leaves, body) => {
+            Node::With(leaves, body) | Node::Chain(leaves, body) => {
+                let chain = matches!(node, Node::Chain(..));
                 let leaves = self.leaves(leaves);
-                PNode::With { id, leaves, body: self.body(body) }
+                PNode::With { id, leaves, body: self.body(body), chain }
             }
             Node::Stack(items, body) => {
                 let items = items
@@ -82,6 +83,10 @@ impl Counters {
                 PNode::Stack { id, items, body: self.body(body) }
             }
             Node::Join { all, branches, body } => {
+                assert!(
+                    branches.iter().all(|leaf| leaf.kind != Kind::EvalMapped),
+                    "async-with testkit: a join's branches cannot be `Kind::EvalMapped`"
+                );
                 let leaves = self.leaves(branches);
                 PNode::Join { id, all: *all, leaves, body: self.body(body) }
             }

@@ -43,6 +43,9 @@ pub enum Event {
     Exit(usize, Seen),
     /// Number `n` ran its synchronous fallback instead (its scope was dropped).
     Fallback(usize),
+    /// The [`on_finalize`](crate::ContextExt::on_finalize) action of number `n` (a
+    /// [`Kind::Finalized`](super::Kind::Finalized) context) started, seeing this outcome.
+    Finalize(usize, Seen),
 }
 
 /// How the root scope ended.
@@ -115,6 +118,7 @@ impl fmt::Debug for Event {
             Event::Body(n) => write!(f, "body of scope {n}"),
             Event::Exit(n, seen) => write!(f, "exit #{n} ({seen:?})"),
             Event::Fallback(n) => write!(f, "fallback #{n}"),
+            Event::Finalize(n, seen) => write!(f, "finalize #{n} ({seen:?})"),
         }
     }
 }

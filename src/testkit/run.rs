@@ -15,8 +15,10 @@ use std::sync::Mutex;
 use super::plan::{PBody, PItem, PNode, plan};
 use super::report::{Ending, Event, Fault, Report, Seen};
 use super::scenario::{Act, Deadline, Interrupt, Kind, Leaf, Scenario, Signal, Step};
-use crate::combinator::{join, join_all};
+use crate::adapter::nullcontext;
+use crate::combinator::{ContextExt, join, join_all};
 use crate::context::{AsyncContext, IntoContext};
+use crate::detach::{DetachSignal, Detached, detach_on_drop};
 use crate::error::Error;
 use crate::generator::{Cx, context};
 use crate::outcome::Outcome;
@@ -181,12 +183,23 @@ fn run_hosting(
 ) -> Report {
     let shared = Shared { make, ..Shared::default() };
     let root = plan(&scenario.root);
-    let scoped = node(root, shared.clone(), Some(scenario.interrupt));
-    let limit = match scenario.interrupt {
-        Interrupt::DropAt(polls) => Some(u32::from(polls)),
+    let interrupt = scenario.interrupt;
+    let (scoped, detached): (Scoped, _) = match interrupt {
+        Interrupt::DetachAt(_) => {
+            let slot = Arc::new(Mutex::new(None::<Detached>));
+            let spawned = slot.clone();
+            let (shared, spawn) = (shared.clone(), move |task| *lock(&spawned) = Some(task));
+            let scoped =
+                detach_on_drop(spawn, move |signal| node(root, shared, Some(interrupt), Some(signal)));
+            (Box::pin(scoped), Some(slot))
+        }
+        _ => (node(root, shared.clone(), Some(interrupt), None), None),
+    };
+    let limit = match interrupt {
+        Interrupt::DropAt(polls) | Interrupt::DetachAt(polls) => Some(u32::from(polls)),
         _ => None,
     };
-    let future: RunFuture = Box::pin(DropAfter { scoped: Some(scoped), polls_left: limit });
+    let future: RunFuture = Box::pin(DropAfter { scoped: Some(scoped), polls_left: limit, detached });
     report(&shared, execute, future)
 }
 
@@ -294,10 +307,17 @@ fn message(payload: Box<dyn core::any::Any + Send>) -> String {
     }
 }
 
-/// Polls the root `polls_left` times at most, then drops it (drop cancellation).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Polls the root `polls_left` times at most, then drops it (drop cancellation); when the root
+/// runs under `detach_on_drop`, the task its drop spawned into `detached` is then driven to its
+/// end, here, one poll per `Pending` as before.
 struct DropAfter {
     scoped: Option<Scoped>,
     polls_left: Option<u32>,
+    detached: Option<Arc<Mutex<Option<Detached>>>>,
 }
 
 impl Future for DropAfter {
@@ -305,7 +325,12 @@ impl Future for DropAfter {
 
     fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Finished> {
         if self.polls_left == Some(0) {
-            self.scoped = None; // dropped here, running the fallbacks
+            self.scoped = None; // dropped here, running the fallbacks (or detaching)
+            let spawned = self.detached.take().and_then(|slot| lock(&slot).take());
+            if let Some(mut spawned) = spawned {
+                // The task catches the scope's panic itself: it only ever ends.
+                while spawned.as_mut().poll(task).is_pending() {}
+            }
             return Poll::Ready(None);
         }
         if let Some(left) = &mut self.polls_left {
@@ -532,6 +557,78 @@ fn generator(
     })
 }
 
+/// A [`Kind::Context`] seen through `map`.
+fn mapped(shared: &Shared, leaf: (usize, Leaf)) -> impl IntoContext<Value = (), Error = Fault> + use<> {
+    typed(shared, leaf).map(|(): &mut ()| ())
+}
+
+/// A resource that enters after the first half of the leaf's pending polls, then an `eval_map`
+/// step that takes the rest and ends as the leaf's enter does.
+fn eval_mapped(
+    shared: &Shared,
+    (n, leaf): (usize, Leaf),
+) -> impl IntoContext<Value = (), Error = Fault> + use<> {
+    let first = Step { pending: leaf.enter.pending / 2, act: Act::Succeed };
+    let step = Step { pending: leaf.enter.pending - first.pending, act: leaf.enter.act };
+    closures(shared, (n, Leaf { enter: first, ..leaf })).eval_map(async move |(): &mut ()| {
+        pending(step).await;
+        end(step.act, Fault::Enter(n), || format!("enter #{n} panicked"))
+    })
+}
+
+/// A resource whose exit succeeds at once, then an `on_finalize` action that journals what it
+/// sees and ends as the leaf's exit does.
+fn finalized(
+    shared: &Shared,
+    (n, leaf): (usize, Leaf),
+) -> impl IntoContext<Value = (), Error = Fault> + use<> {
+    let journal = shared.clone();
+    closures(shared, (n, Leaf { exit: Step::ok(), ..leaf })).on_finalize(
+        async move |outcome: Outcome<'_, Fault>| {
+            journal.push(Event::Finalize(n, seen(outcome)));
+            pending(leaf.exit).await;
+            end(leaf.exit.act, Fault::Exit(n), || format!("exit #{n} panicked"))
+        },
+    )
+}
+
+/// `$go!($args.., make)` with the function that makes `$kind`'s contexts.
+macro_rules! each_kind {
+    ($kind:expr, $go:ident $(, $arg:expr)*) => {
+        match $kind {
+            Kind::Context => $go!($($arg,)* typed),
+            Kind::Resource => $go!($($arg,)* closures),
+            Kind::Generator => $go!($($arg,)* generator),
+            Kind::Mapped => $go!($($arg,)* mapped),
+            Kind::EvalMapped => $go!($($arg,)* eval_mapped),
+            Kind::Finalized => $go!($($arg,)* finalized),
+        }
+    };
+}
+
+/// Either signal of a scope: the task's detach signal (polled first), or its own.
+struct Signals {
+    detach: Option<DetachSignal>,
+    own: Option<SignalAt>,
+}
+
+impl Future for Signals {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if let Some(detach) = &mut this.detach {
+            if Pin::new(detach).poll(task).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        match &mut this.own {
+            Some(own) => Pin::new(own).poll(task),
+            None => Poll::Pending,
+        }
+    }
+}
+
 // ----- Scopes. -----
 
 type BodyFuture = Pin<Box<dyn Future<Output = Result<(), Error<Fault>>> + Send>>;
@@ -545,7 +642,7 @@ fn body(shared: Shared, id: usize, body: PBody, journal_start: bool) -> BodyFutu
         }
         if let Some(nested) = body.nested {
             // An inner scope's error passes through `?` whole: primary, suppressed, cancellation.
-            node(*nested, shared.clone(), None).await?;
+            node(*nested, shared.clone(), None, None).await?;
         }
         pending(body.step).await;
         Ok(end(body.step.act, Fault::Body(id), || format!("body of scope {id} panicked"))?)
@@ -556,7 +653,7 @@ fn body(shared: Shared, id: usize, body: PBody, journal_start: bool) -> BodyFutu
 /// (its hook panics after that if the scenario says so); a scope with a signal (its own, or the
 /// scenario's for the root) is cancelled on it; a scope with a deadline bounds its exits with it.
 macro_rules! scope_for {
-    ($shared:expr, $id:expr, $interrupt:expr, $body:expr) => {{
+    ($shared:expr, $id:expr, $interrupt:expr, $detach:expr, $body:expr) => {{
         let (lost, id, hook_panics) = ($shared.lost.clone(), $id, $body.hook_panics);
         let root = match $interrupt {
             Some(Interrupt::CancelAt(at)) => Some(Signal { at, panics: false }),
@@ -574,22 +671,27 @@ macro_rules! scope_for {
                 std::panic::panic_any(format!("hook of scope {id} panicked"));
             }
         });
-        let signal = signal.map(|Signal { at, panics }| SignalAt { polls: 0, at: u32::from(at), panics, id });
-        let deadline = $body.deadline.map(|Deadline { after, panics }| {
-            move || DeadlineAt { polls: 0, after: u32::from(after), panics, id }
-        });
-        (scope, signal, deadline)
+        let own = signal.map(|Signal { at, panics }| SignalAt { polls: 0, at: u32::from(at), panics, id });
+        let detach: Option<DetachSignal> = $detach;
+        let signal = (own.is_some() || detach.is_some()).then(|| Signals { detach, own });
+        // Without a deadline, one that never fires (for scopes built with every option).
+        let deadline_at = move |deadline: Option<Deadline>| {
+            let (after, panics) = deadline.map_or((u32::MAX, false), |d| (u32::from(d.after), d.panics));
+            move || DeadlineAt { polls: 0, after, panics, id }
+        };
+        let deadline = $body.deadline.map(|d| deadline_at(Some(d)));
+        (scope, signal, deadline, deadline_at($body.deadline))
     }};
 }
 
-fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>) -> Scoped {
+fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>, detach: Option<DetachSignal>) -> Scoped {
     let (id, options) = match &node {
         PNode::With { id, body, .. } | PNode::Stack { id, body, .. } | PNode::Join { id, body, .. } => {
             (*id, body)
         }
     };
-    let (scope, signal, deadline) = scope_for!(shared, id, interrupt, options);
-    // One scope per combination of options, so that each runs the crate's own path for it.
+    let (scope, signal, deadline, any_deadline) = scope_for!(shared, id, interrupt, detach, options);
+    // One scope type per combination of options, so that each runs the crate's own path for it.
     macro_rules! options {
         ($run:ident) => {
             match (signal, deadline) {
@@ -600,15 +702,25 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>) -> Scoped {
             }
         };
     }
+    // One scope type with every option, those the scenario does not set never firing (as if
+    // absent): for the combinators, whose code does not depend on the options, so that each
+    // adds one scope type per shape rather than four (the fuzz target's build and its rate pay
+    // for every monomorphized scope).
+    macro_rules! every_option {
+        ($run:ident) => {{
+            let signal = signal.unwrap_or(Signals { detach: None, own: None });
+            $run!(scope.cancel_on(signal).exit_deadline(any_deadline))
+        }};
+    }
     match node {
-        PNode::With { id, leaves, body: b } => {
+        PNode::With { id, leaves, body: b, chain } => {
             let kind = leaves[0].1.kind;
             let count = leaves.len();
             let b = body(shared.clone(), id, b, true);
             let s = &shared;
             let mut l = leaves.into_iter();
             let mut next = move || l.next().expect("counted");
-            macro_rules! go {
+            macro_rules! tuple {
                 ($scope:expr, $make:ident) => {
                     match count {
                         1 => Box::pin($scope.with($make(s, next()), async move |_| b.await)),
@@ -628,16 +740,53 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>) -> Scoped {
                     }
                 };
             }
-            macro_rules! kinds {
-                ($scope:expr) => {
-                    match kind {
-                        Kind::Context => go!($scope, typed),
-                        Kind::Resource => go!($scope, closures),
-                        Kind::Generator => go!($scope, generator),
+            macro_rules! chain {
+                ($scope:expr, $make:ident) => {
+                    match count {
+                        1 => {
+                            let a = $make(s, next());
+                            Box::pin($scope.with(a.and_then(|_| nullcontext(())), async move |_| b.await))
+                        }
+                        2 => {
+                            let (a, c) = ($make(s, next()), $make(s, next()));
+                            Box::pin($scope.with(a.and_then(move |_| c), async move |_| b.await))
+                        }
+                        3 => {
+                            let (a, c, d) = ($make(s, next()), $make(s, next()), $make(s, next()));
+                            let chain = a.and_then(move |_| c).and_then(move |_| d);
+                            Box::pin($scope.with(chain, async move |_| b.await))
+                        }
+                        _ => {
+                            let (a, c, d) = ($make(s, next()), $make(s, next()), $make(s, next()));
+                            let e = $make(s, next());
+                            let chain = a.and_then(move |_| c).and_then(move |_| d).and_then(move |_| e);
+                            Box::pin($scope.with(chain, async move |_| b.await))
+                        }
                     }
                 };
             }
-            options!(kinds)
+            macro_rules! tuples {
+                ($scope:expr) => {
+                    match kind {
+                        Kind::Context => tuple!($scope, typed),
+                        Kind::Resource => tuple!($scope, closures),
+                        Kind::Generator => tuple!($scope, generator),
+                        _ => unreachable!("the combinators' tuples take every option"),
+                    }
+                };
+            }
+            macro_rules! combinators {
+                ($scope:expr) => {
+                    match kind {
+                        _ if chain => each_kind!(kind, chain, $scope),
+                        Kind::Mapped => tuple!($scope, mapped),
+                        Kind::EvalMapped => tuple!($scope, eval_mapped),
+                        Kind::Finalized => tuple!($scope, finalized),
+                        _ => unreachable!("the base kinds' tuples take the scenario's options"),
+                    }
+                };
+            }
+            if chain || is_combinator(kind) { every_option!(combinators) } else { options!(tuples) }
         }
         PNode::Stack { id, items, body: b } => {
             // A stack's body starts with its items: it is journaled before them.
@@ -680,12 +829,27 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>) -> Scoped {
                         Kind::Context => go!($scope, typed),
                         Kind::Resource => go!($scope, closures),
                         Kind::Generator => go!($scope, generator),
+                        _ => unreachable!("the combinators' joins take every option"),
                     }
                 };
             }
-            options!(kinds)
+            macro_rules! combinators {
+                ($scope:expr) => {
+                    match kind {
+                        Kind::Mapped => go!($scope, mapped),
+                        Kind::Finalized => go!($scope, finalized),
+                        _ => unreachable!("{kind:?} is no join branch with every option"),
+                    }
+                };
+            }
+            if is_combinator(kind) { every_option!(combinators) } else { options!(kinds) }
         }
     }
+}
+
+/// Whether a leaf's context is built with a combinator (whose scopes take every option).
+fn is_combinator(kind: Kind) -> bool {
+    matches!(kind, Kind::Mapped | Kind::EvalMapped | Kind::Finalized)
 }
 
 /// Does one item on the stack, as the scenario's body does; `keys` are those of the entries
@@ -730,11 +894,7 @@ async fn push(
                     }
                 };
             }
-            let key = match kind {
-                Kind::Context => go!(typed),
-                Kind::Resource => go!(closures),
-                Kind::Generator => go!(generator),
-            }?;
+            let key = each_kind!(kind, go)?;
             keys.push(key);
             Ok(())
         }
@@ -756,11 +916,7 @@ async fn push(
                     }
                 };
             }
-            let entered = match kind {
-                Kind::Context => go!(typed),
-                Kind::Resource => go!(closures),
-                Kind::Generator => go!(generator),
-            };
+            let entered = each_kind!(kind, go);
             if !ignored {
                 entered?;
             }

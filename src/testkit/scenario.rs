@@ -46,6 +46,22 @@ pub enum Kind {
     Resource,
     /// A generator [`context`](crate::context).
     Generator,
+    /// A [`Kind::Context`] seen through [`map`](crate::ContextExt::map): it enters and exits
+    /// exactly as the context does.
+    Mapped,
+    /// A [`resource`](crate::resource) followed by an [`eval_map`](crate::ContextExt::eval_map)
+    /// step: the resource enters (journaled as `Enter`) after the first half of the leaf's
+    /// pending enter polls (`pending / 2`), then the step takes the rest and does what the
+    /// leaf's enter does. If the step fails or panics, or the scope is cancelled before it
+    /// starts, the resource exits at once (its exit is the leaf's exit) seeing that, and the
+    /// context is not entered. Not a join's branch (the model does not run exits inside a
+    /// join's enters): [`expect`](super::expect) and [`run`](super::run) panic on one.
+    EvalMapped,
+    /// A [`resource`](crate::resource) with an [`on_finalize`](crate::ContextExt::on_finalize)
+    /// action: the resource's exit succeeds at once, then the action journals
+    /// [`Finalize`](super::Event::Finalize) with the outcome it sees and does what the leaf's
+    /// exit does. A dropped scope runs the resource's fallback only.
+    Finalized,
 }
 
 /// A context of the scenario: how its enter and its exit behave.
@@ -141,6 +157,10 @@ pub enum Item {
 pub enum Node {
     /// `with(..)` over one context, or a tuple of them.
     With(Vec<Leaf>, Body),
+    /// `with(..)` over the contexts chained with [`and_then`](crate::ContextExt::and_then):
+    /// `a.and_then(|_| b).and_then(|_| c)`, which enters and exits as the tuple `(a, b, c)` does.
+    /// One context alone is chained to a [`nullcontext`](crate::nullcontext).
+    Chain(Vec<Leaf>, Body),
     /// `scope(..)`: the items are pushed in order, then the body runs.
     Stack(Vec<Item>, Body),
     /// `with(..)` over contexts entered and exited concurrently: `join(a, b)` of two branches,
@@ -165,6 +185,11 @@ pub enum Interrupt {
     CancelAt(u16),
     /// The scope's future is dropped after `n` polls (the default drop policy).
     DropAt(u16),
+    /// The root runs under [`detach_on_drop`](crate::detach_on_drop) and its future is dropped
+    /// after `n` polls: the rest of the scope then runs in the spawned task (which the run
+    /// drives to its end) as a scope cancelled at that poll does. Its errors go to the
+    /// process-wide error hook, which the report does not see; it ends [`Dropped`](super::Ending::Dropped).
+    DetachAt(u16),
 }
 
 /// A whole scenario: a root scope and what interrupts it.
@@ -214,6 +239,9 @@ impl fmt::Debug for Kind {
             Kind::Context => "context",
             Kind::Resource => "resource",
             Kind::Generator => "generator",
+            Kind::Mapped => "mapped context",
+            Kind::EvalMapped => "eval_mapped resource",
+            Kind::Finalized => "finalized resource",
         })
     }
 }
@@ -277,6 +305,11 @@ impl fmt::Debug for Numbered<'_, Node> {
                 f.write_str("with(")?;
                 leaves(f, ctxs, self.next)?;
                 write!(f, ") {:?}", Numbered { value: body, next: self.next })
+            }
+            Node::Chain(ctxs, body) => {
+                f.write_str("with(and_then(")?;
+                leaves(f, ctxs, self.next)?;
+                write!(f, ")) {:?}", Numbered { value: body, next: self.next })
             }
             Node::Stack(items, body) => {
                 f.write_str("scope[")?;
@@ -353,6 +386,7 @@ impl fmt::Debug for Interrupt {
             Interrupt::None => Ok(()),
             Interrupt::CancelAt(n) => write!(f, ", cancelled at poll {n}"),
             Interrupt::DropAt(n) => write!(f, ", dropped after {n} polls"),
+            Interrupt::DetachAt(n) => write!(f, ", detached after {n} polls"),
         }
     }
 }

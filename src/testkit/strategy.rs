@@ -45,7 +45,26 @@ pub fn leaf_strategy() -> impl Strategy<Value = Leaf> {
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
-    prop_oneof![Just(Kind::Context), Just(Kind::Resource), Just(Kind::Generator)]
+    prop_oneof![
+        Just(Kind::Context),
+        Just(Kind::Resource),
+        Just(Kind::Generator),
+        Just(Kind::Mapped),
+        Just(Kind::EvalMapped),
+        Just(Kind::Finalized),
+    ]
+}
+
+/// The kinds a join's branches can be (the model does not run an `eval_map`'s exit inside a
+/// join's enter).
+fn branch_kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        Just(Kind::Context),
+        Just(Kind::Resource),
+        Just(Kind::Generator),
+        Just(Kind::Mapped),
+        Just(Kind::Finalized),
+    ]
 }
 
 /// One to `max` contexts of one kind (a tuple's types are the same kind).
@@ -55,7 +74,11 @@ fn leaves(max: usize) -> impl Strategy<Value = Vec<Leaf>> {
 
 /// `min` to `max` contexts of one kind.
 fn leaves_in(min: usize, max: usize) -> impl Strategy<Value = Vec<Leaf>> {
-    (kind(), proptest::collection::vec((step(), step()), min..=max))
+    of_kind(kind(), min, max)
+}
+
+fn of_kind(kind: impl Strategy<Value = Kind>, min: usize, max: usize) -> impl Strategy<Value = Vec<Leaf>> {
+    (kind, proptest::collection::vec((step(), step()), min..=max))
         .prop_map(|(kind, steps)| steps.into_iter().map(|(enter, exit)| Leaf { kind, enter, exit }).collect())
 }
 
@@ -74,7 +97,9 @@ fn item() -> impl Strategy<Value = Item> {
 
 /// The branches of a join: two for `join`, one to four for `join_all`.
 fn join() -> impl Strategy<Value = (bool, Vec<Leaf>)> {
-    proptest::bool::ANY.prop_flat_map(|all| (Just(all), if all { leaves_in(1, 4) } else { leaves_in(2, 2) }))
+    proptest::bool::ANY.prop_flat_map(|all| {
+        (Just(all), if all { of_kind(branch_kind(), 1, 4) } else { of_kind(branch_kind(), 2, 2) })
+    })
 }
 
 /// A scope's options: most scopes have none; some have a signal that fires early (while inner
@@ -105,6 +130,7 @@ fn body(
 fn node() -> impl Strategy<Value = Node> {
     let flat = prop_oneof![
         (leaves(4), step(), options()).prop_map(|(l, step, o)| Node::With(l, body(None, step, o))),
+        (leaves(4), step(), options()).prop_map(|(l, step, o)| Node::Chain(l, body(None, step, o))),
         (proptest::collection::vec(item(), 0..=4), step(), options())
             .prop_map(|(items, step, o)| Node::Stack(items, body(None, step, o))),
         (join(), step(), options()).prop_map(|((all, branches), step, o)| Node::Join {
@@ -117,6 +143,8 @@ fn node() -> impl Strategy<Value = Node> {
         prop_oneof![
             (leaves(4), inner.clone(), step(), options())
                 .prop_map(|(l, nested, step, o)| Node::With(l, body(Some(nested), step, o))),
+            (leaves(4), inner.clone(), step(), options())
+                .prop_map(|(l, nested, step, o)| Node::Chain(l, body(Some(nested), step, o))),
             (proptest::collection::vec(item(), 0..=4), inner.clone(), step(), options())
                 .prop_map(|(items, nested, step, o)| Node::Stack(items, body(Some(nested), step, o))),
             (join(), inner, step(), options()).prop_map(|((all, branches), nested, step, o)| Node::Join {
@@ -133,6 +161,7 @@ fn interrupt() -> impl Strategy<Value = Interrupt> {
         1 => Just(Interrupt::None),
         2 => (0..24u16).prop_map(Interrupt::CancelAt),
         2 => (0..32u16).prop_map(Interrupt::DropAt),
+        1 => (0..32u16).prop_map(Interrupt::DetachAt),
     ]
 }
 
