@@ -1,6 +1,8 @@
-//! Decodes bytes into a sequence of operations on `ExitStack<String>`s, runs them on
+//! Decodes bytes into a sequence of operations on exit stacks, runs them on
 //! `futures::executor::block_on` (no OS runtime), and asserts after every operation that the
 //! stacks did what a reference model of the stacks says (G1, G2, G4 and G5 for exit stacks).
+//! Every input runs twice, on `ExitStack<String>`s and then on `LocalExitStack<String>`s: the two
+//! share their API and the contract, not their code.
 //!
 //! The operations are the stack's own API: `enter`, `enter_with_key` and `enter_with_handle` of a
 //! context whose enter and exit each succeed or fail, `defer`, `push_exit` and `callback`,
@@ -32,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use arbitrary::{Arbitrary, Unstructured};
-use async_with::{AsyncContext, Error, ExitStack, Key, Outcome};
+use async_with::{AsyncContext, Error, ExitStack, Key, LocalExitStack, Outcome};
 use futures::executor::block_on;
 use libfuzzer_sys::fuzz_target;
 
@@ -40,12 +42,17 @@ use libfuzzer_sys::fuzz_target;
 const MAX_OPS: usize = 40;
 
 fuzz_target!(|ops: Ops| {
-    let mut run = Run::default();
+    run::<ExitStack<String>>(&ops);
+    run::<LocalExitStack<'static, String>>(&ops);
+});
+
+fn run<S: Stack>(ops: &Ops) {
+    let mut run = Run::<S>::default();
     for (n, op) in ops.0.iter().enumerate() {
         run.apply(n, op);
     }
     run.close_the_rest();
-});
+}
 
 // ----- The operations -----
 
@@ -252,6 +259,98 @@ impl AsyncContext for Res {
     }
 }
 
+/// What the run needs of a stack, each call driven to its end: `ExitStack` and `LocalExitStack`
+/// implement it with the same code (their methods share names and meanings).
+trait Stack: Sized {
+    fn new() -> Self;
+    /// `enter`: the value lent.
+    fn enter(&mut self, res: Res) -> Result<usize, String>;
+    /// `enter_with_key`: the value lent and the key.
+    fn enter_with_key(&mut self, res: Res) -> Result<(usize, Key), String>;
+    /// `enter_with_handle`: the value lent, the handle dropped at once (or released, with
+    /// `release`: the release's error is the result).
+    fn enter_with_handle(&mut self, res: Res, release: bool) -> Result<usize, String>;
+    /// `push_exit`, `defer` or `callback` of an exit that journals as operation `n`'s.
+    fn push(&mut self, push: Push, n: usize, exit: Act, yields: bool, journal: Journal) -> Key;
+    fn release(&mut self, key: Key) -> Result<(), String>;
+    fn pop_all(&mut self) -> Self;
+    fn close(self) -> Result<(), Error<String>>;
+    fn close_with(self, cause: String) -> Result<(), Error<String>>;
+}
+
+macro_rules! stack {
+    ($Stack:ty) => {
+        impl Stack for $Stack {
+            fn new() -> Self {
+                <$Stack>::new()
+            }
+
+            fn enter(&mut self, res: Res) -> Result<usize, String> {
+                block_on(async { Ok(*<$Stack>::enter(self, res).await?) })
+            }
+
+            fn enter_with_key(&mut self, res: Res) -> Result<(usize, Key), String> {
+                block_on(async {
+                    <$Stack>::enter_with_key(self, res).await.map(|(value, key)| (*value, key))
+                })
+            }
+
+            fn enter_with_handle(&mut self, res: Res, release: bool) -> Result<usize, String> {
+                block_on(async {
+                    let handle = <$Stack>::enter_with_handle(self, res).await?;
+                    let value = *handle;
+                    if release {
+                        handle.release().await?;
+                    }
+                    Ok(value)
+                })
+            }
+
+            fn push(&mut self, push: Push, n: usize, exit: Act, yields: bool, journal: Journal) -> Key {
+                match push {
+                    Push::Exit => self.push_exit(async move |outcome: Outcome<'_, String>| {
+                        if yields {
+                            yield_now().await;
+                        }
+                        journal.push(format!("exit {n}: {}", describe(outcome)));
+                        exit_result(exit, n)
+                    }),
+                    Push::Defer => self.defer(move || async move {
+                        if yields {
+                            yield_now().await;
+                        }
+                        journal.push(format!("exit {n}"));
+                        exit_result(exit, n)
+                    }),
+                    Push::Callback => self.callback(move || {
+                        journal.push(format!("exit {n}"));
+                        exit_result(exit, n)
+                    }),
+                }
+            }
+
+            fn release(&mut self, key: Key) -> Result<(), String> {
+                block_on(<$Stack>::release(self, key))
+            }
+
+            fn pop_all(&mut self) -> Self {
+                <$Stack>::pop_all(self)
+            }
+
+            fn close(self) -> Result<(), Error<String>> {
+                block_on(<$Stack>::close(self))
+            }
+
+            fn close_with(self, cause: String) -> Result<(), Error<String>> {
+                block_on(<$Stack>::close_with(self, cause))
+            }
+        }
+    };
+}
+
+stack!(ExitStack<String>);
+stack!(LocalExitStack<'static, String>);
+
 fn ret(result: Result<(), String>) -> Ret {
     match result {
         Ok(()) => Ret::Ok,
@@ -272,18 +371,18 @@ fn closed(result: Result<(), Error<String>>) -> Ret {
 
 /// The real stacks and the model's, side by side: index `i` of `stacks` is index `i` of
 /// `model` (`None` once closed).
-struct Run {
-    stacks: Vec<Option<ExitStack<String>>>,
+struct Run<S> {
+    stacks: Vec<Option<S>>,
     model: Vec<Option<Vec<Entry>>>,
     /// Every key handed out, with the id of its entry.
     keys: Vec<(Key, usize)>,
     journal: Journal,
 }
 
-impl Default for Run {
+impl<S: Stack> Default for Run<S> {
     fn default() -> Self {
         Run {
-            stacks: vec![Some(ExitStack::new())],
+            stacks: vec![Some(S::new())],
             model: vec![Some(Vec::new())],
             keys: Vec::new(),
             journal: Journal::default(),
@@ -291,14 +390,14 @@ impl Default for Run {
     }
 }
 
-impl Run {
+impl<S: Stack> Run<S> {
     /// The open stack `pick` chooses, if any is open.
     fn pick(&self, pick: u8) -> Option<usize> {
         let open: Vec<usize> = (0..self.model.len()).filter(|&i| self.model[i].is_some()).collect();
         (!open.is_empty()).then(|| open[usize::from(pick) % open.len()])
     }
 
-    fn stack(&mut self, i: usize) -> &mut ExitStack<String> {
+    fn stack(&mut self, i: usize) -> &mut S {
         self.stacks[i].as_mut().expect("the model says this stack is open")
     }
 
@@ -333,31 +432,21 @@ impl Run {
                 };
                 let res = Res { id: n, enter, exit, yields, journal: self.journal.clone() };
                 let stack = self.stack(s);
-                let got =
-                    match how {
-                        How::Plain => ret(block_on(stack.enter(res))
-                            .map(|value| assert_eq!(*value, n, "lent the wrong value"))),
-                        How::Keyed => {
-                            let entered = block_on(stack.enter_with_key(res)).map(|(value, key)| {
-                                assert_eq!(*value, n, "lent the wrong value");
-                                key
-                            });
-                            match entered {
-                                Ok(key) => {
-                                    self.keys.push((key, n));
-                                    Ret::Ok
-                                }
-                                Err(e) => Ret::Err(e),
-                            }
+                let lent = |value: usize| assert_eq!(value, n, "lent the wrong value");
+                let got = match how {
+                    How::Plain => ret(stack.enter(res).map(lent)),
+                    How::Keyed => match stack.enter_with_key(res) {
+                        Ok((value, key)) => {
+                            lent(value);
+                            self.keys.push((key, n));
+                            Ret::Ok
                         }
-                        How::Handle => ret(block_on(stack.enter_with_handle(res))
-                            .map(|handle| assert_eq!(*handle, n, "lent the wrong value"))),
-                        How::HandleReleased => ret(block_on(async {
-                            let handle = stack.enter_with_handle(res).await?;
-                            assert_eq!(*handle, n, "lent the wrong value");
-                            handle.release().await
-                        })),
-                    };
+                        Err(e) => Ret::Err(e),
+                    },
+                    How::Handle | How::HandleReleased => {
+                        ret(stack.enter_with_handle(res, how == How::HandleReleased).map(lent))
+                    }
+                };
                 (want, got)
             }
             Op::Push { stack, push, exit, yields } => {
@@ -369,27 +458,7 @@ impl Run {
                 };
                 self.entries(s).push(Entry { id: n, kind, exit });
                 let journal = self.journal.clone();
-                let stack = self.stack(s);
-                let key = match push {
-                    Push::Exit => stack.push_exit(async move |outcome: Outcome<'_, String>| {
-                        if yields {
-                            yield_now().await;
-                        }
-                        journal.push(format!("exit {n}: {}", describe(outcome)));
-                        exit_result(exit, n)
-                    }),
-                    Push::Defer => stack.defer(move || async move {
-                        if yields {
-                            yield_now().await;
-                        }
-                        journal.push(format!("exit {n}"));
-                        exit_result(exit, n)
-                    }),
-                    Push::Callback => stack.callback(move || {
-                        journal.push(format!("exit {n}"));
-                        exit_result(exit, n)
-                    }),
-                };
+                let key = self.stack(s).push(push, n, exit, yields, journal);
                 self.keys.push((key, n));
                 (Ret::Ok, Ret::Ok)
             }
@@ -404,7 +473,7 @@ impl Run {
                 let (s, at) = self.find(id).expect("live");
                 let entry = self.entries(s).remove(at);
                 let want = model_release(entry, &mut expected);
-                let got = ret(block_on(self.stack(s).release(key)));
+                let got = ret(self.stack(s).release(key));
                 (want, got)
             }
             Op::PopAll { stack } => {
@@ -422,15 +491,15 @@ impl Run {
                 if let Op::CloseWith { .. } = op {
                     let cause = format!("cause {n}");
                     let want = model_close(entries, vec![cause.clone()], &mut expected);
-                    (want, closed(block_on(stack.close_with(cause))))
+                    (want, closed(stack.close_with(cause)))
                 } else {
                     let want = model_close(entries, Vec::new(), &mut expected);
-                    (want, closed(block_on(stack.close())))
+                    (want, closed(stack.close()))
                 }
             }
             Op::New => {
                 self.model.push(Some(Vec::new()));
-                self.stacks.push(Some(ExitStack::new()));
+                self.stacks.push(Some(S::new()));
                 (Ret::Ok, Ret::Ok)
             }
         };
@@ -448,7 +517,7 @@ impl Run {
                 let mut expected = Vec::new();
                 let entries = self.model[s].take().expect("open in the model too");
                 let want = model_close(entries, Vec::new(), &mut expected);
-                let got = closed(block_on(stack.close()));
+                let got = closed(stack.close());
                 assert_eq!(
                     (self.journal.take(), got),
                     (expected, want),
