@@ -50,11 +50,11 @@ impl<E> Error<E> {
         Error { primary: Err(cause), origin: Origin::UNKNOWN, suppressed }
     }
 
-    /// The primary error with its origin (`None` when cancelled), and the suppressed ones: what
+    /// The primary error with its origin (or, when cancelled, why), and the suppressed ones: what
     /// a scope around this one takes in, origins and all.
-    pub(crate) fn into_origins(self) -> (Option<(E, Origin)>, Vec<Suppressed<E>>) {
+    pub(crate) fn into_origins(self) -> (Result<(E, Origin), Cause>, Vec<Suppressed<E>>) {
         let Error { primary, origin, suppressed } = self;
-        (primary.ok().map(|primary| (primary, origin)), suppressed)
+        (primary.map(|primary| (primary, origin)), suppressed)
     }
 
     /// The first error, or `None` when the scope was cancelled.
@@ -124,7 +124,9 @@ impl<E> Error<E> {
 
     /// Why the scope was cancelled: which of its signals fired, or that the scope around it was
     /// cancelled, with the reason the signal gave, if any. `None` when it was not cancelled
-    /// (and for an error made with `From`, which no scope produced).
+    /// (and for an error made with `From`, which no scope produced). A body that passes an inner
+    /// scope's cancellation on with `?` passes its cause on too: the error says why the inner
+    /// scope was cancelled, as it says where each of its errors came from.
     ///
     /// ```
     /// use async_with::{resource, CancellationToken, CancelledBy, Outcome, Scope};

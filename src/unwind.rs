@@ -24,7 +24,7 @@ use core::task::{Context, Poll};
 #[cfg(feature = "std")]
 use crate::catch_unwind::drop_payload;
 use crate::catch_unwind::{Caught, Payload, call};
-use crate::error::{Error, ForeignError, Suppressed};
+use crate::error::{Cause, Error, ForeignError, Suppressed};
 use crate::frame;
 use crate::hook::ErrorHook;
 use crate::origin::{Origin, Step};
@@ -145,6 +145,9 @@ struct Rest<E> {
     /// its own, never returned by it (see [`Unwind::fork`]).
     shared: Option<Arc<E>>,
     deadlines: Option<Deadlines<E>>,
+    /// Why an inner scope was cancelled, when its cancellation, passed on by the body, is this
+    /// scope's (its first): what the result's `cancelled_by` says, rather than this scope's frame.
+    passed_on: Option<Cause>,
 }
 
 /// The state of a scope that is unwinding. Public only so that the sealed protocol can name it.
@@ -186,7 +189,13 @@ impl<E> Unwind<E> {
 
     fn rest(&mut self) -> &mut Rest<E> {
         self.rest.get_or_insert_with(|| {
-            Box::new(Rest { panic: None, inherited_panic: false, shared: None, deadlines: None })
+            Box::new(Rest {
+                panic: None,
+                inherited_panic: false,
+                shared: None,
+                deadlines: None,
+                passed_on: None,
+            })
         })
     }
 
@@ -520,8 +529,14 @@ impl<E> Unwind<E> {
         let body = |origin: Origin| if origin.is_known() { origin } else { Origin::of(Step::Body) };
         let (primary, suppressed) = error.into_origins();
         match primary {
-            Some((primary, origin)) => self.fail(primary, body(origin)),
-            None => self.cancel(),
+            Ok((primary, origin)) => self.fail(primary, body(origin)),
+            Err(cause) => {
+                let first = matches!(self.head, Head::Clean) && self.shared().is_none();
+                self.cancel();
+                if first {
+                    self.rest().passed_on = Some(cause);
+                }
+            }
         }
         for error in suppressed {
             let (error, origin) = error.into_parts();
@@ -608,7 +623,8 @@ impl<E> Unwind<E> {
     /// the body's value, or every error.
     pub(crate) fn finish<T>(self, value: Option<T>, hook: &mut impl ErrorHook<E>) -> Result<T, Error<E>> {
         let Unwind { head, later, rest } = self;
-        if let Some(payload) = rest.and_then(|rest| rest.panic) {
+        let (panic, passed_on) = rest.map_or((None, None), |rest| (rest.panic, rest.passed_on));
+        if let Some(payload) = panic {
             let first = match head {
                 Head::Failed(first, _) => Some(first),
                 _ => None,
@@ -617,8 +633,9 @@ impl<E> Unwind<E> {
         }
         match head {
             Head::Failed(primary, origin) => Err(Error::failed(primary, origin, later)),
-            // Run by the scope's own code, so the frame is the scope's: it says why.
-            Head::Cancelled => Err(Error::cancelled(later, frame::cause())),
+            // Run by the scope's own code, so the frame is the scope's: it says why, unless the
+            // first cancellation was an inner scope's, passed on by the body.
+            Head::Cancelled => Err(Error::cancelled(later, passed_on.unwrap_or_else(frame::cause))),
             Head::Clean => Ok(value.expect("async-with: a scope without errors has its body's value")),
         }
     }

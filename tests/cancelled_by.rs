@@ -159,3 +159,29 @@ fn the_first_cancellation_of_a_token_keeps_its_reason_whatever_races_it() {
         assert_eq!(child.reason(), Some(reason), "the child got the winner's reason");
     }
 }
+
+#[test]
+fn an_inner_cancellation_passed_on_with_question_mark_keeps_its_cause() {
+    let token = CancellationToken::new();
+    token.cancel_with("inner shut down");
+    let inner = token.clone();
+    let err = block_on(with(conn(), async move |_| {
+        Scope::new().cancel_on(inner.cancelled()).with(conn(), async |_| forever().await).await?;
+        Ok(())
+    }))
+    .unwrap_err();
+    assert!(err.is_cancelled());
+    assert_eq!(err.cancelled_by(), Some(CancelledBy::Signal { index: 0, reason: Some("inner shut down") }));
+    // Through two bodies, and on an exit stack's scope.
+    let inner = token.clone();
+    let err = block_on(async_with::scope(async move |_: &mut ExitStack<String>| {
+        with(conn(), async move |_| {
+            Scope::new().cancel_on(inner.cancelled()).with(conn(), async |_| forever().await).await?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }))
+    .unwrap_err();
+    assert_eq!(err.cancelled_by(), Some(CancelledBy::Signal { index: 0, reason: Some("inner shut down") }));
+}
