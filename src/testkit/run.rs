@@ -210,7 +210,14 @@ fn report(shared: &Shared, execute: impl FnOnce(RunFuture) -> Finished, future: 
         Ok(Some(Ok(()))) => Ending::Returned,
         Ok(Some(Err(error))) => {
             let cancelled = error.is_cancelled();
+            let error = error.map(core::convert::identity);
+            let listed: Vec<Fault> = error.iter().cloned().collect();
+            let text = (format!("{error}"), format!("{error:#}"));
+            assert_views_agree(&error);
             let (primary, suppressed) = error.into_parts();
+            let parts: Vec<Fault> = primary.iter().chain(&suppressed).cloned().collect();
+            assert_eq!(listed, parts, "async-with testkit: `iter` and `into_parts` disagree");
+            assert_text_names_every_error(&text, primary.as_ref(), &parts, cancelled);
             Ending::Failed { primary, suppressed, cancelled }
         }
         Ok(None) => Ending::Dropped,
@@ -219,6 +226,51 @@ fn report(shared: &Shared, execute: impl FnOnce(RunFuture) -> Finished, future: 
     let events = core::mem::take(&mut *shared.events.lock().unwrap_or_else(|p| p.into_inner()));
     let lost = core::mem::take(&mut *shared.lost.lock().unwrap_or_else(|p| p.into_inner()));
     Report { events, ending, lost }
+}
+
+/// Checks that an error's accessors say the same as its parts: `primary`, `suppressed` (with
+/// `error()` and `into_error()`), `is_cancelled` and `cancelled_by`, an origin for each error a
+/// scope recorded. The report compares the parts with the oracle's; this holds the other views
+/// of the same error to them.
+fn assert_views_agree(error: &Error<Fault>) {
+    let said = "async-with testkit: an error's accessors disagree";
+    let suppressed: Vec<&Fault> = error.suppressed().iter().map(|s| s.error()).collect();
+    let listed: Vec<&Fault> = error.iter().collect();
+    let from_parts: Vec<&Fault> = error.primary().into_iter().chain(suppressed.iter().copied()).collect();
+    assert_eq!(listed, from_parts, "{said}: `iter` is not the primary error then the suppressed ones");
+    assert_eq!(
+        error.is_cancelled(),
+        error.cancelled_by().is_some(),
+        "{said}: `is_cancelled` and `cancelled_by`"
+    );
+    assert!(!(error.is_cancelled() && error.primary().is_some()), "{said}: cancelled with a primary error");
+    assert_eq!(
+        error.primary().is_some(),
+        error.origin().is_some(),
+        "{said}: a primary error without an origin"
+    );
+    for s in error.suppressed() {
+        assert!(s.origin().is_some(), "{said}: suppressed {:?} has no origin", s.error());
+        assert_eq!(s.clone().into_error(), *s.error(), "{said}: `into_error` of a suppressed error");
+    }
+}
+
+/// Checks that an error's text names every error it holds: the plain form starts with the
+/// primary error (or says the scope was cancelled), the alternate form has each one's text.
+fn assert_text_names_every_error(
+    (plain, alternate): &(String, String),
+    primary: Option<&Fault>,
+    errors: &[Fault],
+    cancelled: bool,
+) {
+    let said = "async-with testkit: an error's text leaves something out";
+    match primary {
+        Some(p) => assert!(plain.starts_with(&format!("{p}")), "{said}: {plain:?} does not start with {p}"),
+        None => assert!(cancelled && plain.contains("cancelled"), "{said}: {plain:?} is no cancellation"),
+    }
+    for e in errors {
+        assert!(alternate.contains(&format!("{e}")), "{said}: {alternate:?} does not name {e}");
+    }
 }
 
 /// A journal for contexts you compose yourself, with the combinators or by hand, to check that
