@@ -52,7 +52,7 @@ impl<E> Error<E> {
 
     /// The primary error with its origin (or, when cancelled, why), and the suppressed ones: what
     /// a scope around this one takes in, origins and all.
-    pub(crate) fn into_origins(self) -> (Result<(E, Origin), Cause>, Vec<Suppressed<E>>) {
+    pub(crate) fn into_origins(self) -> Origins<E> {
         let Error { primary, origin, suppressed } = self;
         (primary.map(|primary| (primary, origin)), suppressed)
     }
@@ -355,6 +355,10 @@ impl<E> From<E> for Error<E> {
         Error::failed(error, Origin::UNKNOWN, Vec::new())
     }
 }
+
+/// What [`Error::into_origins`] gives: the primary error with its origin, or why the scope was
+/// cancelled; then the suppressed errors.
+pub(crate) type Origins<E> = (Result<(E, Origin), Cause>, Vec<Suppressed<E>>);
 
 /// Why a scope is cancelled, compact (a scope future holds one): [`CancelledBy`] for users.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
