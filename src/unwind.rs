@@ -221,12 +221,15 @@ impl<E> Unwind<E> {
 
     /// Records that the scope was cancelled: the exits from now on see `Cancelled`, and errors
     /// are suppressed ones (the result says *cancelled*). A scope that already failed stays
-    /// failed: the cancellation came too late to be the cause.
-    pub(crate) fn cancel(&mut self) {
+    /// failed: the cancellation came too late to be the cause. Returns whether it is the
+    /// scope's outcome now (the scope was clean).
+    pub(crate) fn cancel(&mut self) -> bool {
         crate::trace::event!("cancelled");
-        if matches!(self.head, Head::Clean) && self.shared().is_none() {
+        let first = matches!(self.head, Head::Clean) && self.shared().is_none();
+        if first {
             self.head = Head::Cancelled;
         }
+        first
     }
 
     /// `true` (and recorded) when the scope is cancelled: what composite enters check between
@@ -360,7 +363,9 @@ impl<E> Unwind<E> {
         let Unwind { head, later, rest } = inner;
         match head {
             Head::Failed(error, origin) => self.fail(f(error), origin),
-            Head::Cancelled => self.cancel(),
+            Head::Cancelled => {
+                self.cancel();
+            }
             Head::Clean => {}
         }
         for error in later {
@@ -531,9 +536,7 @@ impl<E> Unwind<E> {
         match primary {
             Ok((primary, origin)) => self.fail(primary, body(origin)),
             Err(cause) => {
-                let first = matches!(self.head, Head::Clean) && self.shared().is_none();
-                self.cancel();
-                if first {
+                if self.cancel() {
                     self.rest().passed_on = Some(cause);
                 }
             }
