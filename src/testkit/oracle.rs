@@ -353,14 +353,13 @@ impl Model {
             return Ok(Entering::Done(done));
         }
         // The resource, over the first half of the pending polls.
-        let first = Step { pending: leaf.enter.pending / 2, act: Act::Succeed };
+        let (first, step) = leaf.enter.eval_map_halves();
         self.step(first, Where::Shielded, Fault::Enter(n), panic.clone())?;
         self.events.push(Event::Enter(n));
         if self.cancelled() {
             return Ok(Entering::Undo(None)); // the step never starts
         }
         // The step, over the rest; dropped meanwhile, the resource falls back.
-        let step = Step { pending: leaf.enter.pending - first.pending, act: leaf.enter.act };
         match self.step(step, Where::Shielded, Fault::Enter(n), panic) {
             Ok(Done::Ok) => Ok(Entering::Done(Done::Ok)),
             Ok(done) => Ok(Entering::Undo(Some(done))),

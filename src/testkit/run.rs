@@ -123,7 +123,7 @@ impl Guest {
 
 impl Shared {
     fn push(&self, event: Event) {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+        lock(&self.events).push(event);
     }
 }
 
@@ -210,6 +210,8 @@ fn report(shared: &Shared, execute: impl FnOnce(RunFuture) -> Finished, future: 
         Ok(Some(Ok(()))) => Ending::Returned,
         Ok(Some(Err(error))) => {
             let cancelled = error.is_cancelled();
+            // Mapped to its own type, an error must keep every error and origin: what follows
+            // and the report check the mapped one.
             let error = error.map(core::convert::identity);
             let listed: Vec<Fault> = error.iter().cloned().collect();
             let text = (format!("{error}"), format!("{error:#}"));
@@ -223,8 +225,8 @@ fn report(shared: &Shared, execute: impl FnOnce(RunFuture) -> Finished, future: 
         Ok(None) => Ending::Dropped,
         Err(payload) => Ending::Panicked(message(payload)),
     };
-    let events = core::mem::take(&mut *shared.events.lock().unwrap_or_else(|p| p.into_inner()));
-    let lost = core::mem::take(&mut *shared.lost.lock().unwrap_or_else(|p| p.into_inner()));
+    let events = core::mem::take(&mut *lock(&shared.events));
+    let lost = core::mem::take(&mut *lock(&shared.lost));
     Report { events, ending, lost }
 }
 
@@ -304,7 +306,7 @@ pub type ScopeFuture = Pin<Box<dyn Future<Output = Result<(), Error<Fault>>> + S
 
 impl fmt::Debug for Journal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let events = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
+        let events = lock(&self.shared.events);
         f.debug_struct("Journal").field("events", &*events).finish()
     }
 }
@@ -359,6 +361,7 @@ fn message(payload: Box<dyn core::any::Any + Send>) -> String {
     }
 }
 
+/// Locks `mutex`, whether or not a panic poisoned it (scenarios panic on purpose).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -570,18 +573,18 @@ fn closures(
     let (entered, exited, fallen) = (guest.clone(), guest.clone(), guest);
     resource(
         async move || {
-            let mut guest = core::mem::take(&mut *entered.lock().unwrap_or_else(|p| p.into_inner()));
+            let mut guest = core::mem::take(&mut *lock(&entered));
             let result = enter_step(&entering, n, leaf, &mut guest).await;
-            *entered.lock().unwrap_or_else(|p| p.into_inner()) = guest;
+            *lock(&entered) = guest;
             result
         },
         async move |(), outcome: Outcome<'_, Fault>| {
-            let mut guest = core::mem::take(&mut *exited.lock().unwrap_or_else(|p| p.into_inner()));
+            let mut guest = core::mem::take(&mut *lock(&exited));
             exit_step(&exiting, n, leaf, outcome, &mut guest).await
         },
     )
     .on_drop(move |()| {
-        fallen.lock().unwrap_or_else(|p| p.into_inner()).exit_on_drop();
+        lock(&fallen).exit_on_drop();
         dropping.push(Event::Fallback(n));
     })
 }
@@ -620,8 +623,7 @@ fn eval_mapped(
     shared: &Shared,
     (n, leaf): (usize, Leaf),
 ) -> impl IntoContext<Value = (), Error = Fault> + use<> {
-    let first = Step { pending: leaf.enter.pending / 2, act: Act::Succeed };
-    let step = Step { pending: leaf.enter.pending - first.pending, act: leaf.enter.act };
+    let (first, step) = leaf.enter.eval_map_halves();
     closures(shared, (n, Leaf { enter: first, ..leaf })).eval_map(async move |(): &mut ()| {
         pending(step).await;
         end(step.act, Fault::Enter(n), || format!("enter #{n} panicked"))
@@ -644,16 +646,27 @@ fn finalized(
     )
 }
 
-/// `$go!($args.., make)` with the function that makes `$kind`'s contexts.
-macro_rules! each_kind {
+/// `$go!($args.., make)` with the function that makes `$kind`'s contexts, for the kinds written
+/// without a combinator (whose scopes take the scenario's own options; see [`is_combinator`]).
+macro_rules! base_kind {
     ($kind:expr, $go:ident $(, $arg:expr)*) => {
         match $kind {
             Kind::Context => $go!($($arg,)* typed),
             Kind::Resource => $go!($($arg,)* closures),
             Kind::Generator => $go!($($arg,)* generator),
+            kind => unreachable!("{kind:?} is built with a combinator: its scope takes every option"),
+        }
+    };
+}
+
+/// `$go!($args.., make)` with the function that makes `$kind`'s contexts, for every kind.
+macro_rules! each_kind {
+    ($kind:expr, $go:ident $(, $arg:expr)*) => {
+        match $kind {
             Kind::Mapped => $go!($($arg,)* mapped),
             Kind::EvalMapped => $go!($($arg,)* eval_mapped),
             Kind::Finalized => $go!($($arg,)* finalized),
+            kind => base_kind!(kind, $go $(, $arg)*),
         }
     };
 }
@@ -718,7 +731,7 @@ macro_rules! scope_for {
             (a, b) => a.or(b),
         };
         let scope = Scope::new().on_error_during_panic(move |e: Fault| {
-            lost.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+            lock(&lost).push(e);
             if hook_panics {
                 std::panic::panic_any(format!("hook of scope {id} panicked"));
             }
@@ -819,12 +832,7 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>, detach: Optio
             }
             macro_rules! tuples {
                 ($scope:expr) => {
-                    match kind {
-                        Kind::Context => tuple!($scope, typed),
-                        Kind::Resource => tuple!($scope, closures),
-                        Kind::Generator => tuple!($scope, generator),
-                        _ => unreachable!("the combinators' tuples take every option"),
-                    }
+                    base_kind!(kind, tuple, $scope)
                 };
             }
             macro_rules! combinators {
@@ -877,12 +885,7 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>, detach: Optio
             }
             macro_rules! kinds {
                 ($scope:expr) => {
-                    match kind {
-                        Kind::Context => go!($scope, typed),
-                        Kind::Resource => go!($scope, closures),
-                        Kind::Generator => go!($scope, generator),
-                        _ => unreachable!("the combinators' joins take every option"),
-                    }
+                    base_kind!(kind, go, $scope)
                 };
             }
             macro_rules! combinators {

@@ -35,6 +35,13 @@ impl Step {
     pub const fn ok() -> Self {
         Step { pending: 0, act: Act::Succeed }
     }
+
+    /// A [`Kind::EvalMapped`] leaf's enter, split in two: the resource's enter (the first half
+    /// of the pending polls, then success), and the `eval_map` step (the rest, then the act).
+    pub(crate) const fn eval_map_halves(self) -> (Step, Step) {
+        let first = Step { pending: self.pending / 2, act: Act::Succeed };
+        (first, Step { pending: self.pending - first.pending, act: self.act })
+    }
 }
 
 /// Which way the context of a leaf is written: each goes through a different path of the crate.

@@ -44,15 +44,9 @@ pub fn leaf_strategy() -> impl Strategy<Value = Leaf> {
     (kind(), step(), step()).prop_map(|(kind, enter, exit)| Leaf { kind, enter, exit })
 }
 
+/// Every kind, each as likely as the others.
 fn kind() -> impl Strategy<Value = Kind> {
-    prop_oneof![
-        Just(Kind::Context),
-        Just(Kind::Resource),
-        Just(Kind::Generator),
-        Just(Kind::Mapped),
-        Just(Kind::EvalMapped),
-        Just(Kind::Finalized),
-    ]
+    prop_oneof![5 => branch_kind(), 1 => Just(Kind::EvalMapped)]
 }
 
 /// The kinds a join's branches can be (the model does not run an `eval_map`'s exit inside a
