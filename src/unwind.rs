@@ -377,6 +377,22 @@ impl<E> Unwind<E> {
         }
     }
 
+    /// How an exit run under an unwind of [`presented_as`](Unwind::presented_as) ended: what the
+    /// inner unwind recorded (see [`merge_mapped`](Unwind::merge_mapped)), with the panic of
+    /// the exit's deadline in its place in time. A deadline that panicked did so while the exit
+    /// was still running, before what the inner exits did next (for one inner context: before
+    /// all it recorded, as one that panics ends there); a panic in dropping the exit past its
+    /// deadline came after all of it.
+    pub(crate) fn exited_mapped<E1>(&mut self, exited: Exited<E>, inner: Unwind<E1>, f: impl FnMut(E1) -> E) {
+        let Exited { result, also, dropping } = exited;
+        let (before, after) = if dropping { (None, also) } else { (also, None) };
+        if let Some(payload) = before {
+            self.panicked(payload);
+        }
+        self.merge_mapped(inner, f);
+        self.exited(Exited { result, also: after, dropping });
+    }
+
     /// Takes back what a [`seeded`](Unwind::seeded) unwind recorded: the lent error first (it
     /// was the newest here), then its new errors in order, then its panic.
     #[inline]
@@ -551,7 +567,7 @@ impl<E> Unwind<E> {
     /// borrows the outcome from `self`; see [`crate::context`] for the pattern.
     #[inline]
     pub(crate) fn exited(&mut self, exited: impl Into<Exited<E>>) {
-        let Exited { result, also } = exited.into();
+        let Exited { result, also, .. } = exited.into();
         crate::trace::event!(saw = self.outcome().name(), "exit");
         // A panic of the deadline came before the exit ended: it is the one that resumes.
         if let Some(payload) = also {
@@ -701,11 +717,14 @@ pin_project_lite::pin_project! {
 pub(crate) struct Exited<E> {
     result: Result<Result<(), E>, Payload>,
     also: Option<Payload>,
+    // `also` came from dropping the exit past its deadline (after all it did), rather than
+    // from its deadline while it ran (before what it did next).
+    dropping: bool,
 }
 
 impl<E> From<Result<Result<(), E>, Payload>> for Exited<E> {
     fn from(result: Result<Result<(), E>, Payload>) -> Self {
-        Exited { result, also: None }
+        Exited { result, also: None, dropping: false }
     }
 }
 
@@ -728,7 +747,7 @@ impl<F: Future<Output = Result<(), E>>, E> Future for ExitWithin<F, E> {
         let mut this = self.project();
         let running = this.exit.as_mut();
         if let Poll::Ready(result) = frame::shielded(|| running.poll(task)) {
-            return Poll::Ready(Exited { result, also: this.also.take() });
+            return Poll::Ready(Exited { result, also: this.also.take(), dropping: false });
         }
         let Some(deadline) = this.deadline.as_mut() else { return Poll::Pending };
         #[cfg(feature = "std")]
@@ -748,8 +767,8 @@ impl<F: Future<Output = Result<(), E>>, E> Future for ExitWithin<F, E> {
                     this.exit.set(Caught::Done);
                     None
                 };
-                let also = this.also.take().or(dropping);
-                Poll::Ready(Exited { result: Ok(Err(late)), also })
+                // The deadline fired, so it did not panic before: `also` is the drop's panic.
+                Poll::Ready(Exited { result: Ok(Err(late)), also: dropping, dropping: true })
             }
             // A deadline that panics is a panic of the scope: the exit goes on without one.
             Err(payload) => {

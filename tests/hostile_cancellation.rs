@@ -8,7 +8,7 @@ mod common;
 use std::future::Future;
 use std::task::Poll;
 
-use async_with::{Cx, Error, ExitStack, Outcome, Scope, context, join, resource, with};
+use async_with::{ContextExt, Cx, Error, ExitStack, Outcome, Scope, context, join, resource, with};
 use common::{Journal, block_on_catching, describe, ready_on_poll, yield_now};
 
 /// A signal that panics with `message` on its `n + 1`-th poll (waking its task before that).
@@ -163,6 +163,32 @@ fn a_deadline_future_that_panics_lets_its_exit_finish_and_the_others_run() {
     );
     assert_eq!(out.unwrap_err(), "the deadline broke");
     assert_eq!(j.take(), ["enter a", "enter b", "exit b: Completed", "exit a: Panicked"]);
+}
+
+/// Through `map_err` too (the inner context runs under an unwind of its own error type): the
+/// deadline's panic came first, so it is the one that resumes, not the exit's that followed.
+#[test]
+fn a_deadline_that_panics_before_a_mapped_exit_panics_is_the_panic_that_resumes() {
+    let j = Journal::new();
+    let exiting = j.clone();
+    let breaks = resource(
+        async || Ok::<_, String>(()),
+        async move |(), outcome: Outcome<'_, String>| {
+            yield_now().await;
+            exiting.push(format!("exit a: {}", describe(outcome)));
+            panic!("the exit broke")
+        },
+    );
+    let out = block_on_catching(
+        Scope::new()
+            .exit_deadline(|| async {
+                panics_on_poll(0, "the deadline broke").await;
+                String::from("never")
+            })
+            .with((slow(&j, "b"), breaks.map_err(|e: String| e)), async |_| Ok(())),
+    );
+    assert_eq!(out.unwrap_err(), "the deadline broke");
+    assert_eq!(j.take(), ["enter b", "exit a: Completed", "exit b: Panicked"]);
 }
 
 // ----- (12) A destructor that panics while the crate drops user state is a panic of the scope. --

@@ -126,8 +126,7 @@ macro_rules! map_err_protocol {
                         })
                         .await
                     };
-                    unwind.merge_mapped(inner, f);
-                    unwind.exited(exited);
+                    unwind.exited_mapped(exited, inner, f);
                 }
             }
 
