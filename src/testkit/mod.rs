@@ -4,12 +4,14 @@
 //! A [`Scenario`] is a tree of scopes (`with` over contexts, tuples, `and_then` chains and
 //! joins, `scope` with an exit stack, its releases by key and its `pop_all`), whose contexts are
 //! written each way the crate offers (typed, `resource`, generator, and through `map`,
-//! `eval_map` and `on_finalize`), where every enter, body and exit succeeds, fails, panics or
-//! stays pending for a few polls, plus a cooperative cancellation, a drop or a `detach_on_drop`
-//! at a chosen poll. [`run`] builds it out of
-//! the real crate and runs it on the executor you give, journaling what happened; [`expect`]
-//! computes what must happen from the scenario alone, with an independent model of the contract
-//! (see the `oracle` module); [`check`] compares the two. [`strategy`] generates scenarios for
+//! `map_err`, `named`, `eval_map`, `eval_tap` and `on_finalize`), where every enter, body and
+//! exit succeeds, fails, panics or stays pending for a few polls, plus a cooperative
+//! cancellation (through a `CancellationToken`), a drop or a `detach_on_drop` at a chosen poll.
+//! [`run`] builds it out of the real crate and runs it on the executor you give, journaling
+//! what happened, and checks that a returned error agrees with itself (its accessors, its text,
+//! where each of its errors came from, why it was cancelled); [`expect`] computes what must
+//! happen from the scenario alone, with an independent model of the contract (see the `oracle`
+//! module); [`check`] compares the two. [`strategy`] generates scenarios for
 //! proptest, and [`Scenario`] implements `arbitrary::Arbitrary` for fuzzing.
 //!
 //! ```

@@ -16,11 +16,13 @@ use super::plan::{PBody, PItem, PNode, plan};
 use super::report::{Ending, Event, Fault, Report, Seen};
 use super::scenario::{Act, Deadline, Interrupt, Kind, Leaf, Scenario, Signal, Step};
 use crate::adapter::nullcontext;
+use crate::cancel::{CancellationToken, WaitForCancellation};
 use crate::combinator::{ContextExt, join, join_all};
 use crate::context::{AsyncContext, IntoContext};
 use crate::detach::{DetachSignal, Detached, detach_on_drop};
-use crate::error::Error;
+use crate::error::{Error, ForeignError};
 use crate::generator::{Cx, context};
+use crate::origin::Step as Place;
 use crate::outcome::Outcome;
 use crate::resource::resource;
 use crate::stack::ExitStack;
@@ -82,12 +84,28 @@ impl<C: AsyncContext<Error = Fault> + 'static> Hosted for Host<C> {
 type Make = Arc<dyn Fn(usize) -> Box<dyn Hosted> + Send + Sync>;
 
 /// The journal and the hook's errors, shared by everything a run builds, and the maker of the
-/// user's contexts, if any.
+/// user's contexts, if any. A scenario's run without them also keeps what its errors' origins
+/// depend on (to check those and the cancellation's cause), and every run the token its
+/// signals' tokens are children of.
 #[derive(Clone, Default)]
 struct Shared {
     events: Arc<Mutex<Vec<Event>>>,
     lost: Arc<Mutex<Vec<Fault>>>,
     make: Option<Make>,
+    marks: Option<Arc<Mutex<Marks>>>,
+    token: CancellationToken,
+}
+
+/// The leaves and callbacks of a scenario's run that its errors' origins depend on.
+#[derive(Default)]
+struct Marks {
+    /// The [`Kind::Mapped`] leaves built with `named`.
+    named: Vec<usize>,
+    /// What the run pushed on exit stacks: their `enter` and `release` return plain errors,
+    /// which the body passes on as its own.
+    stacked: Vec<usize>,
+    /// Whether an entry was released (its exit's deadline error, too, is then passed on).
+    released: bool,
 }
 
 /// The user's context of one leaf, entered after the leaf's injected enter and exited before
@@ -181,7 +199,9 @@ fn run_hosting(
     execute: impl FnOnce(RunFuture) -> Finished,
     make: Option<Make>,
 ) -> Report {
-    let shared = Shared { make, ..Shared::default() };
+    // A hosted context's errors are the user's: only the kit's own say where they came from.
+    let marks = make.is_none().then(Arc::default);
+    let shared = Shared { make, marks, ..Shared::default() };
     let root = plan(&scenario.root);
     let interrupt = scenario.interrupt;
     let (scoped, detached): (Scoped, _) = match interrupt {
@@ -216,6 +236,9 @@ fn report(shared: &Shared, execute: impl FnOnce(RunFuture) -> Finished, future: 
             let listed: Vec<Fault> = error.iter().cloned().collect();
             let text = (format!("{error}"), format!("{error:#}"));
             assert_views_agree(&error);
+            if let Some(marks) = &shared.marks {
+                assert_origins_and_cause(&error, &lock(marks));
+            }
             let (primary, suppressed) = error.into_parts();
             let parts: Vec<Fault> = primary.iter().chain(&suppressed).cloned().collect();
             assert_eq!(listed, parts, "async-with testkit: `iter` and `into_parts` disagree");
@@ -254,6 +277,46 @@ fn assert_views_agree(error: &Error<Fault>) {
     for s in error.suppressed() {
         assert!(s.origin().is_some(), "{said}: suppressed {:?} has no origin", s.error());
         assert_eq!(s.clone().into_error(), *s.error(), "{said}: `into_error` of a suppressed error");
+    }
+}
+
+/// The names of [`Kind::Mapped`] leaves built with `named`: leaf `n` is `NAMES[n % 8]`.
+const NAMES: [&str; 8] = ["leaf 0", "leaf 1", "leaf 2", "leaf 3", "leaf 4", "leaf 5", "leaf 6", "leaf 7"];
+
+/// The reason every scenario signal cancels its token with.
+const REASON: &str = "the scenario's signal";
+
+/// Checks what a scenario's error says about where each error came from and why the scope was
+/// cancelled: an enter's error comes from an enter, an exit's or a deadline's from an exit, a
+/// body's from a body; a named leaf's errors carry its name and no other error carries one (a
+/// deadline's aside: it is the exit's, named or not); a cancellation gives its signal's reason.
+/// An error that an exit stack's `enter` or `release` returned to the body is the body's (the
+/// stack returns it plain); one of its exits run when it closes is that exit's.
+fn assert_origins_and_cause(error: &Error<Fault>, marks: &Marks) {
+    let said = "async-with testkit: an error's origin is wrong";
+    let primary = error.primary().zip(error.origin());
+    let suppressed = error.suppressed().iter().map(|s| (s.error(), s.origin().expect("checked")));
+    for (fault, origin) in primary.into_iter().chain(suppressed) {
+        let (step, leaf) = match *fault {
+            Fault::Enter(n) => (Place::Enter, Some(n)),
+            Fault::Exit(n) => (Place::Exit, Some(n)),
+            Fault::Deadline(_) if marks.released && origin.step() == Place::Body => continue,
+            Fault::Deadline(_) => (Place::Exit, None),
+            Fault::Body(_) => (Place::Body, None),
+        };
+        if let Some(n) = leaf {
+            let name = marks.named.contains(&n).then(|| NAMES[n % NAMES.len()]);
+            let passed_on = (origin.step(), origin.name()) == (Place::Body, None);
+            if marks.stacked.contains(&n) && (step == Place::Enter || passed_on) {
+                assert!(passed_on, "{said}: {fault:?}, returned by a stack, comes from {origin:?}");
+                continue;
+            }
+            assert_eq!(origin.name(), name, "{said}: {fault:?} comes from {origin:?}");
+        }
+        assert_eq!(origin.step(), step, "{said}: {fault:?} comes from {origin:?}");
+    }
+    if let Some(by) = error.cancelled_by() {
+        assert_eq!(by.reason(), Some(REASON), "async-with testkit: a cancellation lost its reason: {by:?}");
     }
 }
 
@@ -422,25 +485,48 @@ async fn pending(step: Step) {
 
 /// A signal that completes (or panics) on its `k + 1`-th poll. It does not wake its task: every
 /// step that waits wakes it already, so the root is polled exactly once per `Pending`.
+///
+/// It fires through a [`CancellationToken`] of its own (a child of the run's): it polls the
+/// token's `cancelled()` while it waits, then cancels the token with [`REASON`] and completes
+/// when that future does. So every scenario with a signal drives the token too, and the
+/// cancelled error must say the reason.
 struct SignalAt {
     polls: u32,
     at: u32,
     panics: bool,
     id: usize,
+    token: CancellationToken,
+    cancelled: WaitForCancellation,
+}
+
+impl SignalAt {
+    fn new(Signal { at, panics }: Signal, id: usize, parent: &CancellationToken) -> Self {
+        let token = parent.child_token();
+        let cancelled = token.cancelled();
+        SignalAt { polls: 0, at: u32::from(at), panics, id, token, cancelled }
+    }
 }
 
 impl Future for SignalAt {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<()> {
         self.polls += 1;
         if self.polls <= self.at {
+            // Waiting on a token nobody cancelled (its wake on `cancel_with` below comes while
+            // the root is being polled, with the wake of the step that waits: it adds no poll).
+            let waiting = Pin::new(&mut self.cancelled).poll(task);
+            assert!(waiting.is_pending(), "async-with testkit: a token nobody cancelled completed");
             return Poll::Pending;
         }
         if self.panics {
             std::panic::panic_any(format!("signal of scope {} panicked", self.id));
         }
-        Poll::Ready(())
+        self.token.cancel_with(REASON);
+        debug_assert!(self.token.is_cancelled() && self.token.reason() == Some(REASON));
+        let fired = Pin::new(&mut self.cancelled).poll(task);
+        assert!(fired.is_ready(), "async-with testkit: a cancelled token's signal is still pending");
+        fired
     }
 }
 
@@ -617,6 +703,92 @@ fn mapped(shared: &Shared, leaf: (usize, Leaf)) -> impl IntoContext<Value = (), 
     typed(shared, leaf).map(|(): &mut ()| ())
 }
 
+/// A [`Kind::Context`] with an error type of its own, seen through `map_err`.
+fn mapped_err(shared: &Shared, leaf: (usize, Leaf)) -> impl IntoContext<Value = (), Error = Fault> + use<> {
+    Foreign(typed(shared, leaf)).map_err(|error: Shown| match error {
+        Shown::Own(fault) => fault,
+        Shown::Scope(text) => fault_in(&text),
+    })
+}
+
+/// A [`Kind::Context`] given a name, which its errors must carry.
+fn named(shared: &Shared, (n, leaf): (usize, Leaf)) -> impl IntoContext<Value = (), Error = Fault> + use<> {
+    if let Some(marks) = &shared.marks {
+        lock(marks).named.push(n);
+    }
+    typed(shared, (n, leaf)).named(NAMES[n % NAMES.len()])
+}
+
+/// The error type of a [`mapped_err`] leaf's own context: its own error, or the scope's failure
+/// `map_err` shows it (as a [`ForeignError`], its text).
+enum Shown {
+    Own(Fault),
+    Scope(String),
+}
+
+impl From<ForeignError> for Shown {
+    fn from(failed: ForeignError) -> Self {
+        Shown::Scope(String::from(failed.message()))
+    }
+}
+
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shown::Own(fault) => fault.fmt(f),
+            Shown::Scope(text) => f.write_str(text),
+        }
+    }
+}
+
+/// The scenario's error whose text `map_err` showed (a [`Fault`] displays as `exit #3 failed`
+/// or `body of scope 1 failed`): the exit then journals the outcome it would have seen without
+/// `map_err`. Any other text is a bug of `map_err`, and panics.
+fn fault_in(text: &str) -> Fault {
+    let parsed = text.strip_suffix(" failed").and_then(|t| {
+        let (what, n) = t.rsplit_once(' ')?;
+        match (what, n.strip_prefix('#')) {
+            ("enter", Some(n)) => Some(Fault::Enter(n.parse().ok()?)),
+            ("exit", Some(n)) => Some(Fault::Exit(n.parse().ok()?)),
+            ("body of scope", None) => Some(Fault::Body(n.parse().ok()?)),
+            ("deadline of scope", None) => Some(Fault::Deadline(n.parse().ok()?)),
+            _ => None,
+        }
+    });
+    parsed.unwrap_or_else(|| panic!("async-with testkit: `map_err` showed {text:?}, no scenario error"))
+}
+
+/// A [`Typed`] context with [`Shown`] as its error type.
+struct Foreign(Typed);
+
+impl AsyncContext for Foreign {
+    type Value = ();
+    type Error = Shown;
+
+    async fn enter(&mut self) -> Result<(), Shown> {
+        self.0.enter().await.map_err(Shown::Own)
+    }
+
+    async fn exit(self, (): (), outcome: Outcome<'_, Shown>) -> Result<(), Shown> {
+        let shown;
+        let outcome = match outcome {
+            Outcome::Completed => Outcome::Completed,
+            Outcome::Failed(Shown::Own(fault)) => Outcome::Failed(fault),
+            Outcome::Failed(Shown::Scope(text)) => {
+                shown = fault_in(text);
+                Outcome::Failed(&shown)
+            }
+            Outcome::Panicked => Outcome::Panicked,
+            Outcome::Cancelled => Outcome::Cancelled,
+        };
+        self.0.exit((), outcome).await.map_err(Shown::Own)
+    }
+
+    fn exit_on_drop(self, (): ()) {
+        self.0.exit_on_drop(());
+    }
+}
+
 /// A resource that enters after the first half of the leaf's pending polls, then an `eval_map`
 /// step that takes the rest and ends as the leaf's enter does.
 fn eval_mapped(
@@ -625,6 +797,18 @@ fn eval_mapped(
 ) -> impl IntoContext<Value = (), Error = Fault> + use<> {
     let (first, step) = leaf.enter.eval_map_halves();
     closures(shared, (n, Leaf { enter: first, ..leaf })).eval_map(async move |(): &mut ()| {
+        pending(step).await;
+        end(step.act, Fault::Enter(n), || format!("enter #{n} panicked"))
+    })
+}
+
+/// [`eval_mapped`] with `eval_tap`, which behaves the same.
+fn eval_tapped(
+    shared: &Shared,
+    (n, leaf): (usize, Leaf),
+) -> impl IntoContext<Value = (), Error = Fault> + use<> {
+    let (first, step) = leaf.enter.eval_map_halves();
+    closures(shared, (n, Leaf { enter: first, ..leaf })).eval_tap(async move |(): &mut ()| {
         pending(step).await;
         end(step.act, Fault::Enter(n), || format!("enter #{n} panicked"))
     })
@@ -659,12 +843,33 @@ macro_rules! base_kind {
     };
 }
 
-/// `$go!($args.., make)` with the function that makes `$kind`'s contexts, for every kind.
+/// `$go!($args.., make)` with the function that makes the contexts of a [`Kind::Mapped`] leaf
+/// numbered `$n`: `map`, `map_err` or `named` by turns (each behaves as the plain context).
+macro_rules! mapped_kind {
+    ($n:expr, $go:ident $(, $arg:expr)*) => {
+        match $n % 3 {
+            0 => $go!($($arg,)* mapped),
+            1 => $go!($($arg,)* mapped_err),
+            _ => $go!($($arg,)* named),
+        }
+    };
+}
+
+/// `$go!($args.., make)` with the function that makes the contexts of a [`Kind::EvalMapped`]
+/// leaf numbered `$n`: `eval_map` or `eval_tap` by turns (they behave the same).
+macro_rules! eval_mapped_kind {
+    ($n:expr, $go:ident $(, $arg:expr)*) => {
+        if $n % 2 == 0 { $go!($($arg,)* eval_mapped) } else { $go!($($arg,)* eval_tapped) }
+    };
+}
+
+/// `$go!($args.., make)` with the function that makes the contexts of `$kind` for a tuple whose
+/// first leaf is numbered `$n`, for every kind.
 macro_rules! each_kind {
-    ($kind:expr, $go:ident $(, $arg:expr)*) => {
+    ($kind:expr, $n:expr, $go:ident $(, $arg:expr)*) => {
         match $kind {
-            Kind::Mapped => $go!($($arg,)* mapped),
-            Kind::EvalMapped => $go!($($arg,)* eval_mapped),
+            Kind::Mapped => mapped_kind!($n, $go $(, $arg)*),
+            Kind::EvalMapped => eval_mapped_kind!($n, $go $(, $arg)*),
             Kind::Finalized => $go!($($arg,)* finalized),
             kind => base_kind!(kind, $go $(, $arg)*),
         }
@@ -736,7 +941,7 @@ macro_rules! scope_for {
                 std::panic::panic_any(format!("hook of scope {id} panicked"));
             }
         });
-        let own = signal.map(|Signal { at, panics }| SignalAt { polls: 0, at: u32::from(at), panics, id });
+        let own = signal.map(|signal| SignalAt::new(signal, id, &$shared.token));
         let detach: Option<DetachSignal> = $detach;
         let signal = (own.is_some() || detach.is_some()).then(|| Signals { detach, own });
         // Without a deadline, one that never fires (for scopes built with every option).
@@ -779,7 +984,7 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>, detach: Optio
     }
     match node {
         PNode::With { id, leaves, body: b, chain } => {
-            let kind = leaves[0].1.kind;
+            let (first, kind) = (leaves[0].0, leaves[0].1.kind);
             let count = leaves.len();
             let b = body(shared.clone(), id, b, true);
             let s = &shared;
@@ -838,9 +1043,9 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>, detach: Optio
             macro_rules! combinators {
                 ($scope:expr) => {
                     match kind {
-                        _ if chain => each_kind!(kind, chain, $scope),
-                        Kind::Mapped => tuple!($scope, mapped),
-                        Kind::EvalMapped => tuple!($scope, eval_mapped),
+                        _ if chain => each_kind!(kind, first, chain, $scope),
+                        Kind::Mapped => mapped_kind!(first, tuple, $scope),
+                        Kind::EvalMapped => eval_mapped_kind!(first, tuple, $scope),
                         Kind::Finalized => tuple!($scope, finalized),
                         _ => unreachable!("the base kinds' tuples take the scenario's options"),
                     }
@@ -868,7 +1073,7 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>, detach: Optio
             options!(stack)
         }
         PNode::Join { id, all, leaves, body: b } => {
-            let kind = leaves[0].1.kind;
+            let (first, kind) = (leaves[0].0, leaves[0].1.kind);
             let b = body(shared.clone(), id, b, true);
             let s = &shared;
             macro_rules! go {
@@ -891,7 +1096,7 @@ fn node(node: PNode, shared: Shared, interrupt: Option<Interrupt>, detach: Optio
             macro_rules! combinators {
                 ($scope:expr) => {
                     match kind {
-                        Kind::Mapped => go!($scope, mapped),
+                        Kind::Mapped => mapped_kind!(first, go, $scope),
                         Kind::Finalized => go!($scope, finalized),
                         _ => unreachable!("{kind:?} is no join branch with every option"),
                     }
@@ -916,6 +1121,17 @@ async fn push(
     keys: &mut Vec<Key>,
 ) -> Result<(), Error<Fault>> {
     let ignored = matches!(item, PItem::TryEnter(_));
+    if let Some(marks) = &shared.marks {
+        let mut marks = lock(marks);
+        match &item {
+            PItem::Enter(leaves) | PItem::TryEnter(leaves) | PItem::EnterKeyed(leaves) => {
+                marks.stacked.extend(leaves.iter().map(|(n, _)| n));
+            }
+            PItem::Defer(n, _) | PItem::PushExit(n, _) | PItem::Callback(n, _) => marks.stacked.push(*n),
+            PItem::Release(_) => marks.released = true,
+            PItem::PopAll => {}
+        }
+    }
     match item {
         PItem::Release(n) => {
             if !keys.is_empty() {
@@ -949,7 +1165,7 @@ async fn push(
                     }
                 };
             }
-            let key = each_kind!(kind, go)?;
+            let key = each_kind!(kind, leaves[0].0, go)?;
             keys.push(key);
             Ok(())
         }
@@ -971,7 +1187,7 @@ async fn push(
                     }
                 };
             }
-            let entered = each_kind!(kind, go);
+            let entered = each_kind!(kind, leaves[0].0, go);
             if !ignored {
                 entered?;
             }

@@ -53,15 +53,20 @@ pub enum Kind {
     Resource,
     /// A generator [`context`](crate::context).
     Generator,
-    /// A [`Kind::Context`] seen through [`map`](crate::ContextExt::map): it enters and exits
-    /// exactly as the context does.
+    /// A [`Kind::Context`] seen through a combinator that changes nothing it does: by the
+    /// number of the first leaf of its tuple (or join, or stack entry) `n`, through
+    /// [`map`](crate::ContextExt::map) (`n % 3 == 0`), through
+    /// [`map_err`](crate::ContextExt::map_err) from an error type of its own, which shows it
+    /// the scope's failure as a [`ForeignError`](crate::ForeignError) (1), or
+    /// [`named`](crate::ContextExt::named) `"leaf {n % 8}"`, a name its errors must carry (2).
     Mapped,
     /// A [`resource`](crate::resource) followed by an [`eval_map`](crate::ContextExt::eval_map)
     /// step: the resource enters (journaled as `Enter`) after the first half of the leaf's
     /// pending enter polls (`pending / 2`), then the step takes the rest and does what the
     /// leaf's enter does. If the step fails or panics, or the scope is cancelled before it
     /// starts, the resource exits at once (its exit is the leaf's exit) seeing that, and the
-    /// context is not entered. Not a join's branch (the model does not run exits inside a
+    /// context is not entered. The step is [`eval_tap`](crate::ContextExt::eval_tap)'s, which
+    /// behaves the same, when the first leaf's number is odd. Not a join's branch (the model does not run exits inside a
     /// join's enters): [`expect`](super::expect) and [`run`](super::run) panic on one.
     EvalMapped,
     /// A [`resource`](crate::resource) with an [`on_finalize`](crate::ContextExt::on_finalize)
@@ -82,7 +87,9 @@ pub struct Leaf {
     pub exit: Step,
 }
 
-/// A scope's own cancellation signal ([`Scope::cancel_on`](crate::Scope::cancel_on)).
+/// A scope's own cancellation signal ([`Scope::cancel_on`](crate::Scope::cancel_on)). It fires
+/// by cancelling a [`CancellationToken`](crate::CancellationToken) with a reason, which the
+/// scope's error must then give in [`cancelled_by`](crate::Error::cancelled_by).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signal {
     /// It completes (or panics) on the scope's `at + 1`-th poll.
