@@ -7,7 +7,8 @@
 //! The operations are the stack's own API: `enter`, `enter_with_key` and `enter_with_handle` of a
 //! context whose enter and exit each succeed or fail, `defer`, `push_exit` and `callback`,
 //! `release` of a key handed out earlier, `pop_all` (the stack it returns joins the list, and
-//! later operations may target it like any other), `close` and `close_with`, and `new`. Each
+//! later operations may target it like any other), `close` and `close_with`, `new`, and entering
+//! a new stack into a stack, then pushing entries on the nested stack it lends. Each
 //! exit journals `exit N: <the outcome it saw>` (or `exit N` for `defer` and `callback`, which see
 //! no outcome), each enter `enter N`.
 //!
@@ -19,14 +20,16 @@
 //!   and then `Failed` with the newest error (G4); the result's primary error is the first one,
 //!   the suppressed ones are the rest, in the order the exits ran (G5). `close_with(cause)`
 //!   starts from `cause` (the exits see `Failed(cause)`, and it is the primary error);
-//! - `pop_all` moves every entry to a new stack and leaves the original open and empty.
+//! - `pop_all` moves every entry to a new stack and leaves the original open and empty;
+//! - a stack entered into a stack is one entry whose entries, when the stack around it closes
+//!   (or releases or moves it), exit in their place: the model splices them in, in order.
 //!
 //! At the end every stack still open is closed, so that every entry pushed must have exited
 //! exactly once (G1): an exit that never ran, ran twice or ran in another stack's close shows as a
 //! journal that differs from the model's.
 //!
 //! Only valid keys are released (a key of an entry still pending): misuse panics are
-//! `tests/stack_model.rs`'s business, as are panicking exits and stacks entered into stacks.
+//! `tests/stack_model.rs`'s business, as are panicking exits.
 #![no_main]
 
 use std::future::Future;
@@ -99,6 +102,10 @@ enum Op {
     Close { stack: u8 },
     CloseWith { stack: u8 },
     New,
+    /// `stack.enter(S::new())`, then `count % 4` entries pushed on the nested stack it lends:
+    /// `push_exit`, `defer` and `callback` by turns, entry `j` failing if bit `j` of `fails` is
+    /// set.
+    Nest { stack: u8, count: u8, fails: u8, yields: bool },
 }
 
 /// At most [`MAX_OPS`] operations.
@@ -126,6 +133,16 @@ enum Kind {
     PushExit,
     Defer,
     Callback,
+}
+
+impl Push {
+    fn kind(self) -> Kind {
+        match self {
+            Push::Exit => Kind::PushExit,
+            Push::Defer => Kind::Defer,
+            Push::Callback => Kind::Callback,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -276,6 +293,8 @@ trait Stack: Sized {
     fn pop_all(&mut self) -> Self;
     fn close(self) -> Result<(), Error<String>>;
     fn close_with(self, cause: String) -> Result<(), Error<String>>;
+    /// `enter` of a new stack, then each `(push, n, exit)` pushed on the nested stack.
+    fn nest(&mut self, pushes: &[(Push, usize, Act)], yields: bool, journal: &Journal) -> Result<(), String>;
 }
 
 macro_rules! stack {
@@ -343,6 +362,16 @@ macro_rules! stack {
 
             fn close_with(self, cause: String) -> Result<(), Error<String>> {
                 block_on(<$Stack>::close_with(self, cause))
+            }
+
+            fn nest(&mut self, pushes: &[(Push, usize, Act)], yields: bool, journal: &Journal) -> Result<(), String> {
+                block_on(async {
+                    let nested = <$Stack>::enter(self, <$Stack>::new()).await?;
+                    for &(push, n, exit) in pushes {
+                        let _key = Stack::push(nested, push, n, exit, yields, journal.clone());
+                    }
+                    Ok(())
+                })
             }
         }
     };
@@ -451,12 +480,7 @@ impl<S: Stack> Run<S> {
             }
             Op::Push { stack, push, exit, yields } => {
                 let Some(s) = self.pick(stack) else { return };
-                let kind = match push {
-                    Push::Exit => Kind::PushExit,
-                    Push::Defer => Kind::Defer,
-                    Push::Callback => Kind::Callback,
-                };
-                self.entries(s).push(Entry { id: n, kind, exit });
+                self.entries(s).push(Entry { id: n, kind: push.kind(), exit });
                 let journal = self.journal.clone();
                 let key = self.stack(s).push(push, n, exit, yields, journal);
                 self.keys.push((key, n));
@@ -501,6 +525,22 @@ impl<S: Stack> Run<S> {
                 self.model.push(Some(Vec::new()));
                 self.stacks.push(Some(S::new()));
                 (Ret::Ok, Ret::Ok)
+            }
+            Op::Nest { stack, count, fails, yields } => {
+                let Some(s) = self.pick(stack) else { return };
+                let pushes: Vec<(Push, usize, Act)> = (0..usize::from(count % 4))
+                    .map(|j| {
+                        let push = [Push::Exit, Push::Defer, Push::Callback][j % 3];
+                        let exit = if fails & (1 << j) != 0 { Act::Fail } else { Act::Succeed };
+                        // Numbers no operation has (operations are numbered below `MAX_OPS`).
+                        (push, MAX_OPS * (j + 1) + n, exit)
+                    })
+                    .collect();
+                for &(push, id, exit) in &pushes {
+                    self.entries(s).push(Entry { id, kind: push.kind(), exit });
+                }
+                let journal = self.journal.clone();
+                (Ret::Ok, ret(self.stack(s).nest(&pushes, yields, &journal)))
             }
         };
         assert_eq!(
