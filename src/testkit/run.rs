@@ -234,14 +234,16 @@ fn report(shared: &Shared, execute: impl FnOnce(RunFuture) -> Finished, future: 
             // and the report check the mapped one.
             let error = error.map(core::convert::identity);
             let listed: Vec<Fault> = error.iter().cloned().collect();
-            let text = (format!("{error}"), format!("{error:#}"));
+            let text = (format!("{error}"), format!("{error:#}"), format!("{error:?}"));
             assert_views_agree(&error);
             if let Some(marks) = &shared.marks {
                 assert_origins_and_cause(&error, &lock(marks));
             }
-            let (primary, suppressed) = error.into_parts();
+            let primary = error.primary().cloned();
+            let suppressed: Vec<Fault> = error.suppressed().iter().map(|s| s.error().clone()).collect();
+            assert_consumed_alike(error, &primary, &suppressed, &text.0);
             let parts: Vec<Fault> = primary.iter().chain(&suppressed).cloned().collect();
-            assert_eq!(listed, parts, "async-with testkit: `iter` and `into_parts` disagree");
+            assert_eq!(listed, parts, "async-with testkit: `iter` and the parts disagree");
             assert_text_names_every_error(&text, primary.as_ref(), &parts, cancelled);
             Ending::Failed { primary, suppressed, cancelled }
         }
@@ -277,6 +279,34 @@ fn assert_views_agree(error: &Error<Fault>) {
     for s in error.suppressed() {
         assert!(s.origin().is_some(), "{said}: suppressed {:?} has no origin", s.error());
         assert_eq!(s.clone().into_error(), *s.error(), "{said}: `into_error` of a suppressed error");
+        // A suppressed error reads, prints and compares as its error.
+        let (shown, own) =
+            ((format!("{s}"), format!("{s:?}")), (format!("{}", s.error()), format!("{:?}", s.error())));
+        assert_eq!(shown, own, "{said}: the text of suppressed {:?}", s.error());
+        assert!(
+            *s == *s.error() && core::ptr::eq(&**s, s.error()),
+            "{said}: suppressed {:?} derefs elsewhere",
+            s.error()
+        );
+    }
+}
+
+/// Consumes the error one of three ways (by how many errors it holds), each of which must give
+/// what its views gave: `into_parts`, `into_primary`, or `into_boxed` (its text; the primary
+/// error as the `source`, before and after boxing).
+fn assert_consumed_alike(error: Error<Fault>, primary: &Option<Fault>, suppressed: &[Fault], plain: &str) {
+    let said = "async-with testkit: a consumed error disagrees with its views";
+    match (usize::from(primary.is_some()) + suppressed.len()) % 3 {
+        0 => assert_eq!(error.into_parts(), (primary.clone(), suppressed.to_vec()), "{said}: `into_parts`"),
+        1 => assert_eq!(error.into_primary(), *primary, "{said}: `into_primary`"),
+        _ => {
+            let source = core::error::Error::source(&error).map(|e| format!("{e}"));
+            assert_eq!(source, primary.as_ref().map(|p| format!("{p}")), "{said}: `source`");
+            let boxed = error.into_boxed();
+            assert_eq!(format!("{boxed}"), plain, "{said}: `into_boxed`'s text");
+            // Only a primary error that is itself a boxed error is the boxed one's source.
+            assert!(boxed.source().is_none(), "{said}: a `Fault` became a source");
+        }
     }
 }
 
@@ -321,9 +351,10 @@ fn assert_origins_and_cause(error: &Error<Fault>, marks: &Marks) {
 }
 
 /// Checks that an error's text names every error it holds: the plain form starts with the
-/// primary error (or says the scope was cancelled), the alternate form has each one's text.
+/// primary error (or says the scope was cancelled), the alternate form has each one's text, the
+/// `Debug` form each one's `Debug`.
 fn assert_text_names_every_error(
-    (plain, alternate): &(String, String),
+    (plain, alternate, debug): &(String, String, String),
     primary: Option<&Fault>,
     errors: &[Fault],
     cancelled: bool,
@@ -335,6 +366,7 @@ fn assert_text_names_every_error(
     }
     for e in errors {
         assert!(alternate.contains(&format!("{e}")), "{said}: {alternate:?} does not name {e}");
+        assert!(debug.contains(&format!("{e:?}")), "{said}: {debug:?} does not name {e:?}");
     }
 }
 
@@ -553,13 +585,28 @@ impl Future for DeadlineAt {
     }
 }
 
+/// What an exit saw; the outcome's accessors must say the same.
 fn seen(outcome: Outcome<'_, Fault>) -> Seen {
-    match outcome {
+    let seen = match outcome {
         Outcome::Completed => Seen::Completed,
         Outcome::Failed(e) => Seen::Failed(e.clone()),
         Outcome::Panicked => Seen::Panicked,
         Outcome::Cancelled => Seen::Cancelled,
-    }
+    };
+    let accessors =
+        (outcome.is_completed(), outcome.is_failed(), outcome.is_panicked(), outcome.is_cancelled());
+    let variant = (
+        seen == Seen::Completed,
+        matches!(seen, Seen::Failed(_)),
+        seen == Seen::Panicked,
+        seen == Seen::Cancelled,
+    );
+    let copy = outcome;
+    assert!(
+        accessors == variant && outcome.error() == outcome.error().filter(|_| variant.1) && copy == outcome,
+        "async-with testkit: an outcome's accessors disagree with it: {outcome:?}"
+    );
+    seen
 }
 
 fn end(act: Act, fault: Fault, panic: impl FnOnce() -> String) -> Result<(), Fault> {
