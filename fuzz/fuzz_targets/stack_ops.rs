@@ -5,7 +5,9 @@
 //! share their API and the contract, not their code.
 //!
 //! The operations are the stack's own API: `enter`, `enter_with_key` and `enter_with_handle` of a
-//! context whose enter and exit each succeed or fail, `defer`, `push_exit` and `callback`,
+//! context whose enter and exit each succeed or fail (written as a type, as a `resource` of two
+//! closures, or as a tuple with a `nullcontext` seen through `map`: each takes its own path into
+//! a stack), `defer`, `push_exit` and `callback`,
 //! `release` of a key handed out earlier, `pop_all` (the stack it returns joins the list, and
 //! later operations may target it like any other), `close` and `close_with`, `new`, and entering
 //! a new stack into a stack, then pushing entries on the nested stack it lends. Each
@@ -37,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use arbitrary::{Arbitrary, Unstructured};
-use async_with::{AsyncContext, Error, ExitStack, Key, LocalExitStack, Outcome};
+use async_with::{AsyncContext, ContextExt, Error, ExitStack, Key, LocalExitStack, Outcome, nullcontext, resource};
 use futures::executor::block_on;
 use libfuzzer_sys::fuzz_target;
 
@@ -80,6 +82,17 @@ enum How {
     HandleReleased,
 }
 
+/// How the entered context is written.
+#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
+enum Written {
+    /// [`Res`] itself, a type implementing `AsyncContext`.
+    Typed,
+    /// A `resource` whose closures do what `Res` does.
+    Closures,
+    /// `(res, nullcontext(())).map(..)`: a composite context, its value `Res`'s.
+    Tuple,
+}
+
 /// The entries pushed without an enter (each gives a key).
 #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
 enum Push {
@@ -95,7 +108,7 @@ enum Push {
 /// keys whose entry is still pending; an operation with nothing to pick from is skipped.
 #[derive(Arbitrary, Clone, Copy, Debug)]
 enum Op {
-    Enter { stack: u8, how: How, enter: Act, exit: Act, yields: bool },
+    Enter { stack: u8, how: How, written: Written, enter: Act, exit: Act, yields: bool },
     Push { stack: u8, push: Push, exit: Act, yields: bool },
     Release { key: u8 },
     PopAll { stack: u8 },
@@ -243,6 +256,7 @@ fn exit_result(act: Act, id: usize) -> Result<(), String> {
 
 /// The context of operation `id`: journals `enter N` and `exit N: <outcome>`; its value is `id`,
 /// which its exit checks it gets back.
+#[derive(Clone)]
 struct Res {
     id: usize,
     enter: Act,
@@ -276,17 +290,48 @@ impl AsyncContext for Res {
     }
 }
 
+/// A `resource` whose closures are `res`'s enter and exit.
+fn closures(res: Res) -> impl async_with::IntoContext<Value = usize, Error = String> + use<> {
+    let (mut entering, exiting) = (res.clone(), res);
+    resource(async move || entering.enter().await, async move |value, outcome| exiting.exit(value, outcome).await)
+}
+
+/// `res` in a tuple with a `nullcontext`, its value `res`'s.
+fn tuple(res: Res) -> impl async_with::IntoContext<Value = usize, Error = String> + use<> {
+    (res, nullcontext(())).map(|(value, ()): &mut (usize, ())| *value)
+}
+
+/// `$body` with `$ctx` the context `$res` written as `$written` says.
+macro_rules! written {
+    ($written:expr, $res:expr, |$ctx:ident| $body:expr) => {
+        match $written {
+            Written::Typed => {
+                let $ctx = $res;
+                $body
+            }
+            Written::Closures => {
+                let $ctx = closures($res);
+                $body
+            }
+            Written::Tuple => {
+                let $ctx = tuple($res);
+                $body
+            }
+        }
+    };
+}
+
 /// What the run needs of a stack, each call driven to its end: `ExitStack` and `LocalExitStack`
 /// implement it with the same code (their methods share names and meanings).
 trait Stack: Sized {
     fn new() -> Self;
-    /// `enter`: the value lent.
-    fn enter(&mut self, res: Res) -> Result<usize, String>;
+    /// `enter` of `res` written as `written` says: the value lent.
+    fn enter(&mut self, res: Res, written: Written) -> Result<usize, String>;
     /// `enter_with_key`: the value lent and the key.
-    fn enter_with_key(&mut self, res: Res) -> Result<(usize, Key), String>;
+    fn enter_with_key(&mut self, res: Res, written: Written) -> Result<(usize, Key), String>;
     /// `enter_with_handle`: the value lent, the handle dropped at once (or released, with
     /// `release`: the release's error is the result).
-    fn enter_with_handle(&mut self, res: Res, release: bool) -> Result<usize, String>;
+    fn enter_with_handle(&mut self, res: Res, written: Written, release: bool) -> Result<usize, String>;
     /// `push_exit`, `defer` or `callback` of an exit that journals as operation `n`'s.
     fn push(&mut self, push: Push, n: usize, exit: Act, yields: bool, journal: Journal) -> Key;
     fn release(&mut self, key: Key) -> Result<(), String>;
@@ -304,25 +349,25 @@ macro_rules! stack {
                 <$Stack>::new()
             }
 
-            fn enter(&mut self, res: Res) -> Result<usize, String> {
-                block_on(async { Ok(*<$Stack>::enter(self, res).await?) })
+            fn enter(&mut self, res: Res, written: Written) -> Result<usize, String> {
+                written!(written, res, |ctx| block_on(async { Ok(*<$Stack>::enter(self, ctx).await?) }))
             }
 
-            fn enter_with_key(&mut self, res: Res) -> Result<(usize, Key), String> {
-                block_on(async {
-                    <$Stack>::enter_with_key(self, res).await.map(|(value, key)| (*value, key))
-                })
+            fn enter_with_key(&mut self, res: Res, written: Written) -> Result<(usize, Key), String> {
+                written!(written, res, |ctx| block_on(async {
+                    <$Stack>::enter_with_key(self, ctx).await.map(|(value, key)| (*value, key))
+                }))
             }
 
-            fn enter_with_handle(&mut self, res: Res, release: bool) -> Result<usize, String> {
-                block_on(async {
-                    let handle = <$Stack>::enter_with_handle(self, res).await?;
+            fn enter_with_handle(&mut self, res: Res, written: Written, release: bool) -> Result<usize, String> {
+                written!(written, res, |ctx| block_on(async {
+                    let handle = <$Stack>::enter_with_handle(self, ctx).await?;
                     let value = *handle;
                     if release {
                         handle.release().await?;
                     }
                     Ok(value)
-                })
+                }))
             }
 
             fn push(&mut self, push: Push, n: usize, exit: Act, yields: bool, journal: Journal) -> Key {
@@ -447,7 +492,7 @@ impl<S: Stack> Run<S> {
     fn apply(&mut self, n: usize, op: &Op) {
         let mut expected = Vec::new();
         let (want, got) = match *op {
-            Op::Enter { stack, how, enter, exit, yields } => {
+            Op::Enter { stack, how, written, enter, exit, yields } => {
                 let Some(s) = self.pick(stack) else { return };
                 expected.push(format!("enter {n}"));
                 let entry = Entry { id: n, kind: Kind::Context, exit };
@@ -463,8 +508,8 @@ impl<S: Stack> Run<S> {
                 let stack = self.stack(s);
                 let lent = |value: usize| assert_eq!(value, n, "lent the wrong value");
                 let got = match how {
-                    How::Plain => ret(stack.enter(res).map(lent)),
-                    How::Keyed => match stack.enter_with_key(res) {
+                    How::Plain => ret(stack.enter(res, written).map(lent)),
+                    How::Keyed => match stack.enter_with_key(res, written) {
                         Ok((value, key)) => {
                             lent(value);
                             self.keys.push((key, n));
@@ -473,7 +518,7 @@ impl<S: Stack> Run<S> {
                         Err(e) => Ret::Err(e),
                     },
                     How::Handle | How::HandleReleased => {
-                        ret(stack.enter_with_handle(res, how == How::HandleReleased).map(lent))
+                        ret(stack.enter_with_handle(res, written, how == How::HandleReleased).map(lent))
                     }
                 };
                 (want, got)
