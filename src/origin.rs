@@ -46,7 +46,9 @@ impl Step {
 /// [`join_all`](crate::join_all) that holds it directly (counting from 0), and by the name given
 /// with [`named`](crate::ContextExt::named), if any. A context entered alone, into an exit
 /// stack or through `and_then` has no index: name it where that matters.
-/// An error passed on from a scope nested in the body keeps the origin it had there.
+/// An error passed on from a scope nested in the body keeps the origin it had there. An exit
+/// stack's `enter` and `release` return the plain error to the body, so one passed on from there
+/// with `?` is the body's (the exits a stack runs when it closes keep theirs).
 ///
 /// ```
 /// use async_with::{resource, with, ContextExt, Outcome, Step};
