@@ -24,7 +24,10 @@
 //!   starts from `cause` (the exits see `Failed(cause)`, and it is the primary error);
 //! - `pop_all` moves every entry to a new stack and leaves the original open and empty;
 //! - a stack entered into a stack is one entry whose entries, when the stack around it closes
-//!   (or releases or moves it), exit in their place: the model splices them in, in order.
+//!   (or moves it), exit in their place: the model splices them in, in order. Released by its
+//!   key, its entries exit now, newest first, starting from `Completed`; the first error is the
+//!   result, the others stay with the stack around it (orphans), and its close starts from them
+//!   (after a `close_with` cause); `pop_all` moves them with the entries.
 //!
 //! At the end every stack still open is closed, so that every entry pushed must have exited
 //! exactly once (G1): an exit that never ran, ran twice or ran in another stack's close shows as a
@@ -39,7 +42,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use arbitrary::{Arbitrary, Unstructured};
-use async_with::{AsyncContext, ContextExt, Error, ExitStack, Key, LocalExitStack, Outcome, nullcontext, resource};
+use async_with::{
+    AsyncContext, ContextExt, Error, ExitStack, Key, LocalExitStack, Outcome, nullcontext, resource,
+};
 use futures::executor::block_on;
 use libfuzzer_sys::fuzz_target;
 
@@ -108,17 +113,42 @@ enum Push {
 /// keys whose entry is still pending; an operation with nothing to pick from is skipped.
 #[derive(Arbitrary, Clone, Copy, Debug)]
 enum Op {
-    Enter { stack: u8, how: How, written: Written, enter: Act, exit: Act, yields: bool },
-    Push { stack: u8, push: Push, exit: Act, yields: bool },
-    Release { key: u8 },
-    PopAll { stack: u8 },
-    Close { stack: u8 },
-    CloseWith { stack: u8 },
+    Enter {
+        stack: u8,
+        how: How,
+        written: Written,
+        enter: Act,
+        exit: Act,
+        yields: bool,
+    },
+    Push {
+        stack: u8,
+        push: Push,
+        exit: Act,
+        yields: bool,
+    },
+    Release {
+        key: u8,
+    },
+    PopAll {
+        stack: u8,
+    },
+    Close {
+        stack: u8,
+    },
+    CloseWith {
+        stack: u8,
+    },
     New,
     /// `stack.enter(S::new())`, then `count % 4` entries pushed on the nested stack it lends:
     /// `push_exit`, `defer` and `callback` by turns, entry `j` failing if bit `j` of `fails` is
-    /// set.
-    Nest { stack: u8, count: u8, fails: u8, yields: bool },
+    /// set. With `count & 4`, `enter_with_key`: the key joins those `Release` picks from.
+    Nest {
+        stack: u8,
+        count: u8,
+        fails: u8,
+        yields: bool,
+    },
 }
 
 /// At most [`MAX_OPS`] operations.
@@ -162,6 +192,8 @@ impl Push {
 struct Entry {
     /// The number of the operation that pushed it: `exit N`.
     id: usize,
+    /// The number of the `Nest` operation whose nested stack holds it, if any.
+    group: Option<usize>,
     kind: Kind,
     exit: Act,
 }
@@ -293,7 +325,10 @@ impl AsyncContext for Res {
 /// A `resource` whose closures are `res`'s enter and exit.
 fn closures(res: Res) -> impl async_with::IntoContext<Value = usize, Error = String> + use<> {
     let (mut entering, exiting) = (res.clone(), res);
-    resource(async move || entering.enter().await, async move |value, outcome| exiting.exit(value, outcome).await)
+    resource(
+        async move || entering.enter().await,
+        async move |value, outcome| exiting.exit(value, outcome).await,
+    )
 }
 
 /// `res` in a tuple with a `nullcontext`, its value `res`'s.
@@ -338,8 +373,15 @@ trait Stack: Sized {
     fn pop_all(&mut self) -> Self;
     fn close(self) -> Result<(), Error<String>>;
     fn close_with(self, cause: String) -> Result<(), Error<String>>;
-    /// `enter` of a new stack, then each `(push, n, exit)` pushed on the nested stack.
-    fn nest(&mut self, pushes: &[(Push, usize, Act)], yields: bool, journal: &Journal) -> Result<(), String>;
+    /// `enter` of a new stack (`enter_with_key` if `keyed`: its key), then each `(push, n, exit)`
+    /// pushed on the nested stack.
+    fn nest(
+        &mut self,
+        keyed: bool,
+        pushes: &[(Push, usize, Act)],
+        yields: bool,
+        journal: &Journal,
+    ) -> Result<Option<Key>, String>;
 }
 
 macro_rules! stack {
@@ -359,7 +401,12 @@ macro_rules! stack {
                 }))
             }
 
-            fn enter_with_handle(&mut self, res: Res, written: Written, release: bool) -> Result<usize, String> {
+            fn enter_with_handle(
+                &mut self,
+                res: Res,
+                written: Written,
+                release: bool,
+            ) -> Result<usize, String> {
                 written!(written, res, |ctx| block_on(async {
                     let handle = <$Stack>::enter_with_handle(self, ctx).await?;
                     let value = *handle;
@@ -409,13 +456,24 @@ macro_rules! stack {
                 block_on(<$Stack>::close_with(self, cause))
             }
 
-            fn nest(&mut self, pushes: &[(Push, usize, Act)], yields: bool, journal: &Journal) -> Result<(), String> {
+            fn nest(
+                &mut self,
+                keyed: bool,
+                pushes: &[(Push, usize, Act)],
+                yields: bool,
+                journal: &Journal,
+            ) -> Result<Option<Key>, String> {
                 block_on(async {
-                    let nested = <$Stack>::enter(self, <$Stack>::new()).await?;
+                    let (nested, key) = if keyed {
+                        let (nested, key) = <$Stack>::enter_with_key(self, <$Stack>::new()).await?;
+                        (nested, Some(key))
+                    } else {
+                        (<$Stack>::enter(self, <$Stack>::new()).await?, None)
+                    };
                     for &(push, n, exit) in pushes {
                         let _key = Stack::push(nested, push, n, exit, yields, journal.clone());
                     }
-                    Ok(())
+                    Ok(key)
                 })
             }
         }
@@ -448,6 +506,8 @@ fn closed(result: Result<(), Error<String>>) -> Ret {
 struct Run<S> {
     stacks: Vec<Option<S>>,
     model: Vec<Option<Vec<Entry>>>,
+    /// The errors each stack keeps for its close (a nested stack's released past the first).
+    orphans: Vec<Vec<String>>,
     /// Every key handed out, with the id of its entry.
     keys: Vec<(Key, usize)>,
     journal: Journal,
@@ -458,6 +518,7 @@ impl<S: Stack> Default for Run<S> {
         Run {
             stacks: vec![Some(S::new())],
             model: vec![Some(Vec::new())],
+            orphans: vec![Vec::new()],
             keys: Vec::new(),
             journal: Journal::default(),
         }
@@ -487,6 +548,17 @@ impl<S: Stack> Run<S> {
             .find_map(|(s, entries)| entries.as_ref()?.iter().position(|e| e.id == id).map(|at| (s, at)))
     }
 
+    /// Where the entries of the stack nested by operation `group` are pending (stack, range), if
+    /// it holds any.
+    fn find_group(&self, group: usize) -> Option<(usize, std::ops::Range<usize>)> {
+        self.model.iter().enumerate().find_map(|(s, entries)| {
+            let entries = entries.as_ref()?;
+            let first = entries.iter().position(|e| e.group == Some(group))?;
+            let count = entries[first..].iter().take_while(|e| e.group == Some(group)).count();
+            Some((s, first..first + count))
+        })
+    }
+
     /// Runs operation number `n` on the stacks and on the model, and asserts that the stacks
     /// journaled and returned what the model says.
     fn apply(&mut self, n: usize, op: &Op) {
@@ -495,7 +567,7 @@ impl<S: Stack> Run<S> {
             Op::Enter { stack, how, written, enter, exit, yields } => {
                 let Some(s) = self.pick(stack) else { return };
                 expected.push(format!("enter {n}"));
-                let entry = Entry { id: n, kind: Kind::Context, exit };
+                let entry = Entry { id: n, group: None, kind: Kind::Context, exit };
                 let want = match (enter, how) {
                     (Act::Fail, _) => Ret::Err(format!("enter {n} failed")),
                     (Act::Succeed, How::HandleReleased) => model_release(entry, &mut expected),
@@ -525,7 +597,7 @@ impl<S: Stack> Run<S> {
             }
             Op::Push { stack, push, exit, yields } => {
                 let Some(s) = self.pick(stack) else { return };
-                self.entries(s).push(Entry { id: n, kind: push.kind(), exit });
+                self.entries(s).push(Entry { id: n, group: None, kind: push.kind(), exit });
                 let journal = self.journal.clone();
                 let key = self.stack(s).push(push, n, exit, yields, journal);
                 self.keys.push((key, n));
@@ -533,15 +605,33 @@ impl<S: Stack> Run<S> {
             }
             Op::Release { key } => {
                 // Only the keys of entries still pending, in the order they were handed out.
-                let live: Vec<(Key, usize)> =
-                    self.keys.iter().copied().filter(|&(_, id)| self.find(id).is_some()).collect();
+                let live: Vec<(Key, usize)> = self
+                    .keys
+                    .iter()
+                    .copied()
+                    .filter(|&(_, id)| self.find(id).is_some() || self.find_group(id).is_some())
+                    .collect();
                 if live.is_empty() {
                     return;
                 }
                 let (key, id) = live[usize::from(key) % live.len()];
-                let (s, at) = self.find(id).expect("live");
-                let entry = self.entries(s).remove(at);
-                let want = model_release(entry, &mut expected);
+                let want = if let Some((s, at)) = self.find(id) {
+                    let entry = self.entries(s).remove(at);
+                    (s, model_release(entry, &mut expected))
+                } else {
+                    // A nested stack: its entries exit now; past the first, errors stay behind.
+                    let (s, range) = self.find_group(id).expect("live");
+                    let entries: Vec<Entry> = self.entries(s).drain(range).collect();
+                    match model_close(entries, Vec::new(), &mut expected) {
+                        Ret::Ok => (s, Ret::Ok),
+                        Ret::Closed(Some(first), rest) => {
+                            self.orphans[s].extend(rest);
+                            (s, Ret::Err(first))
+                        }
+                        other => unreachable!("a close without a cause: {other:?}"),
+                    }
+                };
+                let (s, want) = want;
                 let got = ret(self.stack(s).release(key));
                 (want, got)
             }
@@ -549,6 +639,8 @@ impl<S: Stack> Run<S> {
                 let Some(s) = self.pick(stack) else { return };
                 let moved = std::mem::take(self.entries(s));
                 self.model.push(Some(moved));
+                let orphans = std::mem::take(&mut self.orphans[s]);
+                self.orphans.push(orphans);
                 let popped = self.stack(s).pop_all();
                 self.stacks.push(Some(popped));
                 (Ret::Ok, Ret::Ok)
@@ -557,17 +649,20 @@ impl<S: Stack> Run<S> {
                 let Some(s) = self.pick(stack) else { return };
                 let entries = self.model[s].take().expect("open");
                 let stack = self.stacks[s].take().expect("open");
+                let orphans = std::mem::take(&mut self.orphans[s]);
                 if let Op::CloseWith { .. } = op {
                     let cause = format!("cause {n}");
-                    let want = model_close(entries, vec![cause.clone()], &mut expected);
+                    let errors = std::iter::once(cause.clone()).chain(orphans).collect();
+                    let want = model_close(entries, errors, &mut expected);
                     (want, closed(stack.close_with(cause)))
                 } else {
-                    let want = model_close(entries, Vec::new(), &mut expected);
+                    let want = model_close(entries, orphans, &mut expected);
                     (want, closed(stack.close()))
                 }
             }
             Op::New => {
                 self.model.push(Some(Vec::new()));
+                self.orphans.push(Vec::new());
                 self.stacks.push(Some(S::new()));
                 (Ret::Ok, Ret::Ok)
             }
@@ -582,10 +677,16 @@ impl<S: Stack> Run<S> {
                     })
                     .collect();
                 for &(push, id, exit) in &pushes {
-                    self.entries(s).push(Entry { id, kind: push.kind(), exit });
+                    self.entries(s).push(Entry { id, group: Some(n), kind: push.kind(), exit });
                 }
                 let journal = self.journal.clone();
-                (Ret::Ok, ret(self.stack(s).nest(&pushes, yields, &journal)))
+                match self.stack(s).nest(count & 4 != 0, &pushes, yields, &journal) {
+                    Ok(key) => {
+                        self.keys.extend(key.map(|key| (key, n)));
+                        (Ret::Ok, Ret::Ok)
+                    }
+                    Err(e) => (Ret::Ok, Ret::Err(e)),
+                }
             }
         };
         assert_eq!(
@@ -601,7 +702,8 @@ impl<S: Stack> Run<S> {
             if let Some(stack) = self.stacks[s].take() {
                 let mut expected = Vec::new();
                 let entries = self.model[s].take().expect("open in the model too");
-                let want = model_close(entries, Vec::new(), &mut expected);
+                let orphans = std::mem::take(&mut self.orphans[s]);
+                let want = model_close(entries, orphans, &mut expected);
                 let got = closed(stack.close());
                 assert_eq!(
                     (self.journal.take(), got),
