@@ -9,7 +9,7 @@
 //! closures, or as a tuple with a `nullcontext` seen through `map`: each takes its own path into
 //! a stack), `defer`, `push_exit` and `callback`,
 //! `release` of a key handed out earlier, `pop_all` (the stack it returns joins the list, and
-//! later operations may target it like any other), `close` and `close_with`, `new`, and entering
+//! later operations may target it like any other), `close` and `close_with`, a drop, `new`, and entering
 //! a new stack into a stack, then pushing entries on the nested stack it lends. Each
 //! exit journals `exit N: <the outcome it saw>` (or `exit N` for `defer` and `callback`, which see
 //! no outcome), each enter `enter N`.
@@ -23,6 +23,8 @@
 //!   the suppressed ones are the rest, in the order the exits ran (G5). `close_with(cause)`
 //!   starts from `cause` (the exits see `Failed(cause)`, and it is the primary error);
 //! - `pop_all` moves every entry to a new stack and leaves the original open and empty;
+//! - a stack dropped unclosed runs its contexts' fallbacks (`fallback N`) newest first, and no
+//!   exit;
 //! - a stack entered into a stack is one entry whose entries, when the stack around it closes
 //!   (or moves it), exit in their place: the model splices them in, in order. Released by its
 //!   key, its entries exit now, newest first, starting from `Completed`; the first error is the
@@ -148,6 +150,11 @@ enum Op {
         count: u8,
         fails: u8,
         yields: bool,
+    },
+    /// The stack dropped unclosed: its contexts' fallbacks run, newest first (the callbacks
+    /// have none); no exit runs.
+    Drop {
+        stack: u8,
     },
 }
 
@@ -320,15 +327,21 @@ impl AsyncContext for Res {
         self.journal.push(format!("exit {}: {}", self.id, describe(outcome)));
         exit_result(self.exit, self.id)
     }
+
+    fn exit_on_drop(self, value: usize) {
+        assert_eq!(value, self.id, "a fallback got another context's value");
+        self.journal.push(format!("fallback {}", self.id));
+    }
 }
 
 /// A `resource` whose closures are `res`'s enter and exit.
 fn closures(res: Res) -> impl async_with::IntoContext<Value = usize, Error = String> + use<> {
-    let (mut entering, exiting) = (res.clone(), res);
+    let (mut entering, exiting, dropping) = (res.clone(), res.clone(), res);
     resource(
         async move || entering.enter().await,
         async move |value, outcome| exiting.exit(value, outcome).await,
     )
+    .on_drop(move |value| dropping.exit_on_drop(value))
 }
 
 /// `res` in a tuple with a `nullcontext`, its value `res`'s.
@@ -659,6 +672,16 @@ impl<S: Stack> Run<S> {
                     let want = model_close(entries, orphans, &mut expected);
                     (want, closed(stack.close()))
                 }
+            }
+            Op::Drop { stack } => {
+                let Some(s) = self.pick(stack) else { return };
+                let entries = self.model[s].take().expect("open");
+                self.orphans[s].clear();
+                for entry in entries.iter().rev().filter(|e| e.kind == Kind::Context) {
+                    expected.push(format!("fallback {}", entry.id));
+                }
+                drop(self.stacks[s].take().expect("open"));
+                (Ret::Ok, Ret::Ok)
             }
             Op::New => {
                 self.model.push(Some(Vec::new()));
