@@ -239,12 +239,14 @@ fn model_close(entries: Vec<Entry>, mut errors: Vec<String>, journal: &mut Vec<S
     }
 }
 
-/// A release: the one exit runs now, seeing `Completed`; its error is the result.
-fn model_release(entry: Entry, journal: &mut Vec<String>) -> Ret {
-    match model_close(vec![entry], Vec::new(), journal) {
-        Ret::Ok => Ret::Ok,
-        Ret::Closed(Some(error), _) => Ret::Err(error),
-        other => unreachable!("one exit gives at most one error: {other:?}"),
+/// A release of one entry, or of a nested stack's entries (oldest first): they exit now, newest
+/// first, starting from `Completed`; the first error is the result, the others are left to the
+/// stack they were in (returned, for its orphans).
+fn model_release(entries: Vec<Entry>, journal: &mut Vec<String>) -> (Ret, Vec<String>) {
+    match model_close(entries, Vec::new(), journal) {
+        Ret::Ok => (Ret::Ok, Vec::new()),
+        Ret::Closed(Some(first), rest) => (Ret::Err(first), rest),
+        other => unreachable!("a close without a cause has a primary error: {other:?}"),
     }
 }
 
@@ -583,7 +585,11 @@ impl<S: Stack> Run<S> {
                 let entry = Entry { id: n, group: None, kind: Kind::Context, exit };
                 let want = match (enter, how) {
                     (Act::Fail, _) => Ret::Err(format!("enter {n} failed")),
-                    (Act::Succeed, How::HandleReleased) => model_release(entry, &mut expected),
+                    (Act::Succeed, How::HandleReleased) => {
+                        let (want, orphans) = model_release(vec![entry], &mut expected);
+                        self.orphans[s].extend(orphans);
+                        want
+                    }
                     (Act::Succeed, _) => {
                         self.entries(s).push(entry);
                         Ret::Ok
@@ -628,23 +634,16 @@ impl<S: Stack> Run<S> {
                     return;
                 }
                 let (key, id) = live[usize::from(key) % live.len()];
-                let want = if let Some((s, at)) = self.find(id) {
-                    let entry = self.entries(s).remove(at);
-                    (s, model_release(entry, &mut expected))
-                } else {
-                    // A nested stack: its entries exit now; past the first, errors stay behind.
-                    let (s, range) = self.find_group(id).expect("live");
-                    let entries: Vec<Entry> = self.entries(s).drain(range).collect();
-                    match model_close(entries, Vec::new(), &mut expected) {
-                        Ret::Ok => (s, Ret::Ok),
-                        Ret::Closed(Some(first), rest) => {
-                            self.orphans[s].extend(rest);
-                            (s, Ret::Err(first))
-                        }
-                        other => unreachable!("a close without a cause: {other:?}"),
+                let (s, entries) = match self.find(id) {
+                    Some((s, at)) => (s, vec![self.entries(s).remove(at)]),
+                    None => {
+                        // A nested stack: all of its entries.
+                        let (s, range) = self.find_group(id).expect("live");
+                        (s, self.entries(s).drain(range).collect())
                     }
                 };
-                let (s, want) = want;
+                let (want, orphans) = model_release(entries, &mut expected);
+                self.orphans[s].extend(orphans);
                 let got = ret(self.stack(s).release(key));
                 (want, got)
             }
