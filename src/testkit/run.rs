@@ -601,9 +601,13 @@ fn seen(outcome: Outcome<'_, Fault>) -> Seen {
         seen == Seen::Panicked,
         seen == Seen::Cancelled,
     );
+    let error = match &seen {
+        Seen::Failed(e) => Some(e),
+        _ => None,
+    };
     let copy = outcome;
     assert!(
-        accessors == variant && outcome.error() == outcome.error().filter(|_| variant.1) && copy == outcome,
+        accessors == variant && outcome.error() == error && copy == outcome,
         "async-with testkit: an outcome's accessors disagree with it: {outcome:?}"
     );
     seen
@@ -646,8 +650,7 @@ impl Drop for Unless {
 // ----- The three ways to write a context. -----
 
 async fn enter_step(shared: &Shared, n: usize, leaf: Leaf, guest: &mut Guest) -> Result<(), Fault> {
-    pending(leaf.enter).await;
-    end(leaf.enter.act, Fault::Enter(n), || format!("enter #{n} panicked"))?;
+    enter_act(n, leaf.enter).await?;
     guest.enter().await?;
     shared.push(Event::Enter(n));
     Ok(())
@@ -730,8 +733,7 @@ fn generator(
     let shared = shared.clone();
     let mut guest = Guest::new(&shared, n);
     context(async move |mut cx: Cx<(), Fault>| {
-        pending(leaf.enter).await;
-        end(leaf.enter.act, Fault::Enter(n), || format!("enter #{n} panicked"))?;
+        enter_act(n, leaf.enter).await?;
         guest.enter().await?;
         let mut dropped = Unless::armed(&shared, n);
         dropped.1 = Some(guest);
@@ -842,11 +844,8 @@ fn eval_mapped(
     shared: &Shared,
     (n, leaf): (usize, Leaf),
 ) -> impl IntoContext<Value = (), Error = Fault> + use<> {
-    let (first, step) = leaf.enter.eval_map_halves();
-    closures(shared, (n, Leaf { enter: first, ..leaf })).eval_map(async move |(): &mut ()| {
-        pending(step).await;
-        end(step.act, Fault::Enter(n), || format!("enter #{n} panicked"))
-    })
+    let (resource, step) = before_step(shared, (n, leaf));
+    resource.eval_map(async move |(): &mut ()| enter_act(n, step).await)
 }
 
 /// [`eval_mapped`] with `eval_tap`, which behaves the same.
@@ -854,11 +853,24 @@ fn eval_tapped(
     shared: &Shared,
     (n, leaf): (usize, Leaf),
 ) -> impl IntoContext<Value = (), Error = Fault> + use<> {
+    let (resource, step) = before_step(shared, (n, leaf));
+    resource.eval_tap(async move |(): &mut ()| enter_act(n, step).await)
+}
+
+/// The resource of a [`Kind::EvalMapped`] leaf, which enters after the first half of the leaf's
+/// pending enter polls, and the step that does the rest of the leaf's enter after it.
+fn before_step(
+    shared: &Shared,
+    (n, leaf): (usize, Leaf),
+) -> (impl IntoContext<Value = (), Error = Fault> + use<>, Step) {
     let (first, step) = leaf.enter.eval_map_halves();
-    closures(shared, (n, Leaf { enter: first, ..leaf })).eval_tap(async move |(): &mut ()| {
-        pending(step).await;
-        end(step.act, Fault::Enter(n), || format!("enter #{n} panicked"))
-    })
+    (closures(shared, (n, Leaf { enter: first, ..leaf })), step)
+}
+
+/// The injected part of leaf `n`'s enter: `step`'s pending polls, then its act.
+async fn enter_act(n: usize, step: Step) -> Result<(), Fault> {
+    pending(step).await;
+    end(step.act, Fault::Enter(n), || format!("enter #{n} panicked"))
 }
 
 /// A resource whose exit succeeds at once, then an `on_finalize` action that journals what it
