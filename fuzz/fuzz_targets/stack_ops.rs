@@ -10,7 +10,8 @@
 //! a stack), `defer`, `push_exit` and `callback`,
 //! `release` of a key handed out earlier, `pop_all` (the stack it returns joins the list, and
 //! later operations may target it like any other), `close` and `close_with`, a drop, `new`, and entering
-//! a new stack into a stack, then pushing entries on the nested stack it lends. Each
+//! a new stack into a stack, then pushing entries on the nested stack it lends, and a fresh stack
+//! run as a scope's own context (`with`, `scope`, in a tuple, `with_local`). Each
 //! exit journals `exit N: <the outcome it saw>` (or `exit N` for `defer` and `callback`, which see
 //! no outcome), each enter `enter N`.
 //!
@@ -30,6 +31,9 @@
 //!   key, its entries exit now, newest first, starting from `Completed`; the first error is the
 //!   result, the others stay with the stack around it (orphans), and its close starts from them
 //!   (after a `close_with` cause); `pop_all` moves them with the entries.
+//! - a fresh stack as a scope's own context closes with the scope: its entries exit newest
+//!   first, as a `close` would, starting from the body's error if it failed (the exits see
+//!   `Failed` with it, and it is the scope's primary error), as a `close_with` would.
 //!
 //! At the end every stack still open is closed, so that every entry pushed must have exited
 //! exactly once (G1): an exit that never ran, ran twice or ran in another stack's close shows as a
@@ -45,7 +49,8 @@ use std::task::{Context, Poll};
 
 use arbitrary::{Arbitrary, Unstructured};
 use async_with::{
-    AsyncContext, ContextExt, Error, ExitStack, Key, LocalExitStack, Outcome, nullcontext, resource,
+    AsyncContext, ContextExt, Error, ExitStack, Key, LocalExitStack, Outcome, nullcontext, resource, scope,
+    scope_local, with, with_local,
 };
 use futures::executor::block_on;
 use libfuzzer_sys::fuzz_target;
@@ -111,6 +116,27 @@ enum Push {
     Callback,
 }
 
+/// How [`Op::Scoped`] runs a fresh stack as a scope's own context.
+#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
+enum Scoping {
+    /// `with(S::new(), body)` (`with_local` for a `LocalExitStack`).
+    With,
+    /// `scope(body)` (`scope_local`).
+    Scope,
+    /// `with((S::new(), nullcontext(())), ..)`: the stack as one context of a tuple.
+    Tuple,
+    /// `with_local(S::new(), body)`, an `ExitStack` through the local protocol.
+    Local,
+}
+
+/// An entry the body of [`Op::Scoped`] puts on its stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Each {
+    Push(Push),
+    /// `enter` of a [`Res`] (typed) whose enter succeeds.
+    Enter,
+}
+
 /// One operation. `stack` picks one of the open stacks (modulo their number), `key` one of the
 /// keys whose entry is still pending; an operation with nothing to pick from is skipped.
 #[derive(Arbitrary, Clone, Copy, Debug)]
@@ -155,6 +181,18 @@ enum Op {
     /// have none); no exit runs.
     Drop {
         stack: u8,
+    },
+    /// A scope of its own around a fresh stack, run as `how` says: its body puts `count % 5`
+    /// entries on the stack (`push_exit`, `defer`, `callback` and `enter` by turns, entry `j`'s
+    /// exit failing if bit `j` of `fails` is set), then returns or fails as `body` says. The
+    /// stack closes with the scope: its exits see how the body ended, newest first, and the
+    /// scope's error is the body's, then theirs (G4, G5).
+    Scoped {
+        how: Scoping,
+        count: u8,
+        fails: u8,
+        body: Act,
+        yields: bool,
     },
 }
 
@@ -397,10 +435,20 @@ trait Stack: Sized {
         yields: bool,
         journal: &Journal,
     ) -> Result<Option<Key>, String>;
+    /// A scope around a fresh stack, as `how` says, whose body puts each `(each, id, exit)` on
+    /// it, then ends as `body` says (`body N failed`, for operation `n`).
+    fn scoped(
+        how: Scoping,
+        entries: &[(Each, usize, Act)],
+        body: Act,
+        n: usize,
+        yields: bool,
+        journal: &Journal,
+    ) -> Result<(), Error<String>>;
 }
 
 macro_rules! stack {
-    ($Stack:ty) => {
+    ($Stack:ty, $with:ident, $scope:ident) => {
         impl Stack for $Stack {
             fn new() -> Self {
                 <$Stack>::new()
@@ -491,12 +539,51 @@ macro_rules! stack {
                     Ok(key)
                 })
             }
+
+            fn scoped(
+                how: Scoping,
+                entries: &[(Each, usize, Act)],
+                body: Act,
+                n: usize,
+                yields: bool,
+                journal: &Journal,
+            ) -> Result<(), Error<String>> {
+                let body = async move |stack: &mut $Stack| -> Result<(), Error<String>> {
+                    for &(each, id, exit) in entries {
+                        let journal = journal.clone();
+                        match each {
+                            Each::Push(push) => {
+                                let _key = Stack::push(stack, push, id, exit, yields, journal);
+                            }
+                            Each::Enter => {
+                                let res = Res { id, enter: Act::Succeed, exit, yields, journal };
+                                assert_eq!(*<$Stack>::enter(stack, res).await?, id, "lent the wrong value");
+                            }
+                        }
+                    }
+                    match body {
+                        Act::Succeed => Ok(()),
+                        Act::Fail => Err(format!("body {n} failed").into()),
+                    }
+                };
+                block_on(async move {
+                    match how {
+                        Scoping::With => $with(<$Stack>::new(), body).await,
+                        Scoping::Scope => $scope(body).await,
+                        Scoping::Tuple => {
+                            let pair = (<$Stack>::new(), nullcontext(()));
+                            $with(pair, async move |(stack, ())| body(stack).await).await
+                        }
+                        Scoping::Local => with_local(<$Stack>::new(), body).await,
+                    }
+                })
+            }
         }
     };
 }
 
-stack!(ExitStack<String>);
-stack!(LocalExitStack<'static, String>);
+stack!(ExitStack<String>, with, scope);
+stack!(LocalExitStack<'static, String>, with_local, scope_local);
 
 fn ret(result: Result<(), String>) -> Ret {
     match result {
@@ -709,6 +796,34 @@ impl<S: Stack> Run<S> {
                     }
                     Err(e) => (Ret::Ok, Ret::Err(e)),
                 }
+            }
+            Op::Scoped { how, count, fails, body, yields } => {
+                let each = [
+                    Each::Push(Push::Exit),
+                    Each::Push(Push::Defer),
+                    Each::Push(Push::Callback),
+                    Each::Enter,
+                ];
+                let entries: Vec<(Each, usize, Act)> = (0..usize::from(count % 5))
+                    .map(|j| {
+                        let exit = if fails & (1 << j) != 0 { Act::Fail } else { Act::Succeed };
+                        (each[j % 4], MAX_OPS * (j + 1) + n, exit)
+                    })
+                    .collect();
+                let mut model = Vec::new();
+                for &(each, id, exit) in &entries {
+                    let kind = match each {
+                        Each::Push(push) => push.kind(),
+                        Each::Enter => {
+                            expected.push(format!("enter {id}"));
+                            Kind::Context
+                        }
+                    };
+                    model.push(Entry { id, group: None, kind, exit });
+                }
+                let cause = (body == Act::Fail).then(|| format!("body {n} failed"));
+                let want = model_close(model, cause.into_iter().collect(), &mut expected);
+                (want, closed(S::scoped(how, &entries, body, n, yields, &self.journal)))
             }
         };
         assert_eq!(
