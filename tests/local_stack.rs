@@ -7,7 +7,9 @@ mod common;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use async_with::{CancellationToken, Error, ExitStack, LocalExitStack, Scope, scope_local, with, with_local};
+use async_with::{
+    CancellationToken, Error, ExitStack, LocalExitStack, Scope, nullcontext, scope_local, with, with_local,
+};
 use common::{Act, Journal, ready_on_poll};
 use futures::executor::block_on;
 
@@ -161,6 +163,35 @@ fn a_local_exit_stack_entered_as_a_context_keeps_what_was_entered_before() {
     .unwrap();
     assert_eq!(j.take(), ["enter b", "exit b: Completed"]);
     assert_eq!(*log.borrow(), ["callback"]);
+}
+
+/// The body of a scope whose context is the stack `$stack`: enters `a` (whose exit fails), then
+/// fails.
+macro_rules! enter_and_fail {
+    ($j:expr, $stack:expr) => {{
+        $stack.enter($j.probe("a").exit(Act::Fail)).await?;
+        Err::<(), _>(Error::from("body failed".to_string()))
+    }};
+}
+
+#[test]
+fn a_stack_as_a_scopes_context_exits_seeing_how_the_body_ended() {
+    // Each way a stack is a scope's own context: its exits see the body's error, and theirs
+    // follow it.
+    let j = Journal::new();
+    let results = [
+        block_on(with(ExitStack::new(), async |stack| enter_and_fail!(j, stack))),
+        block_on(with_local(ExitStack::new(), async |stack| enter_and_fail!(j, stack))),
+        block_on(with_local(Local::new(), async |stack| enter_and_fail!(j, stack))),
+        block_on(with((ExitStack::new(), nullcontext(())), async |(stack, ())| enter_and_fail!(j, stack))),
+        block_on(with_local((Local::new(), nullcontext(())), async |(stack, ())| enter_and_fail!(j, stack))),
+    ];
+    for (way, result) in results.into_iter().enumerate() {
+        let error = result.unwrap_err();
+        assert_eq!(error.primary().map(String::as_str), Some("body failed"), "way {way}");
+        assert_eq!(error.suppressed(), ["exit a failed"], "way {way}");
+    }
+    assert_eq!(j.take(), ["enter a", "exit a: Failed(body failed)"].repeat(5));
 }
 
 #[test]
