@@ -11,7 +11,7 @@
 //! `release` of a key handed out earlier, `pop_all` (the stack it returns joins the list, and
 //! later operations may target it like any other), `close` and `close_with`, a drop, `new`, and entering
 //! a new stack into a stack, then pushing entries on the nested stack it lends, and a fresh stack
-//! run as a scope's own context (`with`, `scope`, in a tuple, `with_local`). Each
+//! run as a scope's own context (`with`, `scope`, in a tuple, `with_local`), or dropped there. Each
 //! exit journals `exit N: <the outcome it saw>` (or `exit N` for `defer` and `callback`, which see
 //! no outcome), each enter `enter N`.
 //!
@@ -58,10 +58,16 @@ use libfuzzer_sys::fuzz_target;
 /// The longest sequence of operations a case runs: longer inputs are cut there.
 const MAX_OPS: usize = 40;
 
-fuzz_target!(|ops: Ops| {
+fuzz_target!(
+    init: {
+        // Scopes are dropped on purpose: the default drop hook would print a line for each.
+        async_with::set_drop_hook(|_| {});
+    },
+    |ops: Ops| {
     run::<ExitStack<String>>(&ops);
     run::<LocalExitStack<'static, String>>(&ops);
-});
+    }
+);
 
 fn run<S: Stack>(ops: &Ops) {
     let mut run = Run::<S>::default();
@@ -129,6 +135,18 @@ enum Scoping {
     Local,
 }
 
+/// How the body of [`Op::Scoped`] ends, once its entries are on the stack.
+#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
+enum Ends {
+    /// `Ok(())`: the exits see `Completed`.
+    Returns,
+    /// `Err("body N failed")`: the exits see `Failed` with it, and it is the primary error.
+    Fails,
+    /// It waits forever, and the scope's future is dropped there: the contexts' fallbacks run,
+    /// newest first, and no exit.
+    Dropped,
+}
+
 /// An entry the body of [`Op::Scoped`] puts on its stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Each {
@@ -184,14 +202,14 @@ enum Op {
     },
     /// A scope of its own around a fresh stack, run as `how` says: its body puts `count % 5`
     /// entries on the stack (`push_exit`, `defer`, `callback` and `enter` by turns, entry `j`'s
-    /// exit failing if bit `j` of `fails` is set), then returns or fails as `body` says. The
-    /// stack closes with the scope: its exits see how the body ended, newest first, and the
-    /// scope's error is the body's, then theirs (G4, G5).
+    /// exit failing if bit `j` of `fails` is set), then ends as `body` says. The stack closes
+    /// with the scope: its exits see how the body ended, newest first, and the scope's error is
+    /// the body's, then theirs (G4, G5). A scope dropped instead runs its contexts' fallbacks.
     Scoped {
         how: Scoping,
         count: u8,
         fails: u8,
-        body: Act,
+        body: Ends,
         yields: bool,
     },
 }
@@ -436,11 +454,11 @@ trait Stack: Sized {
         journal: &Journal,
     ) -> Result<Option<Key>, String>;
     /// A scope around a fresh stack, as `how` says, whose body puts each `(each, id, exit)` on
-    /// it, then ends as `body` says (`body N failed`, for operation `n`).
+    /// it, then ends as `body` says (`body N failed`, for operation `n`). Dropped, `Ok`.
     fn scoped(
         how: Scoping,
         entries: &[(Each, usize, Act)],
-        body: Act,
+        body: Ends,
         n: usize,
         yields: bool,
         journal: &Journal,
@@ -543,11 +561,13 @@ macro_rules! stack {
             fn scoped(
                 how: Scoping,
                 entries: &[(Each, usize, Act)],
-                body: Act,
+                body: Ends,
                 n: usize,
                 yields: bool,
                 journal: &Journal,
             ) -> Result<(), Error<String>> {
+                let (ends, waiting) = (body, std::cell::Cell::new(false));
+                let waiting = &waiting;
                 let body = async move |stack: &mut $Stack| -> Result<(), Error<String>> {
                     for &(each, id, exit) in entries {
                         let journal = journal.clone();
@@ -561,12 +581,16 @@ macro_rules! stack {
                             }
                         }
                     }
-                    match body {
-                        Act::Succeed => Ok(()),
-                        Act::Fail => Err(format!("body {n} failed").into()),
+                    match ends {
+                        Ends::Returns => Ok(()),
+                        Ends::Fails => Err(format!("body {n} failed").into()),
+                        Ends::Dropped => {
+                            waiting.set(true);
+                            std::future::pending().await
+                        }
                     }
                 };
-                block_on(async move {
+                let scope = async move {
                     match how {
                         Scoping::With => $with(<$Stack>::new(), body).await,
                         Scoping::Scope => $scope(body).await,
@@ -576,7 +600,17 @@ macro_rules! stack {
                         }
                         Scoping::Local => with_local(<$Stack>::new(), body).await,
                     }
-                })
+                };
+                if ends != Ends::Dropped {
+                    return block_on(scope);
+                }
+                // Polled until the body waits (each yield wakes at once), then dropped there.
+                let mut scope = std::pin::pin!(scope);
+                let mut task = Context::from_waker(std::task::Waker::noop());
+                while !waiting.get() {
+                    assert!(scope.as_mut().poll(&mut task).is_pending(), "a body that waits forever ended");
+                }
+                Ok(())
             }
         }
     };
@@ -821,8 +855,16 @@ impl<S: Stack> Run<S> {
                     };
                     model.push(Entry { id, group: None, kind, exit });
                 }
-                let cause = (body == Act::Fail).then(|| format!("body {n} failed"));
-                let want = model_close(model, cause.into_iter().collect(), &mut expected);
+                let want = match body {
+                    Ends::Returns => model_close(model, Vec::new(), &mut expected),
+                    Ends::Fails => model_close(model, vec![format!("body {n} failed")], &mut expected),
+                    Ends::Dropped => {
+                        for entry in model.iter().rev().filter(|e| e.kind == Kind::Context) {
+                            expected.push(format!("fallback {}", entry.id));
+                        }
+                        Ret::Ok
+                    }
+                };
                 (want, closed(S::scoped(how, &entries, body, n, yields, &self.journal)))
             }
         };
