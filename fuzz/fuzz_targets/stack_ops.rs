@@ -188,7 +188,9 @@ enum Op {
     New,
     /// `stack.enter(S::new())`, then `count % 4` entries pushed on the nested stack it lends:
     /// `push_exit`, `defer` and `callback` by turns, entry `j` failing if bit `j` of `fails` is
-    /// set. With `count & 4`, `enter_with_key`: the key joins those `Release` picks from.
+    /// set. With `count & 4`, `enter_with_key`: the key joins those `Release` picks from. With
+    /// `count & 8`, into a `LocalExitStack`, the stack entered is an `ExitStack` (whose entries
+    /// the local stack takes over as its own).
     Nest {
         stack: u8,
         count: u8,
@@ -444,11 +446,12 @@ trait Stack: Sized {
     fn pop_all(&mut self) -> Self;
     fn close(self) -> Result<(), Error<String>>;
     fn close_with(self, cause: String) -> Result<(), Error<String>>;
-    /// `enter` of a new stack (`enter_with_key` if `keyed`: its key), then each `(push, n, exit)`
-    /// pushed on the nested stack.
+    /// `enter` of a new stack (`enter_with_key` if `keyed`: its key; an `ExitStack` if `send`),
+    /// then each `(push, n, exit)` pushed on the nested stack.
     fn nest(
         &mut self,
         keyed: bool,
+        send: bool,
         pushes: &[(Push, usize, Act)],
         yields: bool,
         journal: &Journal,
@@ -465,8 +468,26 @@ trait Stack: Sized {
     ) -> Result<(), Error<String>>;
 }
 
+/// [`Stack::nest`] for a `$Nested` entered into `$stack`, a `$Stack`.
+macro_rules! nest {
+    ($stack:expr, $Stack:ty, $Nested:ty, $keyed:expr, $pushes:expr, $yields:expr, $journal:expr) => {
+        block_on(async {
+            let (nested, key) = if $keyed {
+                let (nested, key) = <$Stack>::enter_with_key($stack, <$Nested>::new()).await?;
+                (nested, Some(key))
+            } else {
+                (<$Stack>::enter($stack, <$Nested>::new()).await?, None)
+            };
+            for &(push, n, exit) in $pushes {
+                let _key = Stack::push(nested, push, n, exit, $yields, $journal.clone());
+            }
+            Ok(key)
+        })
+    };
+}
+
 macro_rules! stack {
-    ($Stack:ty, $with:ident, $scope:ident) => {
+    ($Stack:ty, $Send:ty, $with:ident, $scope:ident) => {
         impl Stack for $Stack {
             fn new() -> Self {
                 <$Stack>::new()
@@ -540,22 +561,16 @@ macro_rules! stack {
             fn nest(
                 &mut self,
                 keyed: bool,
+                send: bool,
                 pushes: &[(Push, usize, Act)],
                 yields: bool,
                 journal: &Journal,
             ) -> Result<Option<Key>, String> {
-                block_on(async {
-                    let (nested, key) = if keyed {
-                        let (nested, key) = <$Stack>::enter_with_key(self, <$Stack>::new()).await?;
-                        (nested, Some(key))
-                    } else {
-                        (<$Stack>::enter(self, <$Stack>::new()).await?, None)
-                    };
-                    for &(push, n, exit) in pushes {
-                        let _key = Stack::push(nested, push, n, exit, yields, journal.clone());
-                    }
-                    Ok(key)
-                })
+                if send {
+                    nest!(self, $Stack, $Send, keyed, pushes, yields, journal)
+                } else {
+                    nest!(self, $Stack, $Stack, keyed, pushes, yields, journal)
+                }
             }
 
             fn scoped(
@@ -616,8 +631,9 @@ macro_rules! stack {
     };
 }
 
-stack!(ExitStack<String>, with, scope);
-stack!(LocalExitStack<'static, String>, with_local, scope_local);
+// A nested stack of the other kind can only be an `ExitStack` in a `LocalExitStack`.
+stack!(ExitStack<String>, ExitStack<String>, with, scope);
+stack!(LocalExitStack<'static, String>, ExitStack<String>, with_local, scope_local);
 
 fn ret(result: Result<(), String>) -> Ret {
     match result {
@@ -823,7 +839,7 @@ impl<S: Stack> Run<S> {
                     self.entries(s).push(Entry { id, group: Some(n), kind: push.kind(), exit });
                 }
                 let journal = self.journal.clone();
-                match self.stack(s).nest(count & 4 != 0, &pushes, yields, &journal) {
+                match self.stack(s).nest(count & 4 != 0, count & 8 != 0, &pushes, yields, &journal) {
                     Ok(key) => {
                         self.keys.extend(key.map(|key| (key, n)));
                         (Ret::Ok, Ret::Ok)
