@@ -38,6 +38,9 @@ fn later_exit_errors_are_suppressed_in_order_and_each_exit_sees_the_newest() {
     let err = block_on(with(ctxs, async |_| Err::<(), _>("body failed".to_string().into()))).unwrap_err();
     assert_eq!(err.primary().unwrap(), "body failed");
     assert_eq!(err.suppressed(), ["exit c failed", "exit a failed"]);
+    // A suppressed error compares as its error: equal to that, and to nothing else.
+    assert_ne!(err.suppressed(), ["exit a failed", "exit c failed"]);
+    assert!(err.suppressed()[0] != "exit a failed");
     assert_eq!(
         j.take(),
         [

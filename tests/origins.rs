@@ -94,6 +94,17 @@ fn an_inner_tuple_names_the_place_inside_it() {
 }
 
 #[test]
+fn places_past_what_an_origin_records_are_not_said() {
+    // An origin keeps places below 16,382; the branch there and the ones after it say none (the
+    // scope's own, here none), the one before still says its own.
+    let last = 16_382;
+    let contexts = (0..=last).map(|place| ctx("x", false, place + 1 >= last));
+    let err = block_on(with(join_all(contexts.collect::<Vec<_>>()), async |_| Ok(()))).unwrap_err();
+    let places: Vec<Option<usize>> = all(&err).into_iter().map(|(_, (_, place, _))| place).collect();
+    assert_eq!(places, [Some(last - 1), None]);
+}
+
+#[test]
 fn a_name_inside_a_name_wins_and_a_place_inside_a_name_is_kept() {
     let err =
         block_on(with(ctx("a", true, false).named("inner").named("outer"), async |()| Ok(()))).unwrap_err();
