@@ -354,3 +354,35 @@ impl<E> Orphans<E> {
         self.0.take().map_or_else(Vec::new, |orphans| *orphans)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A list of `n` slots (capacity `n`), all but the newest `live` taken out.
+    fn slots_with(n: usize, live: usize) -> Slots<u8, ()> {
+        let mut slots = Slots { list: Vec::with_capacity(n), beside: () };
+        // The slots never read their entries: a dangling pointer stands for one.
+        let numbers: Vec<u64> = (0..n).map(|_| push(&mut slots, NonNull::dangling())).collect();
+        for &number in &numbers[..n - live] {
+            assert!(take(&mut slots, number).is_some());
+        }
+        assert_eq!((slots.list.len(), slots.list.capacity()), (n, n));
+        slots
+    }
+
+    #[test]
+    fn a_full_list_half_empty_compacts_and_shrinks_only_when_eight_times_too_big() {
+        // 5 live of 32: compacted, the capacity kept (32 is not above 8 * 5), so that a stack
+        // that keeps entering and releasing does not reallocate each time.
+        let mut slots = slots_with(32, 5);
+        push(&mut slots, NonNull::dangling());
+        assert_eq!((slots.list.len(), slots.list.capacity()), (6, 32));
+        // 5 live of 64: compacted and shrunk, to room for twice the live ones.
+        let mut slots = slots_with(64, 5);
+        push(&mut slots, NonNull::dangling());
+        assert_eq!(slots.list.len(), 6);
+        let capacity = slots.list.capacity();
+        assert!((10..64).contains(&capacity), "capacity {capacity}");
+    }
+}
