@@ -297,6 +297,22 @@ fn model_close(entries: Vec<Entry>, mut errors: Vec<String>, journal: &mut Vec<S
     }
 }
 
+/// A stack dropped unclosed, holding `entries` (oldest first): its contexts' fallbacks run,
+/// newest first; no exit runs.
+fn model_drop(entries: &[Entry], journal: &mut Vec<String>) {
+    for entry in entries.iter().rev().filter(|e| e.kind == Kind::Context) {
+        journal.push(format!("fallback {}", entry.id));
+    }
+}
+
+/// The number and the exit of entry `j` of operation `n`'s own stack (`Nest`, `Scoped`): a
+/// number no operation has (operations are numbered below `MAX_OPS`), failing if bit `j` of
+/// `fails` is set.
+fn inner_entry(n: usize, j: usize, fails: u8) -> (usize, Act) {
+    let exit = if fails & (1 << j) != 0 { Act::Fail } else { Act::Succeed };
+    (MAX_OPS * (j + 1) + n, exit)
+}
+
 /// A release of one entry, or of a nested stack's entries (oldest first): they exit now, newest
 /// first, starting from `Completed`; the first error is the result, the others are left to the
 /// stack they were in (returned, for its orphans).
@@ -581,9 +597,9 @@ macro_rules! stack {
                 yields: bool,
                 journal: &Journal,
             ) -> Result<(), Error<String>> {
-                let (ends, waiting) = (body, std::cell::Cell::new(false));
+                let waiting = std::cell::Cell::new(false);
                 let waiting = &waiting;
-                let body = async move |stack: &mut $Stack| -> Result<(), Error<String>> {
+                let fill = async move |stack: &mut $Stack| -> Result<(), Error<String>> {
                     for &(each, id, exit) in entries {
                         let journal = journal.clone();
                         match each {
@@ -596,7 +612,7 @@ macro_rules! stack {
                             }
                         }
                     }
-                    match ends {
+                    match body {
                         Ends::Returns => Ok(()),
                         Ends::Fails => Err(format!("body {n} failed").into()),
                         Ends::Dropped => {
@@ -607,16 +623,16 @@ macro_rules! stack {
                 };
                 let scope = async move {
                     match how {
-                        Scoping::With => $with(<$Stack>::new(), body).await,
-                        Scoping::Scope => $scope(body).await,
+                        Scoping::With => $with(<$Stack>::new(), fill).await,
+                        Scoping::Scope => $scope(fill).await,
                         Scoping::Tuple => {
                             let pair = (<$Stack>::new(), nullcontext(()));
-                            $with(pair, async move |(stack, ())| body(stack).await).await
+                            $with(pair, async move |(stack, ())| fill(stack).await).await
                         }
-                        Scoping::Local => with_local(<$Stack>::new(), body).await,
+                        Scoping::Local => with_local(<$Stack>::new(), fill).await,
                     }
                 };
-                if ends != Ends::Dropped {
+                if body != Ends::Dropped {
                     return block_on(scope);
                 }
                 // Polled until the body waits (each yield wakes at once), then dropped there.
@@ -813,9 +829,7 @@ impl<S: Stack> Run<S> {
                 let Some(s) = self.pick(stack) else { return };
                 let entries = self.model[s].take().expect("open");
                 self.orphans[s].clear();
-                for entry in entries.iter().rev().filter(|e| e.kind == Kind::Context) {
-                    expected.push(format!("fallback {}", entry.id));
-                }
+                model_drop(&entries, &mut expected);
                 drop(self.stacks[s].take().expect("open"));
                 (Ret::Ok, Ret::Ok)
             }
@@ -829,10 +843,8 @@ impl<S: Stack> Run<S> {
                 let Some(s) = self.pick(stack) else { return };
                 let pushes: Vec<(Push, usize, Act)> = (0..usize::from(count % 4))
                     .map(|j| {
-                        let push = [Push::Exit, Push::Defer, Push::Callback][j % 3];
-                        let exit = if fails & (1 << j) != 0 { Act::Fail } else { Act::Succeed };
-                        // Numbers no operation has (operations are numbered below `MAX_OPS`).
-                        (push, MAX_OPS * (j + 1) + n, exit)
+                        let (id, exit) = inner_entry(n, j, fails);
+                        ([Push::Exit, Push::Defer, Push::Callback][j % 3], id, exit)
                     })
                     .collect();
                 for &(push, id, exit) in &pushes {
@@ -856,8 +868,8 @@ impl<S: Stack> Run<S> {
                 ];
                 let entries: Vec<(Each, usize, Act)> = (0..usize::from(count % 5))
                     .map(|j| {
-                        let exit = if fails & (1 << j) != 0 { Act::Fail } else { Act::Succeed };
-                        (each[j % 4], MAX_OPS * (j + 1) + n, exit)
+                        let (id, exit) = inner_entry(n, j, fails);
+                        (each[j % 4], id, exit)
                     })
                     .collect();
                 let mut model = Vec::new();
@@ -875,9 +887,7 @@ impl<S: Stack> Run<S> {
                     Ends::Returns => model_close(model, Vec::new(), &mut expected),
                     Ends::Fails => model_close(model, vec![format!("body {n} failed")], &mut expected),
                     Ends::Dropped => {
-                        for entry in model.iter().rev().filter(|e| e.kind == Kind::Context) {
-                            expected.push(format!("fallback {}", entry.id));
-                        }
+                        model_drop(&model, &mut expected);
                         Ret::Ok
                     }
                 };
