@@ -154,11 +154,18 @@ pub(crate) fn mark_exiting() {
     });
 }
 
-/// Runs `poll` with `frame` as the current frame (starting with nothing busy); returns its
-/// result and the frame as `poll` left it. The previous frame is restored, even if `poll`
-/// unwinds.
+/// Runs `poll` with `frame` as the current frame; returns its result and the frame as `poll`
+/// left it. The previous frame is restored, even if `poll` unwinds.
+///
+/// `frame` says nothing busy and not exiting: those two are what `poll` reports back, so each
+/// poll starts with them clear. Every caller passes a frame built from [`Frame::SHIELDED`], or
+/// (a body) the frame its scope set up for this poll, read before anything in the poll could
+/// mark it: the scope's enters are shielded (they mark a frame of their own), and the scope
+/// marks itself exiting only after its body ended. Checked in debug builds, so every test and
+/// fuzz input that polls a scope checks it.
 #[inline]
 pub(crate) fn within<T>(frame: Frame, poll: impl FnOnce() -> T) -> (T, Frame) {
+    debug_assert!(!frame.busy && !frame.exiting, "a poll starts with nothing busy, not exiting: {frame:?}");
     #[cfg(feature = "std")]
     {
         struct Restore(Frame);
@@ -168,8 +175,7 @@ pub(crate) fn within<T>(frame: Frame, poll: impl FnOnce() -> T) -> (T, Frame) {
                 CURRENT.with(|cell| cell.set(self.0));
             }
         }
-        let restore =
-            Restore(CURRENT.with(|cell| cell.replace(Frame { busy: false, exiting: false, ..frame })));
+        let restore = Restore(CURRENT.with(|cell| cell.replace(frame)));
         let out = poll();
         let left = CURRENT.with(core::cell::Cell::get);
         drop(restore);
@@ -325,6 +331,13 @@ mod tests {
         assert_eq!(current(), Frame::SHIELDED);
         let ((), left) = within(cancelled, || ());
         assert!(!left.busy, "each poll starts with no busy child");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "a poll starts with nothing busy")]
+    fn a_poll_never_starts_busy() {
+        let _ = within(Frame { busy: true, ..Frame::SHIELDED }, || ());
     }
 
     #[test]
