@@ -19,7 +19,7 @@ use crate::outcome::Outcome;
 use crate::outcome::OutcomeFn;
 use crate::protocol::{Entry, Fallback, MakeExit};
 use crate::protocol::{Protocol, SendProtocol};
-use crate::unwind::{Seed, Unwind, exit_within};
+use crate::unwind::{ExitWithin, Seed, Unwind, exit_within};
 
 pin_project_lite::pin_project! {
     /// An entry whose exit owns what it needs: a context, exit closure or callback `X` and its
@@ -78,6 +78,60 @@ impl<X, V, E, F: Future<Output = Unwind<E>>> Entry<E> for Owned<X, V, E, F> {
 // lent error, and hands that unwind back; the scope merges it. The `Send` flavours call the
 // traits whose futures are declared `Send`, so that the block is `Send` too.
 
+pin_project_lite::pin_project! {
+    /// `defer` and `callback`: an exit that does not see the outcome. It needs no unwind of its
+    /// own, so no exit block: it runs against the stack's unwind, passed to each poll, and records
+    /// into it when it ends. The exit is made by `callback` when it starts, bounded by the scope's
+    /// exit deadline as every exit is.
+    #[project = DeferredProj]
+    pub(crate) enum Deferred<C, F, E> {
+        Waiting { callback: Quiet<C> },
+        Running { #[pin] exit: ExitWithin<F, E> },
+        Done,
+    }
+}
+
+/// A callback not yet called; dropped (the stack was dropped, not closed) without letting a panic
+/// in its destructor out, as every entry's fallback is.
+pub(crate) struct Quiet<C>(Option<C>);
+
+impl<C> Drop for Quiet<C> {
+    fn drop(&mut self) {
+        if let Some(callback) = self.0.take() {
+            crate::catch_unwind::quietly(|| drop(callback));
+        }
+    }
+}
+
+impl<C, F, E> Deferred<C, F, E> {
+    pub(crate) fn new(callback: C) -> Self {
+        Deferred::Waiting { callback: Quiet(Some(callback)) }
+    }
+
+    /// The entry's value, for the stack's push: there is none.
+    pub(crate) fn value(self: Pin<&mut Self>) -> &mut () {
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(())) // a zero-sized box: no allocation
+    }
+}
+
+impl<C: FnOnce() -> F, F: Future<Output = Result<(), E>>, E> Entry<E> for Deferred<C, F, E> {
+    fn poll_exit(mut self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()> {
+        if let DeferredProj::Waiting { callback } = self.as_mut().project() {
+            let callback = callback.0.take().expect("async-with: an entry is exited once");
+            let deadline = unwind.deadline();
+            self.set(Deferred::Running { exit: exit_within(deadline, callback) });
+        }
+        let DeferredProj::Running { exit } = self.as_mut().project() else {
+            unreachable!("async-with: an entry is exited once")
+        };
+        let exited = ready!(exit.poll(task));
+        // Its deadline is dropped before the exit is recorded, as at the end of an exit block.
+        self.set(Deferred::Done);
+        unwind.exited(exited);
+        Poll::Ready(())
+    }
+}
+
 /// `push_exit`: an exit closure without a value of its own.
 pub(crate) async fn outcome_exit<F, E>(exit: F, (): (), seed: Seed<E>) -> Unwind<E>
 where
@@ -99,29 +153,6 @@ where
     let deadline = unwind.deadline();
     let outcome = unwind.outcome();
     let result = exit_within(deadline, move || exit(outcome)).await;
-    unwind.exited(result);
-    unwind
-}
-
-/// `defer`: an async callback that does not see the outcome.
-pub(crate) async fn deferred<F, Fut, E>(callback: F, (): (), seed: Seed<E>) -> Unwind<E>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<(), E>>,
-{
-    let mut unwind = Unwind::seeded(seed);
-    let result = exit_within(unwind.deadline(), callback).await;
-    unwind.exited(result);
-    unwind
-}
-
-/// `callback`: a synchronous callback.
-pub(crate) async fn called<F, E>(callback: F, (): (), seed: Seed<E>) -> Unwind<E>
-where
-    F: FnOnce() -> Result<(), E>,
-{
-    let mut unwind = Unwind::seeded(seed);
-    let result = exit_within(unwind.deadline(), move || core::future::ready(callback())).await;
     unwind.exited(result);
     unwind
 }

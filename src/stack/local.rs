@@ -9,7 +9,7 @@ use core::pin::Pin;
 
 use super::Key;
 use super::arena::{Claim, Orphans};
-use super::entry::{self, Owned};
+use super::entry::{self, Deferred, Owned};
 use super::shared::{Core, ScopeStack, entered_or_park};
 use crate::context::IntoLocalContext;
 use crate::error::Error;
@@ -151,7 +151,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
         F: FnOnce() -> Fut + 'env,
         Fut: Future<Output = Result<(), E>> + 'env,
     {
-        self.push_context(callback, (), entry::deferred::<F, Fut, E>, entry::drop_both).0
+        self.push_entry(Box::pin(Deferred::new(callback)), Deferred::value).0
     }
 
     /// Pushes an async exit that sees the outcome; see [`ExitStack::push_exit`](crate::ExitStack::push_exit).
@@ -185,7 +185,7 @@ impl<'env, E: 'env> LocalExitStack<'env, E> {
     where
         F: FnOnce() -> Result<(), E> + 'env,
     {
-        self.push_context(callback, (), entry::called::<F, E>, entry::drop_both).0
+        self.push_entry(Box::pin(Deferred::new(move || core::future::ready(callback()))), Deferred::value).0
     }
 
     /// Exits one entry now; see [`ExitStack::release`](crate::ExitStack::release).

@@ -8,7 +8,7 @@ use core::pin::Pin;
 
 use super::Key;
 use super::arena::{Claim, Orphans};
-use super::entry::{self, Owned};
+use super::entry::{self, Deferred, Owned};
 use super::shared::{Core, ScopeStack, entered_or_park};
 use crate::context::IntoContext;
 use crate::error::Error;
@@ -202,7 +202,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
     {
-        self.push_context(callback, (), entry::deferred::<F, Fut, E>, entry::drop_both).0
+        self.push_entry(Box::pin(Deferred::new(callback)), Deferred::value).0
     }
 
     /// Pushes an async exit that sees the outcome: Python's `push_async_exit`.
@@ -240,7 +240,7 @@ impl<E: Send + Sync + 'static> ExitStack<E> {
     where
         F: FnOnce() -> Result<(), E> + Send + 'static,
     {
-        self.push_context(callback, (), entry::called::<F, E>, entry::drop_both).0
+        self.push_entry(Box::pin(Deferred::new(move || core::future::ready(callback()))), Deferred::value).0
     }
 
     /// Exits one entry now, seeing [`Outcome::Completed`], instead of when the stack closes
