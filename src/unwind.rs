@@ -747,7 +747,12 @@ impl<F: Future<Output = Result<(), E>>, E> Future for ExitWithin<F, E> {
         let mut this = self.project();
         let running = this.exit.as_mut();
         if let Poll::Ready(result) = frame::shielded(|| running.poll(task)) {
-            return Poll::Ready(Exited { result, also: this.also.take(), dropping: false });
+            // The deadline is dropped here, where a panic in its destructor is caught: it came
+            // after all the exit did. (It never panicked before, or it would be gone already.)
+            return Poll::Ready(match drop_deadline(this.deadline) {
+                None => Exited { result, also: this.also.take(), dropping: false },
+                dropped => Exited { result, also: dropped, dropping: true },
+            });
         }
         let Some(deadline) = this.deadline.as_mut() else { return Poll::Pending };
         #[cfg(feature = "std")]
@@ -767,8 +772,17 @@ impl<F: Future<Output = Result<(), E>>, E> Future for ExitWithin<F, E> {
                     this.exit.set(Caught::Done);
                     None
                 };
-                // The deadline fired, so it did not panic before: `also` is the drop's panic.
-                Poll::Ready(Exited { result: Ok(Err(late)), also: dropping, dropping: true })
+                // The deadline fired, so it did not panic before: `also` is a drop's panic (the
+                // exit's first: a second is only printed, as for any second panic).
+                let also = match (dropping, drop_deadline(this.deadline)) {
+                    #[cfg(feature = "std")]
+                    (Some(first), Some(second)) => {
+                        drop_payload(second);
+                        Some(first)
+                    }
+                    (first, second) => first.or(second),
+                };
+                Poll::Ready(Exited { result: Ok(Err(late)), also, dropping: true })
             }
             // A deadline that panics is a panic of the scope: the exit goes on without one.
             Err(payload) => {
@@ -777,6 +791,21 @@ impl<F: Future<Output = Result<(), E>>, E> Future for ExitWithin<F, E> {
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Drops a deadline that is no longer needed, returning the panic of its destructor (user code).
+#[inline]
+fn drop_deadline<E>(deadline: &mut Option<Deadline<E>>) -> Option<Payload> {
+    let deadline = deadline.take()?;
+    #[cfg(feature = "std")]
+    {
+        std::panic::catch_unwind(core::panic::AssertUnwindSafe(move || drop(deadline))).err()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        drop(deadline);
+        None
     }
 }
 

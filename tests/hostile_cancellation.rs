@@ -191,6 +191,54 @@ fn a_deadline_that_panics_before_a_mapped_exit_panics_is_the_panic_that_resumes(
     assert_eq!(j.take(), ["enter b", "exit a: Completed", "exit b: Panicked"]);
 }
 
+/// A deadline whose destructor panics: dropped when the exit it bounded finished first.
+fn panics_when_dropped() -> impl Future<Output = String> + Send {
+    struct PanicsWhenDropped;
+    impl Drop for PanicsWhenDropped {
+        fn drop(&mut self) {
+            panic!("the deadline broke when dropped");
+        }
+    }
+    let guard = PanicsWhenDropped;
+    async move {
+        let _guard = guard;
+        std::future::pending::<String>().await
+    }
+}
+
+/// The deadline's destructor runs after its exit finished: its panic is the scope's, and every
+/// older exit still runs, seeing it (it once escaped the exit, and the older exits never ran).
+#[test]
+fn a_deadline_that_panics_when_dropped_is_a_panic_of_the_scope_and_the_other_exits_run() {
+    let j = Journal::new();
+    let out = block_on_catching(
+        Scope::new()
+            .exit_deadline(panics_when_dropped)
+            .with((slow(&j, "a"), slow(&j, "b")), async |_| Ok(())),
+    );
+    assert_eq!(out.unwrap_err(), "the deadline broke when dropped");
+    assert_eq!(j.take(), ["enter a", "enter b", "exit b: Completed", "exit a: Panicked"]);
+
+    // Each kind of exit-stack entry: a context, an exit closure, a callback.
+    let (a, older, newer) = (slow(&j, "a"), j.clone(), j.clone());
+    let out = block_on_catching(Scope::new().exit_deadline(panics_when_dropped).scope(
+        async move |stack: &mut ExitStack<String>| {
+            stack.enter(a).await?;
+            stack.push_exit(async move |outcome: Outcome<'_, String>| {
+                older.push(format!("exit b: {}", describe(outcome)));
+                Ok(())
+            });
+            stack.callback(move || {
+                newer.push("callback c".to_string());
+                Ok(())
+            });
+            Ok(())
+        },
+    ));
+    assert_eq!(out.unwrap_err(), "the deadline broke when dropped");
+    assert_eq!(j.take(), ["enter a", "callback c", "exit b: Panicked", "exit a: Panicked"]);
+}
+
 // ----- (12) A destructor that panics while the crate drops user state is a panic of the scope. --
 
 #[test]

@@ -87,7 +87,6 @@ pin_project_lite::pin_project! {
     pub(crate) enum Deferred<C, F, E> {
         Waiting { callback: Quiet<C> },
         Running { #[pin] exit: ExitWithin<F, E> },
-        Done,
     }
 }
 
@@ -124,10 +123,8 @@ impl<C: FnOnce() -> F, F: Future<Output = Result<(), E>>, E> Entry<E> for Deferr
         let DeferredProj::Running { exit } = self.as_mut().project() else {
             unreachable!("async-with: an entry is exited once")
         };
-        let exited = ready!(exit.poll(task));
-        // Its deadline is dropped before the exit is recorded, as at the end of an exit block.
-        self.set(Deferred::Done);
-        unwind.exited(exited);
+        // What is left (the deadline) goes with the entry, which the stack drops catching panics.
+        unwind.exited(ready!(exit.poll(task)));
         Poll::Ready(())
     }
 }
