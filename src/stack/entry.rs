@@ -123,7 +123,7 @@ impl<C: FnOnce() -> F, F: Future<Output = Result<(), E>>, E> Entry<E> for Deferr
         let DeferredProj::Running { exit } = self.as_mut().project() else {
             unreachable!("async-with: an entry is exited once")
         };
-        // What is left (the deadline) goes with the entry, which the stack drops catching panics.
+        // Nothing is left to drop before recording: the exit dropped its deadline as it ended.
         unwind.exited(ready!(exit.poll(task)));
         Poll::Ready(())
     }
