@@ -279,3 +279,14 @@ pub trait LocalStack<'env, E: 'env> {
     /// [`SendStack::failed`].
     fn failed(&self, unwind: Unwind<E>) -> Option<E>;
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spliced_entries_show_how_many_errors_they_carry() {
+        let spliced = Spliced::<dyn Entry<u8>, u8> { entries: Arena::new(), orphans: Vec::new() };
+        assert_eq!(alloc::format!("{spliced:?}"), "Spliced { orphans: 0, .. }");
+    }
+}

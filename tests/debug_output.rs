@@ -5,7 +5,8 @@ use std::pin::pin;
 use std::task::{Context, Waker};
 
 use async_with::{
-    CancellationToken, Cx, ExitStack, LocalExitStack, Outcome, context, detach_on_drop, resource, with,
+    CancellationToken, Cx, ExitStack, IntoContext, LocalExitStack, Outcome, context, detach_on_drop,
+    resource, with,
 };
 
 fn debug(value: &impl std::fmt::Debug) -> String {
@@ -44,6 +45,9 @@ fn contexts_and_their_states_name_themselves() {
     });
     assert!(debug(&g).starts_with("Generator"), "{g:?}");
     futures::executor::block_on(with(g, async |_| Ok(()))).unwrap();
+    // Converted, not entered yet: its closure has not started.
+    let running = context(async |_: Cx<u8, ()>| Ok(())).into_context();
+    assert_eq!(debug(&running), "Running { started: false, .. }");
 }
 
 #[test]
