@@ -11,7 +11,7 @@ use crate::outcome::Outcome;
 use crate::protocol::{Entered, LocalStack, SendStack};
 use crate::protocol::{Protocol, Sealed, SendProtocol};
 #[cfg(feature = "std")]
-use crate::unwind::Seed;
+use crate::unwind::{Ran, Seed, exit_from_seed};
 use crate::unwind::{Unwind, exit_within};
 
 /// A type that is a context itself: Python's `__aenter__` / `__aexit__`.
@@ -417,22 +417,13 @@ macro_rules! leaf_protocol {
 leaf_protocol!(Protocol, LocalAsyncContext);
 leaf_protocol!(SendProtocol, AsyncContext + Send);
 
-// The exit blocks of a context entered into an exit stack: each runs the exit under an unwind
-// seeded with the scope's outcome and the lent error, and hands that unwind back to the stack.
+// The exit blocks of a context entered into an exit stack: each runs the exit from the scope's
+// seed (its outcome and the lent error) and hands back how it ended, with the error.
 // The `Send` flavour calls the trait whose futures are declared `Send`, so that it is `Send` too.
 
 #[cfg(feature = "std")]
-async fn context_exit<C: AsyncContext>(
-    context: C,
-    value: C::Value,
-    seed: Seed<C::Error>,
-) -> Unwind<C::Error> {
-    let mut unwind = Unwind::seeded(seed);
-    let deadline = unwind.deadline();
-    let outcome = unwind.outcome();
-    let result = exit_within(deadline, move || AsyncContext::exit(context, value, outcome)).await;
-    unwind.exited(result);
-    unwind
+async fn context_exit<C: AsyncContext>(context: C, value: C::Value, seed: Seed<C::Error>) -> Ran<C::Error> {
+    exit_from_seed!(seed, |outcome| AsyncContext::exit(context, value, outcome))
 }
 
 #[cfg(feature = "std")]
@@ -440,11 +431,6 @@ async fn local_context_exit<C: LocalAsyncContext>(
     context: C,
     value: C::Value,
     seed: Seed<C::Error>,
-) -> Unwind<C::Error> {
-    let mut unwind = Unwind::seeded(seed);
-    let deadline = unwind.deadline();
-    let outcome = unwind.outcome();
-    let result = exit_within(deadline, move || LocalAsyncContext::exit(context, value, outcome)).await;
-    unwind.exited(result);
-    unwind
+) -> Ran<C::Error> {
+    exit_from_seed!(seed, |outcome| LocalAsyncContext::exit(context, value, outcome))
 }

@@ -377,7 +377,7 @@ pub mod __private {
     pub use crate::tuple::{Chain, Flat, Nest};
     #[cfg(feature = "std")]
     pub use crate::unwind::Seed;
-    pub use crate::unwind::Unwind;
+    pub use crate::unwind::{Settle, Unwind};
 }
 
 /// The README's examples, compiled as doctests.

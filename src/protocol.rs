@@ -24,9 +24,9 @@ use core::task::{Context, Poll};
 use crate::error::Suppressed;
 #[cfg(feature = "std")]
 use crate::stack::arena::{Arena, Orphans};
-#[cfg(feature = "std")]
-use crate::unwind::Seed;
 use crate::unwind::Unwind;
+#[cfg(feature = "std")]
+use crate::unwind::{Seed, Settle};
 
 mod sealed {
     pub trait Sealed {}
@@ -218,7 +218,7 @@ pub trait SendStack<E: Send + Sync + 'static>: Sync {
     where
         X: Send + 'static,
         V: Send + 'static,
-        F: Future<Output = Unwind<E>> + Send + 'static;
+        F: Future<Output: Settle<E>> + Send + 'static;
 
     /// Pushes an entry of its own kind, and lends the value `value` finds in it.
     #[allow(clippy::mut_from_ref)]
@@ -258,7 +258,7 @@ pub trait LocalStack<'env, E: 'env> {
     where
         X: 'env,
         V: 'env,
-        F: Future<Output = Unwind<E>> + 'env;
+        F: Future<Output: Settle<E>> + 'env;
 
     /// [`SendStack::push_entry`].
     #[allow(clippy::mut_from_ref)]

@@ -10,7 +10,7 @@ use crate::outcome::Outcome;
 use crate::protocol::{LocalStack, SendStack};
 use crate::protocol::{Protocol, Sealed, SendProtocol};
 #[cfg(feature = "std")]
-use crate::unwind::Seed;
+use crate::unwind::{Ran, Seed, exit_from_seed};
 use crate::unwind::{Unwind, exit_within};
 
 /// Makes a context from an async `enter` closure and an async `exit` closure.
@@ -307,29 +307,19 @@ where
 // The exit blocks of a resource entered into an exit stack (see `context.rs`'s).
 
 #[cfg(feature = "std")]
-async fn closure_exit<Ex, Fb, V, E>((exit, on_drop): (Ex, Fb), value: V, seed: Seed<E>) -> Unwind<E>
+async fn closure_exit<Ex, Fb, V, E>((exit, on_drop): (Ex, Fb), value: V, seed: Seed<E>) -> Ran<E>
 where
     Ex: for<'a> ExitFn<'a, V, E>,
 {
     drop(on_drop);
-    let mut unwind = Unwind::seeded(seed);
-    let deadline = unwind.deadline();
-    let outcome = unwind.outcome();
-    let result = exit_within(deadline, move || exit(value, outcome)).await;
-    unwind.exited(result);
-    unwind
+    exit_from_seed!(seed, |outcome| exit(value, outcome))
 }
 
 #[cfg(feature = "std")]
-async fn local_closure_exit<Ex, Fb, V, E>((exit, on_drop): (Ex, Fb), value: V, seed: Seed<E>) -> Unwind<E>
+async fn local_closure_exit<Ex, Fb, V, E>((exit, on_drop): (Ex, Fb), value: V, seed: Seed<E>) -> Ran<E>
 where
     Ex: AsyncFnOnce(V, Outcome<'_, E>) -> Result<(), E>,
 {
     drop(on_drop);
-    let mut unwind = Unwind::seeded(seed);
-    let deadline = unwind.deadline();
-    let outcome = unwind.outcome();
-    let result = exit_within(deadline, move || exit(value, outcome)).await;
-    unwind.exited(result);
-    unwind
+    exit_from_seed!(seed, |outcome| exit(value, outcome))
 }

@@ -66,6 +66,121 @@ impl<E> core::fmt::Debug for Seed<E> {
     }
 }
 
+#[cfg(feature = "std")]
+impl<E> Seed<E> {
+    /// Starts one exit from the seed, without an unwind of its own: the exit's deadline, the
+    /// outcome it sees (through [`Start::outcome`], borrowing the lent error) and the error to
+    /// hand back.
+    /// A deadline function that panics leaves the exit without a deadline, seeing `Panicked`,
+    /// as an exit run under the seeded unwind would.
+    #[inline]
+    pub(crate) fn start(self) -> (Option<Deadline<E>>, Start, Option<Lent<E>>) {
+        let Seed { kind, lent, deadlines } = self;
+        let made = deadlines.map(|make| std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| make())));
+        let (deadline, panic) = match made {
+            None => (None, None),
+            Some(Ok(deadline)) => (Some(deadline), None),
+            Some(Err(payload)) => (None, Some(payload)),
+        };
+        let kind = if panic.is_some() { Kind::Panicked } else { kind };
+        (deadline, Start { kind, panic }, lent)
+    }
+}
+
+/// The body of an exit block run from a [`Seed`] (in an `async` block or function): calls
+/// `$exit` with the outcome the exit sees bound to `$outcome`, under the scope's exit deadline,
+/// and evaluates to the [`Ran`] to hand back. The outcome borrows the lent error, which the
+/// block owns until the exit ended.
+#[cfg(feature = "std")]
+macro_rules! exit_from_seed {
+    ($seed:expr, |$outcome:ident| $exit:expr) => {{
+        let (deadline, start, lent) = $seed.start();
+        let exited = $crate::unwind::exit_within(deadline, || {
+            let $outcome = start.outcome(&lent);
+            $exit
+        })
+        .await;
+        start.ran(lent, exited)
+    }};
+}
+#[cfg(feature = "std")]
+pub(crate) use exit_from_seed;
+
+/// One exit started from a [`Seed`] (see [`Seed::start`]).
+#[cfg(feature = "std")]
+pub(crate) struct Start {
+    kind: Kind,
+    panic: Option<Payload>,
+}
+
+#[cfg(feature = "std")]
+impl Start {
+    /// What the exit sees: the lent error is the one it fails with.
+    #[inline]
+    pub(crate) fn outcome<'a, E>(&self, lent: &'a Option<Lent<E>>) -> Outcome<'a, E> {
+        match (self.kind, lent) {
+            (Kind::Panicked, _) => Outcome::Panicked,
+            (Kind::Cancelled, _) => Outcome::Cancelled,
+            (Kind::Failed, Some(lent)) => Outcome::Failed(lent.get()),
+            _ => Outcome::Completed,
+        }
+    }
+
+    /// How the exit ended, to hand back with the lent error.
+    #[inline]
+    pub(crate) fn ran<E>(self, lent: Option<Lent<E>>, exited: Exited<E>) -> Ran<E> {
+        Ran { lent, panic: self.panic, exited }
+    }
+}
+
+/// What an exit block that ran away from its scope (in an exit stack's entry) hands back to it.
+#[doc(hidden)]
+pub trait Settle<E> {
+    /// Records it in the scope's unwind.
+    fn settle(self, unwind: &mut Unwind<E>);
+}
+
+/// An exit block with an unwind of its own (a composite exit): merged back.
+impl<E> Settle<E> for Unwind<E> {
+    #[inline]
+    fn settle(self, unwind: &mut Unwind<E>) {
+        unwind.merge(self);
+    }
+}
+
+/// One exit run from a [`Seed`]: the error it was lent, a panic of its deadline function, and
+/// how it ended.
+#[cfg(feature = "std")]
+pub(crate) struct Ran<E> {
+    lent: Option<Lent<E>>,
+    panic: Option<Payload>,
+    exited: Exited<E>,
+}
+
+#[cfg(feature = "std")]
+impl<E> core::fmt::Debug for Ran<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ran").field("panicked", &self.panic.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// In the order the seeded unwind would have recorded them: the deadline function's panic (it
+/// came first), the lent error back in its place, then the exit's end.
+#[cfg(feature = "std")]
+impl<E> Settle<E> for Ran<E> {
+    #[inline]
+    fn settle(self, unwind: &mut Unwind<E>) {
+        let Ran { lent, panic, exited } = self;
+        if let Some(payload) = panic {
+            unwind.panicked(payload);
+        }
+        if let Some(lent) = lent {
+            unwind.restore(lent);
+        }
+        unwind.exited(exited);
+    }
+}
+
 /// The error an exit sees, lent to it for as long as it runs: moved out of the scope's list
 /// (and put back in its place afterwards), or shared by concurrent exits (`join`'s branches),
 /// which all see the same error while each keeps its own list.

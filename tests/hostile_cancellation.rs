@@ -150,6 +150,28 @@ fn a_deadline_function_that_panics_leaves_every_exit_to_run() {
     assert_eq!(j.take(), ["enter a", "enter b", "exit b: Panicked", "exit a: Panicked"]);
 }
 
+/// The same in an exit stack, whose exits run from the scope's seed: the first exit started
+/// sees the deadline function's panic, and so does every exit after it.
+#[test]
+fn a_deadline_function_that_panics_leaves_every_stack_exit_to_run_seeing_it() {
+    let j = Journal::new();
+    let (a, b) = (slow(&j, "a"), j.clone());
+    let out = block_on_catching(
+        Scope::new().exit_deadline(|| -> std::future::Pending<String> { panic!("no deadline today") }).scope(
+            async move |stack: &mut ExitStack<String>| {
+                stack.enter(a).await?;
+                stack.push_exit(async move |outcome: Outcome<'_, String>| {
+                    b.push(format!("exit b: {}", describe(outcome)));
+                    Ok(())
+                });
+                Err::<(), _>("the body failed".to_string().into())
+            },
+        ),
+    );
+    assert_eq!(out.unwrap_err(), "no deadline today");
+    assert_eq!(j.take(), ["enter a", "exit b: Panicked", "exit a: Panicked"]);
+}
+
 #[test]
 fn a_deadline_future_that_panics_lets_its_exit_finish_and_the_others_run() {
     let j = Journal::new();

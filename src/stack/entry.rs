@@ -19,7 +19,7 @@ use crate::outcome::Outcome;
 use crate::outcome::OutcomeFn;
 use crate::protocol::{Entry, Fallback, MakeExit};
 use crate::protocol::{Protocol, SendProtocol};
-use crate::unwind::{ExitWithin, Seed, Unwind, exit_within};
+use crate::unwind::{ExitWithin, Ran, Seed, Settle, Unwind, exit_from_seed, exit_within};
 
 pin_project_lite::pin_project! {
     /// An entry whose exit owns what it needs: a context, exit closure or callback `X` and its
@@ -56,7 +56,7 @@ impl<X, V, E, F> Owned<X, V, E, F> {
     }
 }
 
-impl<X, V, E, F: Future<Output = Unwind<E>>> Entry<E> for Owned<X, V, E, F> {
+impl<X, V, E, F: Future<Output: Settle<E>>> Entry<E> for Owned<X, V, E, F> {
     fn poll_exit(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()> {
         let mut this = self.project();
         // Whether the block was started is read from `exit`, never from `running`: the block may
@@ -69,14 +69,17 @@ impl<X, V, E, F: Future<Output = Unwind<E>>> Entry<E> for Owned<X, V, E, F> {
         let running = this.running.as_mut().as_pin_mut().expect("set above");
         let done = ready!(running.poll(task));
         this.running.set(None);
-        unwind.merge(done);
+        done.settle(unwind);
         Poll::Ready(())
     }
 }
 
-// The exit blocks. Each runs one exit under an unwind seeded with the scope's outcome and the
-// lent error, and hands that unwind back; the scope merges it. The `Send` flavours call the
-// traits whose futures are declared `Send`, so that the block is `Send` too.
+// The exit blocks. An exit that sees the outcome runs from the scope's seed (the outcome and the
+// lent error, which the block owns while the outcome borrows it) and hands back how it ended
+// with the lent error ([`Ran`]); a composite one runs its exits under an unwind seeded the same
+// way and hands that back ([`Settle`] records either). `defer` and `callback` need neither: see
+// [`Deferred`]. The `Send` flavours call the traits whose futures are declared `Send`, so that
+// the block is `Send` too.
 
 pin_project_lite::pin_project! {
     /// `defer` and `callback`: an exit that does not see the outcome. It needs no unwind of its
@@ -130,28 +133,18 @@ impl<C: FnOnce() -> F, F: Future<Output = Result<(), E>>, E> Entry<E> for Deferr
 }
 
 /// `push_exit`: an exit closure without a value of its own.
-pub(crate) async fn outcome_exit<F, E>(exit: F, (): (), seed: Seed<E>) -> Unwind<E>
+pub(crate) async fn outcome_exit<F, E>(exit: F, (): (), seed: Seed<E>) -> Ran<E>
 where
     F: for<'a> OutcomeFn<'a, E>,
 {
-    let mut unwind = Unwind::seeded(seed);
-    let deadline = unwind.deadline();
-    let outcome = unwind.outcome();
-    let result = exit_within(deadline, move || exit(outcome)).await;
-    unwind.exited(result);
-    unwind
+    exit_from_seed!(seed, |outcome| exit(outcome))
 }
 
-pub(crate) async fn local_outcome_exit<F, E>(exit: F, (): (), seed: Seed<E>) -> Unwind<E>
+pub(crate) async fn local_outcome_exit<F, E>(exit: F, (): (), seed: Seed<E>) -> Ran<E>
 where
     F: AsyncFnOnce(Outcome<'_, E>) -> Result<(), E>,
 {
-    let mut unwind = Unwind::seeded(seed);
-    let deadline = unwind.deadline();
-    let outcome = unwind.outcome();
-    let result = exit_within(deadline, move || exit(outcome)).await;
-    unwind.exited(result);
-    unwind
+    exit_from_seed!(seed, |outcome| exit(outcome))
 }
 
 /// The fallback of entries that have nothing to fall back on (callbacks): dropping them.

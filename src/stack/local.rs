@@ -17,7 +17,7 @@ use crate::frame::{Busy, Entering};
 use crate::origin::{Origin, Step};
 use crate::outcome::Outcome;
 use crate::protocol::{Entry, Fallback, LocalStack, MakeExit, Protocol};
-use crate::unwind::{Deadlines, Unwind};
+use crate::unwind::{Deadlines, Settle, Unwind};
 
 /// [`ExitStack`](crate::ExitStack) for entries that are not `Send` or that borrow from their surroundings (`'env`):
 /// the stack of [`scope_local`](crate::scope_local).
@@ -357,7 +357,7 @@ impl<'env, E: 'env> LocalStack<'env, E> for LocalExitStack<'env, E> {
     where
         X: 'env,
         V: 'env,
-        F: Future<Output = Unwind<E>> + 'env,
+        F: Future<Output: Settle<E>> + 'env,
     {
         let entry = Box::pin(Owned::new(exit, value, make, fallback));
         self.core.push(entry, erase_local, Owned::value)

@@ -16,7 +16,7 @@ use crate::frame::{Busy, Entering};
 use crate::origin::{Origin, Step};
 use crate::outcome::{Outcome, OutcomeFn};
 use crate::protocol::{Entry, Fallback, MakeExit, SendProtocol, SendStack};
-use crate::unwind::{Deadlines, Unwind};
+use crate::unwind::{Deadlines, Settle, Unwind};
 
 /// A stack of exits: contexts entered at run time and callbacks pushed along the way, all exited
 /// in reverse order, exactly once, when the stack closes. Python's `AsyncExitStack`.
@@ -468,7 +468,7 @@ impl<E: Send + Sync + 'static> SendStack<E> for ExitStack<E> {
     where
         X: Send + 'static,
         V: Send + 'static,
-        F: Future<Output = Unwind<E>> + Send + 'static,
+        F: Future<Output: Settle<E>> + Send + 'static,
     {
         let entry = Box::pin(Owned::new(exit, value, make, fallback));
         self.core.push(entry, erase_send, Owned::value)
