@@ -940,3 +940,19 @@ fn resume<E>(payload: Payload, errors: impl Iterator<Item = E>, hook: &mut impl 
 fn resume<E>(payload: Payload, _: impl Iterator<Item = E>, _: &mut impl ErrorHook<E>) -> ! {
     match payload {}
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unwind_shows_its_errors_and_how_it_ends() {
+        let mut unwind = Unwind::<u8>::new();
+        assert_eq!(
+            alloc::format!("{unwind:?}"),
+            "Unwind { first: None, later: [], panicking: false, cancelled: false }"
+        );
+        unwind.cancel();
+        assert!(alloc::format!("{unwind:?}").ends_with("panicking: false, cancelled: true }"), "{unwind:?}");
+    }
+}
