@@ -76,8 +76,7 @@ impl<E> Seed<E> {
     #[inline]
     pub(crate) fn start(self) -> (Option<Deadline<E>>, Start, Option<Lent<E>>) {
         let Seed { kind, lent, deadlines } = self;
-        let made = deadlines.map(|make| std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| make())));
-        let (deadline, panic) = match made {
+        let (deadline, panic) = match deadlines.as_ref().map(make_deadline) {
             None => (None, None),
             Some(Ok(deadline)) => (Some(deadline), None),
             Some(Err(payload)) => (None, Some(payload)),
@@ -155,13 +154,6 @@ pub(crate) struct Ran<E> {
     lent: Option<Lent<E>>,
     panic: Option<Payload>,
     exited: Exited<E>,
-}
-
-#[cfg(feature = "std")]
-impl<E> core::fmt::Debug for Ran<E> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Ran").field("panicked", &self.panic.is_some()).finish_non_exhaustive()
-    }
 }
 
 /// In the order the seeded unwind would have recorded them: the deadline function's panic (it
@@ -371,17 +363,13 @@ impl<E> Unwind<E> {
     /// panic of the scope: recorded (the exit then runs without a deadline, seeing `Panicked`).
     #[inline]
     pub(crate) fn deadline(&mut self) -> Option<Deadline<E>> {
-        let make = self.rest.as_ref()?.deadlines.clone()?;
-        #[cfg(feature = "std")]
-        match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| make())) {
+        match make_deadline(self.rest.as_ref()?.deadlines.as_ref()?) {
             Ok(deadline) => Some(deadline),
             Err(payload) => {
                 self.panicked(payload);
                 None
             }
         }
-        #[cfg(not(feature = "std"))]
-        Some(make())
     }
 
     /// An unwind for running one exit away from the scope (in a stack entry): it starts out
@@ -906,6 +894,19 @@ impl<F: Future<Output = Result<(), E>>, E> Future for ExitWithin<F, E> {
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Calls the scope's deadline function for one exit; its panic is returned (user code).
+#[inline]
+fn make_deadline<E>(make: &Deadlines<E>) -> Result<Deadline<E>, Payload> {
+    #[cfg(feature = "std")]
+    {
+        std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| make()))
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        Ok(make())
     }
 }
 
