@@ -93,9 +93,13 @@ const ASYNC_SAFE_DEFER: &str = "stack_async_safe_defer";
 #[rustfmt::skip]
 const ROWS: &[Row] = &[
     Row::scope("hand_written_one", hand_written_one, "one context, hand-written"),
+    Row::scope("hand_written_guarded", hand_written_guarded, "one context, hand-written with catch_unwind and a frame per step")
+        .vs("hand_written_one"),
     Row::scope("one_with", one_with, "one `with(resource(..))`").vs("hand_written_one"),
     Row::scope("generator", generator_with, "generator context (`context`)").vs("hand_written_one"),
     Row::scope("hand_written_waits", hand_written_waits, "one context that waits once per step, hand-written"),
+    Row::scope("hand_written_guarded_waits", hand_written_guarded_waits, "one context that waits once per step, hand-written with catch_unwind and a frame per step")
+        .vs("hand_written_waits"),
     Row::scope("one_with_waits", one_with_waits, "one `with` that waits once per step").vs("hand_written_waits"),
     Row::scope("hand_written_three", hand_written_three, "three contexts, hand-written"),
     Row::scope("tuple_of_three", tuple_of_three, "tuple of three").vs("hand_written_three"),
@@ -358,6 +362,103 @@ async fn one_by_hand() -> Result<u64, Fail> {
     let out = out?;
     released?;
     Ok(out)
+}
+
+/// The least that any scope giving the crate's guarantees does on the happy path, written by
+/// hand: each step (enter, body, exit) polled under `catch_unwind` (a panic must not skip the
+/// exits, G6) inside a thread-local frame swapped in and out around it (how an inner scope learns
+/// that an outer one is cancelled, and tells it that it is still busy), and the exit told how the
+/// body ended. Not a working scope (a panic is resumed at once, nothing is cancelled): what the
+/// mechanisms alone cost, so that the distance between it and a `with` is the crate's own.
+async fn one_guarded_by_hand() -> Result<u64, Fail> {
+    guarded_scope!(acquire, release)
+}
+
+/// [`one_guarded_by_hand`] over the resource that waits once per step.
+async fn one_guarded_waiting_by_hand() -> Result<u64, Fail> {
+    guarded_scope!(acquire_waiting, release_waiting)
+}
+
+/// The body of [`one_guarded_by_hand`], over `acquire` and `release`.
+macro_rules! guarded_scope {
+    ($acquire:ident, $release:ident) => {{
+        let mut value = match guarded($acquire()).await {
+            Ok(acquired) => acquired?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let out = guarded(body(&mut value)).await;
+        let seen = match &out {
+            Ok(Ok(_)) => Seen::Completed,
+            Ok(Err(_)) => Seen::Failed,
+            Err(_) => Seen::Panicked,
+        };
+        let released = guarded(async move {
+            black_box(seen);
+            $release(value).await
+        })
+        .await;
+        let out = out.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let released = released.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let out = out?;
+        released?;
+        Ok(out)
+    }};
+}
+use guarded_scope;
+
+/// How the body ended, as [`one_guarded_by_hand`]'s exit sees it.
+#[derive(Clone, Copy)]
+enum Seen {
+    Completed,
+    Failed,
+    Panicked,
+}
+
+std::thread_local! {
+    /// [`one_guarded_by_hand`]'s frame: the few bytes a scope sets for what it polls.
+    static FRAME: std::cell::Cell<[bool; 4]> = const { std::cell::Cell::new([false; 4]) };
+}
+
+pin_project_lite::pin_project! {
+    /// A step of [`one_guarded_by_hand`]: polled in place, under `catch_unwind`, in its own frame.
+    struct Guarded<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+fn guarded<F: Future>(future: F) -> Guarded<F> {
+    Guarded { future }
+}
+
+impl<F: Future> Future for Guarded<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = self.project().future;
+        let outer = FRAME.with(|frame| frame.replace([false; 4]));
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.poll(task)));
+        let left = FRAME.with(|frame| frame.replace(outer));
+        black_box(left);
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+fn hand_written_guarded(n: usize) {
+    for _ in 0..n {
+        keep(run(one_guarded_by_hand()));
+    }
+}
+
+fn hand_written_guarded_waits(n: usize) {
+    for _ in 0..n {
+        keep(run(one_guarded_waiting_by_hand()));
+    }
 }
 
 fn hand_written_one(n: usize) {
