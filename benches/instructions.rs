@@ -106,6 +106,8 @@ const ROWS: &[Row] = &[
     Row::scope("nested_three", nested_three, "three nested `with`").vs("hand_written_three"),
     Row::scope("and_then_three", and_then_three, "`and_then` chain of three").vs("hand_written_three"),
     Row::entry("stack_hand_written_defer", stack_hand_written_defer, "hand-written `Vec` of boxed callbacks"),
+    Row::entry("stack_guarded_defer", stack_guarded_defer, "hand-written `Vec` of boxed callbacks, each with catch_unwind and a frame")
+        .vs("stack_hand_written_defer").vs_defer(),
     Row::entry(ASYNC_SAFE_DEFER, stack_async_safe_defer, "async-safe-defer 0.2 `SendAsyncScope::defer`")
         .vs("stack_hand_written_defer"),
     Row::entry("stack_defer", stack_defer, "`ExitStack::defer`").vs("stack_hand_written_defer").vs_defer(),
@@ -582,6 +584,39 @@ fn stack_hand_written_defer(n: usize) {
             }));
         }
         unwind(exits).await
+    }));
+}
+
+/// [`unwind`] with each exit awaited as [`one_guarded_by_hand`] awaits a step: under
+/// `catch_unwind`, in a frame of its own (exits run shielded from a cancellation), every exit
+/// run and the first panic resumed after the last.
+async fn unwind_guarded(mut exits: Vec<Exit>) -> Result<(), Fail> {
+    let mut first = Ok(());
+    let mut panic = None;
+    while let Some(exit) = exits.pop() {
+        match guarded(exit).await {
+            Ok(exited) => first = first.and(exited),
+            Err(payload) => {
+                panic.get_or_insert(payload);
+            }
+        }
+    }
+    if let Some(payload) = panic {
+        std::panic::resume_unwind(payload);
+    }
+    first
+}
+
+fn stack_guarded_defer(n: usize) {
+    keep(run(async {
+        let mut exits: Vec<Exit> = Vec::new();
+        for i in 0..n {
+            exits.push(Box::pin(async move {
+                black_box(i);
+                Ok(())
+            }));
+        }
+        unwind_guarded(exits).await
     }));
 }
 
