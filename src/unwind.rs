@@ -743,7 +743,17 @@ impl<E> Unwind<E> {
 
     /// Ends the scope: resumes the first panic (after handing every error to `hook`), or returns
     /// the body's value, or every error.
+    #[inline]
     pub(crate) fn finish<T>(self, value: Option<T>, hook: &mut impl ErrorHook<E>) -> Result<T, Error<E>> {
+        // The happy path, inlined: nothing failed (so no later error either), nothing panicked,
+        // nothing was cancelled, and the body gave its value.
+        match (&self.head, &self.rest, value) {
+            (Head::Clean, None, Some(value)) => Ok(value),
+            (_, _, value) => self.finish_slow(value, hook),
+        }
+    }
+
+    fn finish_slow<T>(self, value: Option<T>, hook: &mut impl ErrorHook<E>) -> Result<T, Error<E>> {
         let Unwind { head, later, rest } = self;
         let (panic, passed_on) = rest.map_or((None, None), |rest| (rest.panic, rest.passed_on));
         if let Some(payload) = panic {
