@@ -102,6 +102,8 @@ const ROWS: &[Row] = &[
         .vs("hand_written_waits"),
     Row::scope("one_with_waits", one_with_waits, "one `with` that waits once per step").vs("hand_written_waits"),
     Row::scope("hand_written_three", hand_written_three, "three contexts, hand-written"),
+    Row::scope("hand_written_guarded_three", hand_written_guarded_three, "three contexts, hand-written with catch_unwind and a frame per step")
+        .vs("hand_written_three"),
     Row::scope("tuple_of_three", tuple_of_three, "tuple of three").vs("hand_written_three"),
     Row::scope("nested_three", nested_three, "three nested `with`").vs("hand_written_three"),
     Row::scope("and_then_three", and_then_three, "`and_then` chain of three").vs("hand_written_three"),
@@ -112,6 +114,8 @@ const ROWS: &[Row] = &[
         .vs("stack_hand_written_defer"),
     Row::entry("stack_defer", stack_defer, "`ExitStack::defer`").vs("stack_hand_written_defer").vs_defer(),
     Row::entry("stack_hand_written_enter", stack_hand_written_enter, "hand-written acquire, `Vec` of boxed releases"),
+    Row::entry("stack_guarded_enter", stack_guarded_enter, "hand-written acquire, `Vec` of boxed releases, each step with catch_unwind and a frame")
+        .vs("stack_hand_written_enter").vs_defer(),
     Row::entry("stack_enter_resource", stack_enter_resource, "`ExitStack::enter(resource(..))`")
         .vs("stack_hand_written_enter"),
     Row::entry("stack_enter_context", stack_enter_context, "`ExitStack::enter(context(..))`")
@@ -525,6 +529,48 @@ async fn three_by_hand() -> Result<u64, Fail> {
     out.and_then(|out| released.map(|()| out))
 }
 
+/// [`three_by_hand`] with each of its seven steps awaited as [`one_guarded_by_hand`] awaits
+/// one (under `catch_unwind`, in a frame of its own), and each exit told how the code inside
+/// ended: the guarantees' floor for three contexts.
+async fn three_guarded_by_hand() -> Result<u64, Fail> {
+    /// A step's result, its panic resumed at once (the floor does not run the exits first).
+    fn done<T>(step: std::thread::Result<T>) -> T {
+        step.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+    let mut a = done(guarded(acquire()).await)?;
+    let out = match done(guarded(acquire()).await) {
+        Err(e) => Err(e),
+        Ok(mut b) => {
+            let out = match done(guarded(acquire()).await) {
+                Err(e) => Err(e),
+                Ok(mut c) => {
+                    let out: Result<u64, Fail> = done(
+                        guarded(async {
+                            Ok(body(&mut a).await? + body(&mut b).await? + body(&mut c).await?)
+                        })
+                        .await,
+                    );
+                    let seen = out.is_ok();
+                    let released = done(guarded(async move { release(black_box((c, seen)).0).await }).await);
+                    out.and_then(|out| released.map(|()| out))
+                }
+            };
+            let seen = out.is_ok();
+            let released = done(guarded(async move { release(black_box((b, seen)).0).await }).await);
+            out.and_then(|out| released.map(|()| out))
+        }
+    };
+    let seen = out.is_ok();
+    let released = done(guarded(async move { release(black_box((a, seen)).0).await }).await);
+    out.and_then(|out| released.map(|()| out))
+}
+
+fn hand_written_guarded_three(n: usize) {
+    for _ in 0..n {
+        keep(run(three_guarded_by_hand()));
+    }
+}
+
 fn hand_written_three(n: usize) {
     for _ in 0..n {
         keep(run(three_by_hand()));
@@ -653,6 +699,17 @@ fn stack_hand_written_enter(n: usize) {
             exits.push(Box::pin(release(value)));
         }
         unwind(exits).await
+    }));
+}
+
+fn stack_guarded_enter(n: usize) {
+    keep(run(async {
+        let mut exits: Vec<Exit> = Vec::new();
+        for _ in 0..n {
+            let value = guarded(acquire()).await.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            exits.push(Box::pin(release(value)));
+        }
+        unwind_guarded(exits).await
     }));
 }
 
