@@ -748,7 +748,13 @@ impl<E> Unwind<E> {
         // The happy path, inlined: nothing failed (so no later error either), nothing panicked,
         // nothing was cancelled, and the body gave its value.
         match (&self.head, &self.rest, value) {
-            (Head::Clean, None, Some(value)) => Ok(value),
+            (Head::Clean, None, Some(value)) => {
+                let Unwind { head, later, rest } = self;
+                // Both hold nothing (matched above): forgotten, they cost no out-of-line drop.
+                core::mem::forget((head, rest));
+                drop(later);
+                Ok(value)
+            }
             (_, _, value) => self.finish_slow(value, hook),
         }
     }
