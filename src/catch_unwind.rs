@@ -50,60 +50,64 @@ pin_project_lite::pin_project! {
     /// A future made by calling a closure, polled in place: a panic in the call itself (a
     /// hand-written `fn exit(..) -> impl Future` may run code before it returns its future) is
     /// caught like one in `poll`. Used instead of an `async move { f().await }` block, which
-    /// would store the closure's arguments a second time.
+    /// would store the closure's arguments a second time. The closure is called by the first
+    /// poll, inside the same `catch_unwind` as that poll: one catch per step, not two.
     #[project = CaughtProj]
     #[must_use = "futures do nothing unless you .await or poll them"]
-    pub(crate) enum Caught<F> {
+    pub(crate) enum Caught<M, F> {
+        Make {
+            make: Option<M>,
+        },
         Running {
             #[pin]
             future: F,
-        },
-        Panicked {
-            payload: Option<Payload>,
         },
         Done,
     }
 }
 
-/// Calls `make`, catching a panic, for a future to poll in place.
+/// The future `make` makes, to poll in place; `make` is called by its first poll (a panic in it
+/// is then caught as one of that poll).
 #[inline]
-pub(crate) fn call<F: Future>(make: impl FnOnce() -> F) -> Caught<F> {
-    #[cfg(feature = "std")]
-    match std::panic::catch_unwind(core::panic::AssertUnwindSafe(make)) {
-        Ok(future) => Caught::Running { future },
-        Err(payload) => Caught::Panicked { payload: Some(payload) },
-    }
-    #[cfg(not(feature = "std"))]
-    Caught::Running { future: make() }
+pub(crate) fn call<M: FnOnce() -> F, F: Future>(make: M) -> Caught<M, F> {
+    Caught::Make { make: Some(make) }
 }
 
-impl<F: Future> Future for Caught<F> {
+impl<M: FnOnce() -> F, F: Future> Caught<M, F> {
+    /// Makes the future if it is not made yet, and polls it.
+    #[inline]
+    fn poll_made(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if let CaughtProj::Make { make } = self.as_mut().project() {
+            let make = make.take().expect("async-with: made once");
+            self.set(Caught::Running { future: make() });
+        }
+        match self.project() {
+            CaughtProj::Running { future } => future.poll(cx),
+            _ => unreachable!("async-with: made above"),
+        }
+    }
+}
+
+impl<M: FnOnce() -> F, F: Future> Future for Caught<M, F> {
     type Output = Result<F::Output, Payload>;
 
     #[inline]
-    // Without `std` the payload type is uninhabited: nothing after taking one is reachable.
-    #[cfg_attr(not(feature = "std"), allow(unreachable_code))]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let out = match self.as_mut().project() {
-            CaughtProj::Running { future } => {
-                #[cfg(feature = "std")]
-                {
-                    // As in `CatchUnwind`: the future is dropped after it panicked, never polled.
-                    let poll = core::panic::AssertUnwindSafe(|| future.poll(cx));
-                    match std::panic::catch_unwind(poll) {
-                        Ok(Poll::Ready(out)) => Ok(out),
-                        Ok(Poll::Pending) => return Poll::Pending,
-                        Err(payload) => Err(payload),
-                    }
-                }
-                #[cfg(not(feature = "std"))]
-                Ok(core::task::ready!(future.poll(cx)))
+        if let Caught::Done = *self {
+            panic!("async-with: polled after it ended");
+        }
+        #[cfg(feature = "std")]
+        let out = {
+            // As in `CatchUnwind`: the future is dropped after it panicked, never polled.
+            let poll = core::panic::AssertUnwindSafe(|| self.as_mut().poll_made(cx));
+            match std::panic::catch_unwind(poll) {
+                Ok(Poll::Ready(out)) => Ok(out),
+                Ok(Poll::Pending) => return Poll::Pending,
+                Err(payload) => Err(payload),
             }
-            CaughtProj::Panicked { payload } => {
-                Err(payload.take().expect("async-with: polled after it ended"))
-            }
-            CaughtProj::Done => panic!("async-with: polled after it ended"),
         };
+        #[cfg(not(feature = "std"))]
+        let out: Result<F::Output, Payload> = Ok(core::task::ready!(self.as_mut().poll_made(cx)));
         self.set(Caught::Done);
         Poll::Ready(out)
     }

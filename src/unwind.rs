@@ -94,11 +94,8 @@ impl<E> Seed<E> {
 macro_rules! exit_from_seed {
     ($seed:expr, |$outcome:ident| $exit:expr) => {{
         let (deadline, start, lent) = $seed.start();
-        let exited = $crate::unwind::exit_within(deadline, || {
-            let $outcome = start.outcome(&lent);
-            $exit
-        })
-        .await;
+        let $outcome = start.outcome(&lent);
+        let exited = $crate::unwind::exit_within(deadline, move || $exit).await;
         start.ran(lent, exited)
     }};
 }
@@ -587,7 +584,7 @@ impl<E> Unwind<E> {
     /// cancelled before it started or, interrupting enters, while it ran (then it is dropped and
     /// never exited).
     #[inline]
-    pub(crate) fn enter<F: Future>(&mut self, make: impl FnOnce() -> F) -> Enter<'_, F, E> {
+    pub(crate) fn enter<M: FnOnce() -> F, F: Future>(&mut self, make: M) -> Enter<'_, M, F, E> {
         Enter { enter: call(make), started: false, unwind: self }
     }
 
@@ -782,15 +779,15 @@ impl<E> Unwind<E> {
 pin_project_lite::pin_project! {
     /// The future of [`Unwind::enter`]: an enter polled in place.
     #[must_use = "futures do nothing unless you .await or poll them"]
-    pub(crate) struct Enter<'u, F, E> {
+    pub(crate) struct Enter<'u, M, F, E> {
         #[pin]
-        enter: Caught<F>,
+        enter: Caught<M, F>,
         started: bool,
         unwind: &'u mut Unwind<E>,
     }
 }
 
-impl<F: Future<Output = Result<V, E>>, V, E> Future for Enter<'_, F, E> {
+impl<M: FnOnce() -> F, F: Future<Output = Result<V, E>>, V, E> Future for Enter<'_, M, F, E> {
     type Output = Option<V>;
 
     #[inline]
@@ -822,9 +819,9 @@ impl<F: Future<Output = Result<V, E>>, V, E> Future for Enter<'_, F, E> {
 pin_project_lite::pin_project! {
     /// The future of [`exit_within`]: an exit, and its deadline if the scope has one.
     #[must_use = "futures do nothing unless you .await or poll them"]
-    pub(crate) struct ExitWithin<F, E> {
+    pub(crate) struct ExitWithin<M, F, E> {
         #[pin]
-        exit: Caught<F>,
+        exit: Caught<M, F>,
         deadline: Option<Deadline<E>>,
         // A panic of the deadline, or of dropping an exit past it: the scope's too.
         also: Option<Payload>,
@@ -851,14 +848,14 @@ impl<E> From<Result<Result<(), E>, Payload>> for Exited<E> {
 /// one: an exit still running when its deadline completes is dropped, and the deadline's error
 /// is its result.
 #[inline]
-pub(crate) fn exit_within<F: Future, E>(
+pub(crate) fn exit_within<M: FnOnce() -> F, F: Future, E>(
     deadline: Option<Deadline<E>>,
-    make: impl FnOnce() -> F,
-) -> ExitWithin<F, E> {
+    make: M,
+) -> ExitWithin<M, F, E> {
     ExitWithin { exit: call(make), deadline, also: None }
 }
 
-impl<F: Future<Output = Result<(), E>>, E> Future for ExitWithin<F, E> {
+impl<M: FnOnce() -> F, F: Future<Output = Result<(), E>>, E> Future for ExitWithin<M, F, E> {
     type Output = Exited<E>;
 
     #[inline]

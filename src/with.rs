@@ -520,23 +520,24 @@ pin_project_lite::pin_project! {
     /// inside it running its exits, an exit-stack enter or release in progress). `None` when
     /// cancelled.
     #[must_use = "futures do nothing unless you .await or poll them"]
-    pub(crate) struct RunBody<F> {
+    pub(crate) struct RunBody<M, F> {
         #[pin]
-        body: Caught<F>,
+        body: Caught<M, F>,
         // Something inside the body was still busy at its last poll.
         busy: bool,
     }
 }
 
-impl<F: Future> RunBody<F> {
-    /// Calls `make` for the body (a panic in the call is the body's), to poll it in place.
+impl<M: FnOnce() -> F, F: Future> RunBody<M, F> {
+    /// The body `make` makes, polled in place; its first poll calls `make` (a panic in the call
+    /// is the body's).
     #[inline]
-    pub(crate) fn new(make: impl FnOnce() -> F) -> Self {
+    pub(crate) fn new(make: M) -> Self {
         RunBody { body: call(make), busy: false }
     }
 }
 
-impl<F: Future> Future for RunBody<F> {
+impl<M: FnOnce() -> F, F: Future> Future for RunBody<M, F> {
     type Output = BodyEnd<F::Output>;
 
     #[inline]
@@ -561,7 +562,7 @@ impl<F: Future> Future for RunBody<F> {
 }
 
 /// Drops a stopped body here and now; a panic in a destructor in it is returned.
-fn dropped<F>(mut body: Pin<&mut Caught<F>>) -> Option<Payload> {
+fn dropped<M, F>(mut body: Pin<&mut Caught<M, F>>) -> Option<Payload> {
     #[cfg(feature = "std")]
     {
         std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| body.set(Caught::Done))).err()

@@ -133,6 +133,25 @@ fn a_panic_while_building_an_exit_future_is_caught_too() {
     assert_eq!(j.take(), ["enter outer", "exit called", "exit outer: Panicked"]);
 }
 
+#[test]
+fn a_panic_while_building_an_enter_future_is_caught_too() {
+    // An enter closure that panics when called, before it returns a future: the enter is not
+    // exited, the context entered before it is, seeing the panic, and the panic resumes.
+    let j = Journal::new();
+    let jj = j.clone();
+    let ctx = resource(
+        move || -> std::future::Ready<Result<(), String>> {
+            jj.push("enter called");
+            panic!("enter closure panicked")
+        },
+        async |(), _: Outcome<'_, String>| Ok(()),
+    );
+    let outer = j.probe("outer");
+    let panic = block_on_catching(with((outer, ctx), async |_| Ok(()))).unwrap_err();
+    assert_eq!(panic, "enter closure panicked");
+    assert_eq!(j.take(), ["enter outer", "enter called", "exit outer: Panicked"]);
+}
+
 /// A value whose destructor panics.
 struct PanicsOnDrop;
 

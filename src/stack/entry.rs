@@ -89,7 +89,7 @@ pin_project_lite::pin_project! {
     #[project = DeferredProj]
     pub(crate) enum Deferred<C, F, E> {
         Waiting { callback: Quiet<C> },
-        Running { #[pin] exit: ExitWithin<F, E> },
+        Running { #[pin] exit: ExitWithin<C, F, E> },
     }
 }
 
