@@ -378,6 +378,10 @@ mod tests {
         let mut slots = slots_with(32, 5);
         push(&mut slots, NonNull::dangling());
         assert_eq!((slots.list.len(), slots.list.capacity()), (6, 32));
+        // 4 live of 32: exactly eight times, not above: kept too.
+        let mut slots = slots_with(32, 4);
+        push(&mut slots, NonNull::dangling());
+        assert_eq!((slots.list.len(), slots.list.capacity()), (5, 32));
         // 5 live of 64: compacted and shrunk, to room for twice the live ones.
         let mut slots = slots_with(64, 5);
         push(&mut slots, NonNull::dangling());
