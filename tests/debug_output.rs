@@ -128,6 +128,14 @@ fn adapters_show_their_value_or_state() {
 }
 
 #[test]
+fn a_context_with_its_errors_converted_shows_the_context_inside() {
+    use async_with::ContextExt;
+    let r = resource(async || Ok::<_, String>(1), async |_, _: Outcome<'_, String>| Ok(()));
+    let converted = r.map_err(|e: String| e.len());
+    assert_eq!(debug(&converted), "MapErr { context: Resource { entered: false, exited: false }, .. }");
+}
+
+#[test]
 fn a_scope_shows_its_settings() {
     let plain = debug(&async_with::Scope::new());
     assert!(plain.starts_with("Scope {") && plain.contains("own_signal: false"), "{plain}");
