@@ -162,6 +162,17 @@ mod back_to_a_plain_error {
         assert_eq!(error.to_string(), Cancelled.to_string());
         let text: String = Error::<String>::from("x".to_string()).into_error();
         assert_eq!(text, "x");
+        // A cancelled scope whose error type is `String` says so in the text.
+        let token = CancellationToken::new();
+        token.cancel();
+        let ctx = resource(async || Ok::<_, String>(()), async |(), _: Outcome<'_, String>| Ok(()));
+        let cancelled = futures::executor::block_on(
+            Scope::new()
+                .cancel_on(token.cancelled())
+                .with(ctx, async |()| -> Result<(), Error<String>> { std::future::pending().await }),
+        );
+        let text: String = cancelled.unwrap_err().into_error();
+        assert_eq!(text, "the scope was cancelled");
     }
 
     #[test]
