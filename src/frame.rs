@@ -143,6 +143,23 @@ pub(crate) fn mark_busy() {
     });
 }
 
+/// Whether something polled since the last call marked the caller's frame busy; clears the mark.
+/// What a body is polled under: its scope's own frame, read back after each poll of the body.
+#[inline]
+pub(crate) fn take_busy() -> bool {
+    #[cfg(feature = "std")]
+    {
+        CURRENT.with(|cell| {
+            let mut frame = cell.get();
+            let busy = core::mem::replace(&mut frame.busy, false);
+            cell.set(frame);
+            busy
+        })
+    }
+    #[cfg(not(feature = "std"))]
+    false
+}
+
 /// Tells the frame of the scope polling the caller that this scope now runs its exits.
 #[inline]
 pub(crate) fn mark_exiting() {

@@ -547,9 +547,12 @@ impl<M: FnOnce() -> F, F: Future> Future for RunBody<M, F> {
         if scope.cancelled && !*this.busy {
             return Poll::Ready(BodyEnd::Stopped(dropped(this.body)));
         }
-        let body = this.body.as_mut();
-        let (poll, left) = frame::within(scope, || body.poll(task));
-        *this.busy = left.busy;
+        // Polled in the scope's own frame (the one `scope` was read from), which says nothing
+        // busy before (`Scoped::poll` set it up so, and enters mark frames of their own): what
+        // marked it busy was inside the body. The mark is cleared again after.
+        debug_assert!(!scope.busy, "a body is polled in its scope's frame, not marked busy yet: {scope:?}");
+        let poll = this.body.as_mut().poll(task);
+        *this.busy = frame::take_busy();
         match poll {
             Poll::Ready(out) => Poll::Ready(BodyEnd::Ended(out)),
             // Cancelled, and nothing inside is busy: the body stops at this await.
