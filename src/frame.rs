@@ -204,7 +204,28 @@ pub(crate) fn within<T>(frame: Frame, poll: impl FnOnce() -> T) -> (T, Frame) {
     }
 }
 
+/// Polls a caught step (an enter's or an exit's user code) shielded from cancellation. A
+/// [`Caught`](crate::catch_unwind::Caught) future turns every panic inside into its output, so
+/// this poll never unwinds and the frame is put back without [`within`]'s guard (which keeps
+/// the compiler from inlining the step into its caller).
+#[inline]
+pub(crate) fn shielded_step<M: FnOnce() -> F, F: core::future::Future>(
+    step: core::pin::Pin<&mut crate::catch_unwind::Caught<M, F>>,
+    task: &mut core::task::Context<'_>,
+) -> core::task::Poll<Result<F::Output, crate::catch_unwind::Payload>> {
+    #[cfg(feature = "std")]
+    {
+        let outer = CURRENT.with(|cell| cell.replace(Frame::SHIELDED));
+        let poll = core::future::Future::poll(step, task);
+        CURRENT.with(|cell| cell.set(outer));
+        poll
+    }
+    #[cfg(not(feature = "std"))]
+    core::future::Future::poll(step, task)
+}
+
 /// Runs `poll` shielded from cancellation (an enter's or an exit's user code).
+#[cfg(feature = "std")]
 #[inline]
 pub(crate) fn shielded<T>(poll: impl FnOnce() -> T) -> T {
     within(Frame::SHIELDED, poll).0

@@ -811,7 +811,7 @@ impl<M: FnOnce() -> F, F: Future<Output = Result<V, E>>, V, E> Future for Enter<
         }
         *this.started = true;
         let running = this.enter.as_mut();
-        let result = core::task::ready!(frame::shielded(|| running.poll(task)));
+        let result = core::task::ready!(frame::shielded_step(running, task));
         Poll::Ready(this.unwind.settle(Step::Enter, result))
     }
 }
@@ -862,7 +862,7 @@ impl<M: FnOnce() -> F, F: Future<Output = Result<(), E>>, E> Future for ExitWith
     fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let running = this.exit.as_mut();
-        if let Poll::Ready(result) = frame::shielded(|| running.poll(task)) {
+        if let Poll::Ready(result) = frame::shielded_step(running, task) {
             // The deadline is dropped here, where a panic in its destructor is caught: it came
             // after all the exit did. (It never panicked before, or it would be gone already.)
             return Poll::Ready(match drop_deadline(this.deadline) {
