@@ -93,7 +93,9 @@ impl<M: FnOnce() -> F, F: Future> Future for Caught<M, F> {
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Caught::Done = *self {
+        // Through the projection, never `*self`: a shared borrow of a running future that holds
+        // references into itself would invalidate them (Miri reports it).
+        if let CaughtProj::Done = self.as_mut().project() {
             panic!("async-with: polled after it ended");
         }
         #[cfg(feature = "std")]
