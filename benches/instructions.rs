@@ -641,17 +641,21 @@ async fn unwind(mut exits: Vec<Exit>) -> Result<(), Fail> {
     first
 }
 
+/// `n` boxed callbacks, as the hand-written `defer` rows push them.
+#[inline(always)]
+fn deferred_by_hand(n: usize) -> Vec<Exit> {
+    let mut exits: Vec<Exit> = Vec::new();
+    for i in 0..n {
+        exits.push(Box::pin(async move {
+            black_box(i);
+            Ok(())
+        }));
+    }
+    exits
+}
+
 fn stack_hand_written_defer(n: usize) {
-    keep(run(async {
-        let mut exits: Vec<Exit> = Vec::new();
-        for i in 0..n {
-            exits.push(Box::pin(async move {
-                black_box(i);
-                Ok(())
-            }));
-        }
-        unwind(exits).await
-    }));
+    keep(run(async { unwind(deferred_by_hand(n)).await }));
 }
 
 /// [`unwind`] with each exit awaited as [`one_guarded_by_hand`] awaits a step: under
@@ -675,16 +679,7 @@ async fn unwind_guarded(mut exits: Vec<Exit>) -> Result<(), Fail> {
 }
 
 fn stack_guarded_defer(n: usize) {
-    keep(run(async {
-        let mut exits: Vec<Exit> = Vec::new();
-        for i in 0..n {
-            exits.push(Box::pin(async move {
-                black_box(i);
-                Ok(())
-            }));
-        }
-        unwind_guarded(exits).await
-    }));
+    keep(run(async { unwind_guarded(deferred_by_hand(n)).await }));
 }
 
 fn stack_async_safe_defer(n: usize) {

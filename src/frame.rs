@@ -175,11 +175,10 @@ pub(crate) fn mark_exiting() {
 /// left it. The previous frame is restored, even if `poll` unwinds.
 ///
 /// `frame` says nothing busy and not exiting: those two are what `poll` reports back, so each
-/// poll starts with them clear. Every caller passes a frame built from [`Frame::SHIELDED`], or
-/// (a body) the frame its scope set up for this poll, read before anything in the poll could
-/// mark it: the scope's enters are shielded (they mark a frame of their own), and the scope
-/// marks itself exiting only after its body ended. Checked in debug builds, so every test and
-/// fuzz input that polls a scope checks it.
+/// poll starts with them clear. Every caller passes a frame built from [`Frame::SHIELDED`] (a
+/// scope's own frame, a shielded exit-stack step). A body is not run through here: it is polled
+/// in its scope's frame, which [`take_busy`] reads back, checked clear the same way by
+/// `RunBody`. Checked in debug builds, so every test and fuzz input that polls a scope checks it.
 #[inline]
 pub(crate) fn within<T>(frame: Frame, poll: impl FnOnce() -> T) -> (T, Frame) {
     debug_assert!(!frame.busy && !frame.exiting, "a poll starts with nothing busy, not exiting: {frame:?}");
