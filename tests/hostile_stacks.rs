@@ -207,22 +207,42 @@ fn stuck_resource(
 
 // ----- Item 2: a destructor that panics while a stack is dropped -----
 
-/// Fills `stack` with one entry of each kind, the middle ones panicking in their drop.
+/// Fills `stack` with one entry of each kind, the middle ones panicking in their drop (a
+/// callback's captures too).
 async fn fill_with_panicking_drops(stack: &ExitStack<String>, log: &Log) {
     stack.enter(loud_resource(log, "oldest", false)).await.unwrap();
     stack.enter(LoudContext(Some(loud(log, "context", true)))).await.unwrap();
     stack.enter(loud_resource(log, "resource", true)).await.unwrap();
     stack.enter((loud_resource(log, "tuple.0", true), loud_resource(log, "tuple.1", true))).await.unwrap();
+    // Callbacks never called: each is dropped with what it captured.
+    let deferred = loud(log, "defer", true);
+    stack.defer(async move || {
+        drop(deferred);
+        Ok(())
+    });
+    let called = loud(log, "callback", true);
+    stack.callback(move || {
+        drop(called);
+        Ok(())
+    });
+    let pushed = loud(log, "push_exit", true);
+    stack.push_exit(async move |_: Outcome<'_, String>| {
+        drop(pushed);
+        Ok(())
+    });
     let inner = stack.enter(ExitStack::new()).await.unwrap();
     inner.enter(loud_resource(log, "nested", true)).await.unwrap();
     stack.enter(loud_resource(log, "newest", false)).await.unwrap();
 }
 
-const FILLED_DROPS: [&str; 11] = [
+const FILLED_DROPS: [&str; 14] = [
     "fallback newest",
     "drop newest",
     "fallback nested",
     "drop nested",
+    "drop push_exit",
+    "drop callback",
+    "drop defer",
     "fallback tuple.1",
     "drop tuple.1",
     "fallback tuple.0",

@@ -85,29 +85,18 @@ pin_project_lite::pin_project! {
     /// `defer` and `callback`: an exit that does not see the outcome. It needs no unwind of its
     /// own, so no exit block: it runs against the stack's unwind, passed to each poll, and records
     /// into it when it ends. The exit is made by `callback` when it starts, bounded by the scope's
-    /// exit deadline as every exit is.
+    /// exit deadline as every exit is. A callback never called is dropped with the entry, which
+    /// the stack drops inside `catch_unwind::quietly` as it drops every entry.
     #[project = DeferredProj]
     pub(crate) enum Deferred<C, F, E> {
-        Waiting { callback: Quiet<C> },
+        Waiting { callback: Option<C> },
         Running { #[pin] exit: ExitWithin<C, F, E> },
-    }
-}
-
-/// A callback not yet called; dropped (the stack was dropped, not closed) without letting a panic
-/// in its destructor out, as every entry's fallback is.
-pub(crate) struct Quiet<C>(Option<C>);
-
-impl<C> Drop for Quiet<C> {
-    fn drop(&mut self) {
-        if let Some(callback) = self.0.take() {
-            crate::catch_unwind::quietly(|| drop(callback));
-        }
     }
 }
 
 impl<C, F, E> Deferred<C, F, E> {
     pub(crate) fn new(callback: C) -> Self {
-        Deferred::Waiting { callback: Quiet(Some(callback)) }
+        Deferred::Waiting { callback: Some(callback) }
     }
 
     /// The entry's value, for the stack's push: there is none.
@@ -119,7 +108,7 @@ impl<C, F, E> Deferred<C, F, E> {
 impl<C: FnOnce() -> F, F: Future<Output = Result<(), E>>, E> Entry<E> for Deferred<C, F, E> {
     fn poll_exit(mut self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()> {
         if let DeferredProj::Waiting { callback } = self.as_mut().project() {
-            let callback = callback.0.take().expect("async-with: an entry is exited once");
+            let callback = callback.take().expect("async-with: an entry is exited once");
             let deadline = unwind.deadline();
             self.set(Deferred::Running { exit: exit_within(deadline, callback) });
         }
