@@ -602,7 +602,9 @@ fn nest(root: &ExitStack<String>, order: &Order) {
     }
 }
 
-/// The same in local stacks, every other level a `Send` stack.
+/// The same in local stacks: local stacks nested in local stacks for the first half of the
+/// levels, then `Send` stacks (a `Send` stack cannot hold a local one), so that both kinds, and
+/// a `Send` stack in a local one, nest deep.
 fn nest_local(root: &LocalExitStack<'static, String>, order: &Order) {
     enum Level<'s> {
         Local(&'s LocalExitStack<'static, String>),
@@ -622,7 +624,7 @@ fn nest_local(root: &LocalExitStack<'static, String>, order: &Order) {
         stack = match stack {
             Level::Local(stack) => {
                 stack.callback(before);
-                let inner = if level % 2 == 0 {
+                let inner = if level >= DEPTH / 2 {
                     Level::Send(run(stack.enter(ExitStack::new())).unwrap())
                 } else {
                     Level::Local(run(stack.enter(LocalExitStack::new())).unwrap())
