@@ -389,4 +389,18 @@ mod tests {
         let capacity = slots.list.capacity();
         assert!((10..64).contains(&capacity), "capacity {capacity}");
     }
+
+    #[test]
+    fn a_full_list_more_than_half_live_grows_instead_of_compacting() {
+        // 17 live of 32: compacting would win back only 15 slots, and a list kept nearly full
+        // would be compacted again every few pushes (each push O(n)): it grows instead.
+        let mut slots = slots_with(32, 17);
+        push(&mut slots, NonNull::dangling());
+        assert_eq!(slots.list.len(), 33);
+        assert!(slots.list.capacity() >= 64, "capacity {}", slots.list.capacity());
+        // 16 live of 32, exactly half: compacted.
+        let mut slots = slots_with(32, 16);
+        push(&mut slots, NonNull::dangling());
+        assert_eq!((slots.list.len(), slots.list.capacity()), (17, 32));
+    }
 }
