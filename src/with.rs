@@ -493,8 +493,9 @@ impl<S: Signals, F: Future> Future for Scoped<S, F> {
         }
         let (poll, left) = if *this.cause == 0 {
             // The happy path: not cancelled (so no signal panicked either), nothing but the frame.
-            let mine = Frame { interrupt_enters: *this.interrupt_enters, ..Frame::SHIELDED };
-            frame::within(mine, || this.scope.poll(task))
+            // `interrupt_enters` is only read beside `cancelled`, which only `poll_cancelled`
+            // sets, with this scope's setting.
+            frame::within(Frame::SHIELDED, || this.scope.poll(task))
         } else {
             poll_cancelled(*this.cause, *this.interrupt_enters, this.fired, this.scope, task)
         };
