@@ -15,6 +15,7 @@ use async_with::{
     context, resource, scope, scope_local,
 };
 use common::{Act, Journal, block_on_catching, describe, ready_on_poll, yield_now};
+use futures::FutureExt;
 use futures::executor::block_on;
 
 type Stack = ExitStack<String>;
@@ -390,6 +391,41 @@ fn a_released_exit_past_the_scope_deadline_is_dropped_and_its_deadline_error_ret
     assert_eq!(j.take(), ["enter kept", "released", "exit kept: Completed"]);
 }
 
+#[test]
+fn a_local_released_exit_past_the_scope_deadline_is_dropped_and_its_deadline_error_returned() {
+    // As above, in a local stack: the scope gives the stack it makes its exit deadline.
+    let j = Journal::new();
+    let (falling, body) = (j.clone(), j.clone());
+    let scope = Scope::new().exit_deadline(|| async {
+        for _ in 0..3 {
+            yield_now().await;
+        }
+        "exit too slow".to_string()
+    });
+    block_on(scope.scope_local(async |stack: &mut LocalExitStack<'_, String>| {
+        let kept = stack.enter(j.probe("kept")).await?;
+        let stuck = resource(
+            async || Ok::<_, String>(()),
+            async |(), _: Outcome<'_, String>| {
+                // Slower than the deadline, but it ends: a stack without the deadline would
+                // finish it and return `Ok`, not hang.
+                for _ in 0..50 {
+                    yield_now().await;
+                }
+                Ok(())
+            },
+        )
+        .on_drop(move |()| falling.push("fallback stuck"));
+        let stuck = stack.enter_with_handle(stuck).await?;
+        assert_eq!(stuck.release().await, Err("exit too slow".to_string()));
+        body.push("released");
+        kept.uses += 1;
+        Ok(())
+    }))
+    .unwrap();
+    assert_eq!(j.take(), ["enter kept", "released", "exit kept: Completed"]);
+}
+
 // ----- Concurrency on one stack. -----
 
 #[test]
@@ -622,6 +658,31 @@ fn local_handles_release_concurrently_with_enters() {
     assert_eq!(lines.first().unwrap(), "enter a");
     assert_eq!(lines[lines.len() - 2..], ["exit c: Completed", "exit a: Completed"]);
     assert!(lines.contains(&"exit b: Completed".to_string()) && lines.len() == 5, "{lines:?}");
+}
+
+#[test]
+fn a_local_handle_whose_enter_fails_returns_its_error_and_keeps_the_others_for_close() {
+    // `a` enters, `b` fails: `a`'s exit runs at once and fails too. The enter returns `b`'s
+    // error at once (it does not wait for a cancellation); `a`'s is kept for the close.
+    let j = Journal::new();
+    let failing = |name: &'static str, enter_fails: bool| {
+        resource(
+            async move || if enter_fails { Err(format!("enter {name}")) } else { Ok(()) },
+            async move |(), _: Outcome<'_, String>| Err(format!("exit {name}")),
+        )
+    };
+    let out = block_on(scope_local(async |stack: &mut LocalExitStack<'_, String>| {
+        let kept = stack.enter(j.probe("kept")).await?;
+        let entered = stack.enter_with_handle((failing("a", false), failing("b", true))).now_or_never();
+        let entered = entered.expect("a failed enter returns at once");
+        assert_eq!(entered.err().as_deref(), Some("enter b"));
+        kept.uses += 1;
+        Ok(())
+    }));
+    let err = out.unwrap_err();
+    assert_eq!(err.primary().map(String::as_str), Some("exit a"));
+    assert!(err.suppressed().is_empty(), "{err:?}");
+    assert_eq!(j.take(), ["enter kept", "exit kept: Failed(exit a)"]);
 }
 
 // ----- A hand-written `enter_stack` cannot steer a handle. -----
