@@ -468,6 +468,28 @@ fn orphaned_errors_of_a_closed_stack_and_of_a_nested_one_come_first_too() {
     );
 }
 
+#[test]
+fn orphaned_errors_of_a_nested_stack_released_by_key_come_first_in_its_release() {
+    let log = Log::default();
+    let mut stack = ExitStack::new();
+    let (released, closed) = run(async {
+        let (inner, key) = stack.enter_with_key(ExitStack::new()).await.unwrap();
+        failing_exit(inner, &log, "inner");
+        let entered = inner.enter((failing("a", false, true), failing("b", true, false))).await;
+        assert_eq!(entered.err().as_deref(), Some("enter b"));
+        let released = stack.release(key).await;
+        (released, stack.close().await)
+    });
+    // The nested stack's close reports its orphan first, as it would closing on its own.
+    assert_eq!(released.err().as_deref(), Some("exit a"));
+    assert_eq!(log.take(), [r#"inner saw Failed("exit a")"#]);
+    // The release returns its first error; the nested stack's own exit error is not lost, the
+    // stack around keeps it for its close.
+    let closed = closed.unwrap_err();
+    assert_eq!(closed.primary().map(String::as_str), Some("exit inner"));
+    assert!(closed.suppressed().is_empty(), "{closed:?}");
+}
+
 // ----- Item 16: enter_with_key + release, over and over, on one stack -----
 
 const CYCLES: usize = if cfg!(miri) { 600 } else { 200_000 };
