@@ -415,6 +415,34 @@ fn a_provide_in_a_task_after_its_context_ended_panics_instead_of_hanging() {
 }
 
 #[test]
+fn a_provide_in_a_task_after_its_scope_was_dropped_during_setup_panics_instead_of_hanging() {
+    within(30, || {
+        let mut pool = LocalPool::new();
+        let spawner = pool.spawner();
+        let (go, wait) = futures::channel::oneshot::channel::<()>();
+        let (report, reported) = futures::channel::oneshot::channel();
+        let ctx = context(async move |mut cx: Cx<u8, String>| {
+            spawner
+                .spawn_local(async move {
+                    let provided = catching(async move {
+                        wait.await.unwrap();
+                        let _ = cx.provide(1).await;
+                    })
+                    .await;
+                    report.send(provided).unwrap();
+                })
+                .unwrap();
+            pending().await // the setup never ends: the scope is dropped while it waits
+        });
+        let mut scope = Box::pin(with_local(ctx, async |_| Ok::<_, Error<String>>(())));
+        assert!(poll_once(scope.as_mut()).is_pending());
+        drop(scope); // no exit, no fallback: only the drop of the context ends the hand-over
+        go.send(()).unwrap();
+        assert_eq!(pool.run_until(reported).unwrap().unwrap_err(), ENDED);
+    });
+}
+
+#[test]
 fn a_provide_in_a_task_waiting_when_the_closure_returns_panics_instead_of_hanging() {
     within(30, || {
         let mut pool = LocalPool::new();
