@@ -100,17 +100,23 @@ fn push<D: ?Sized, X>(Slots { list: slots, .. }: &mut Slots<D, X>, entry: NonNul
     // modification order gives the later push the larger number.
     let number = NEXT.fetch_add(1, Ordering::Relaxed);
     if slots.len() == slots.capacity() {
-        let live = slots.iter().filter(|slot| slot.entry.is_some()).count();
-        if 2 * live <= slots.len() {
-            // Half empty: compact rather than grow.
-            slots.retain(|slot| slot.entry.is_some());
-            if slots.capacity() > 8 * slots.len().max(4) {
-                slots.shrink_to(2 * slots.len());
-            }
-        }
+        compact(slots);
     }
     slots.push(Slot { number, entry: Some(entry) });
     number
+}
+
+/// Before a push into a full list: compacts it if at least half its slots are empty (so that
+/// compacting wins back as many slots as the pushes that fill them again), and gives back memory
+/// if the list is then more than eight times too big, keeping room for twice the live entries.
+fn compact<D: ?Sized>(slots: &mut Vec<Slot<D>>) {
+    let live = slots.iter().filter(|slot| slot.entry.is_some()).count();
+    if 2 * live <= slots.len() {
+        slots.retain(|slot| slot.entry.is_some());
+        if slots.capacity() > 8 * slots.len().max(4) {
+            slots.shrink_to(2 * slots.len());
+        }
+    }
 }
 
 /// Takes the entry numbered `number` out of the list, if it is still there.
@@ -382,12 +388,15 @@ mod tests {
         let mut slots = slots_with(32, 4);
         push(&mut slots, NonNull::dangling());
         assert_eq!((slots.list.len(), slots.list.capacity()), (5, 32));
-        // 5 live of 64: compacted and shrunk, to room for twice the live ones.
+        // 5 live of 64: compacted and shrunk, to room for twice the live ones (seen before the
+        // push, which would otherwise grow a list shrunk too far back to the same capacity).
         let mut slots = slots_with(64, 5);
-        push(&mut slots, NonNull::dangling());
-        assert_eq!(slots.list.len(), 6);
+        compact(&mut slots.list);
+        assert_eq!(slots.list.len(), 5);
         let capacity = slots.list.capacity();
         assert!((10..64).contains(&capacity), "capacity {capacity}");
+        push(&mut slots, NonNull::dangling());
+        assert_eq!((slots.list.len(), slots.list.capacity()), (6, capacity));
     }
 
     #[test]
