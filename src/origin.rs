@@ -74,6 +74,7 @@ pub struct Origin(u32);
 const STEP_BITS: u32 = 0b11;
 const INDEX_SHIFT: u32 = 2;
 const INDEX_MASK: u32 = 0x3fff << INDEX_SHIFT;
+#[cfg(feature = "std")] // without `std` no name is recorded
 const NAME_SHIFT: u32 = 16;
 
 impl Origin {
@@ -141,7 +142,11 @@ impl Origin {
     /// # });
     /// ```
     pub fn name(self) -> Option<&'static str> {
-        names::get(self.0 >> NAME_SHIFT)
+        #[cfg(feature = "std")]
+        return names::get(self.0 >> NAME_SHIFT);
+        // Without `std` there is no lock for the table: names are not recorded.
+        #[cfg(not(feature = "std"))]
+        None
     }
 }
 
@@ -200,14 +205,6 @@ mod names {
     pub(super) fn get(place: u32) -> Option<&'static str> {
         let place = (place as usize).checked_sub(1)?;
         NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(place).copied()
-    }
-}
-
-/// Without `std` there is no lock for the table: names are not recorded.
-#[cfg(not(feature = "std"))]
-mod names {
-    pub(super) fn get(_: u32) -> Option<&'static str> {
-        None
     }
 }
 
