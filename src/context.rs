@@ -422,15 +422,19 @@ leaf_protocol!(SendProtocol, AsyncContext + Send);
 // The `Send` flavour calls the trait whose futures are declared `Send`, so that it is `Send` too.
 
 #[cfg(feature = "std")]
-async fn context_exit<C: AsyncContext>(context: C, value: C::Value, seed: Seed<C::Error>) -> Ran<C::Error> {
+fn context_exit<C: AsyncContext>(
+    context: C,
+    value: C::Value,
+    seed: Seed<C::Error>,
+) -> impl Future<Output = Ran<C::Error>> {
     exit_from_seed!(seed, |outcome| AsyncContext::exit(context, value, outcome))
 }
 
 #[cfg(feature = "std")]
-async fn local_context_exit<C: LocalAsyncContext>(
+fn local_context_exit<C: LocalAsyncContext>(
     context: C,
     value: C::Value,
     seed: Seed<C::Error>,
-) -> Ran<C::Error> {
+) -> impl Future<Output = Ran<C::Error>> {
     exit_from_seed!(seed, |outcome| LocalAsyncContext::exit(context, value, outcome))
 }

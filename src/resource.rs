@@ -307,7 +307,11 @@ where
 // The exit blocks of a resource entered into an exit stack (see `context.rs`'s).
 
 #[cfg(feature = "std")]
-async fn closure_exit<Ex, Fb, V, E>((exit, on_drop): (Ex, Fb), value: V, seed: Seed<E>) -> Ran<E>
+fn closure_exit<Ex, Fb, V, E>(
+    (exit, on_drop): (Ex, Fb),
+    value: V,
+    seed: Seed<E>,
+) -> impl Future<Output = Ran<E>>
 where
     Ex: for<'a> ExitFn<'a, V, E>,
 {
@@ -316,7 +320,11 @@ where
 }
 
 #[cfg(feature = "std")]
-async fn local_closure_exit<Ex, Fb, V, E>((exit, on_drop): (Ex, Fb), value: V, seed: Seed<E>) -> Ran<E>
+fn local_closure_exit<Ex, Fb, V, E>(
+    (exit, on_drop): (Ex, Fb),
+    value: V,
+    seed: Seed<E>,
+) -> impl Future<Output = Ran<E>>
 where
     Ex: AsyncFnOnce(V, Outcome<'_, E>) -> Result<(), E>,
 {

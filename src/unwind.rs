@@ -86,17 +86,21 @@ impl<E> Seed<E> {
     }
 }
 
-/// The body of an exit block run from a [`Seed`] (in an `async` block or function): calls
+/// An exit block run from a [`Seed`]: starts the exit, then evaluates to the block that calls
 /// `$exit` with the outcome the exit sees bound to `$outcome`, under the scope's exit deadline,
-/// and evaluates to the [`Ran`] to hand back. The outcome borrows the lent error, which the
+/// and ends with the [`Ran`] to hand back. The outcome borrows the lent error, which the
 /// block owns until the exit ended.
 #[cfg(feature = "std")]
 macro_rules! exit_from_seed {
     ($seed:expr, |$outcome:ident| $exit:expr) => {{
+        // Started before the block, so that the block keeps only what the start gives it (an
+        // `async fn` would keep its seed argument for its whole life besides).
         let (deadline, start, lent) = $seed.start();
-        let $outcome = start.outcome(&lent);
-        let exited = $crate::unwind::exit_within(deadline, move || $exit).await;
-        start.ran(lent, exited)
+        async move {
+            let $outcome = start.outcome(&lent);
+            let exited = $crate::unwind::exit_within(deadline, move || $exit).await;
+            start.ran(lent, exited)
+        }
     }};
 }
 #[cfg(feature = "std")]

@@ -122,14 +122,14 @@ impl<C: FnOnce() -> F, F: Future<Output = Result<(), E>>, E> Entry<E> for Deferr
 }
 
 /// `push_exit`: an exit closure without a value of its own.
-pub(crate) async fn outcome_exit<F, E>(exit: F, (): (), seed: Seed<E>) -> Ran<E>
+pub(crate) fn outcome_exit<F, E>(exit: F, (): (), seed: Seed<E>) -> impl Future<Output = Ran<E>>
 where
     F: for<'a> OutcomeFn<'a, E>,
 {
     exit_from_seed!(seed, |outcome| exit(outcome))
 }
 
-pub(crate) async fn local_outcome_exit<F, E>(exit: F, (): (), seed: Seed<E>) -> Ran<E>
+pub(crate) fn local_outcome_exit<F, E>(exit: F, (): (), seed: Seed<E>) -> impl Future<Output = Ran<E>>
 where
     F: AsyncFnOnce(Outcome<'_, E>) -> Result<(), E>,
 {
