@@ -23,63 +23,65 @@ use crate::unwind::{ExitWithin, Ran, Seed, Settle, Unwind, exit_from_seed, exit_
 
 pin_project_lite::pin_project! {
     /// An entry whose exit owns what it needs: a context, exit closure or callback `X` and its
-    /// value `V`.
-    pub(crate) struct Owned<X, V, E, F> {
-        exit: Option<X>,
-        value: Option<V>,
-        make: MakeExit<X, V, E, F>,
-        fallback: Fallback<X, V>,
-        #[pin]
-        running: Option<F>,
+    /// value `V`, held until the exit starts; then the exit block `F` made from them, in the same
+    /// place.
+    #[project = OwnedProj]
+    pub(crate) enum Owned<X, V, E, F> {
+        Waiting { held: Held<X, V>, make: MakeExit<X, V, E, F> },
+        Running { #[pin] block: F },
+        Done,
     }
+}
 
-    impl<X, V, E, F> PinnedDrop for Owned<X, V, E, F> {
-        fn drop(this: Pin<&mut Self>) {
-            // Dropped without having exited (the stack was dropped, not closed): the fallback.
-            let this = this.project();
-            if let (Some(exit), Some(value)) = (this.exit.take(), this.value.take()) {
-                let fallback = *this.fallback;
-                crate::catch_unwind::quietly(|| fallback(exit, value));
-            }
+/// What an entry holds until its exit starts. Dropped before that (the stack was dropped, not
+/// closed), it hands them to the fallback, whose panic is contained.
+pub(crate) struct Held<X, V> {
+    parts: Option<(X, V)>,
+    fallback: Fallback<X, V>,
+}
+
+impl<X, V> Drop for Held<X, V> {
+    fn drop(&mut self) {
+        if let Some((exit, value)) = self.parts.take() {
+            let fallback = self.fallback;
+            crate::catch_unwind::quietly(|| fallback(exit, value));
         }
     }
 }
 
 impl<X, V, E, F> Owned<X, V, E, F> {
     pub(crate) fn new(exit: X, value: V, make: MakeExit<X, V, E, F>, fallback: Fallback<X, V>) -> Self {
-        Owned { exit: Some(exit), value: Some(value), make, fallback, running: None }
+        Owned::Waiting { held: Held { parts: Some((exit, value)), fallback }, make }
     }
 
     /// Where the value lives, for the stack to lend it.
     pub(crate) fn value(self: Pin<&mut Self>) -> &mut V {
-        self.project().value.as_mut().expect("async-with: the value is lent before the exit")
+        match self.project() {
+            OwnedProj::Waiting { held: Held { parts: Some((_, value)), .. }, .. } => value,
+            _ => unreachable!("async-with: the value is lent before the exit"),
+        }
     }
 }
 
 impl<X, V, E, F: Future<Output: Settle<E>>> Entry<E> for Owned<X, V, E, F> {
-    fn poll_exit(self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()> {
-        let mut this = self.project();
-        // Whether the block was started is read from `exit`, never from `running`: the block may
-        // hold references into itself, so it is only ever touched through `Pin<&mut>` (a shared
-        // borrow of it would invalidate them, which Miri reports).
-        if let Some(exit) = this.exit.take() {
-            let value = this.value.take().expect("async-with: an entry is exited once");
-            this.running.set(Some((this.make)(exit, value, unwind.seed())));
+    fn poll_exit(mut self: Pin<&mut Self>, task: &mut Context<'_>, unwind: &mut Unwind<E>) -> Poll<()> {
+        // The block may hold references into itself, so the entry is only ever touched through
+        // `Pin<&mut>` and its projections (a shared borrow of it would invalidate them, which
+        // Miri reports).
+        if let OwnedProj::Waiting { held, make } = self.as_mut().project() {
+            let (exit, value) = held.parts.take().expect("async-with: an entry is exited once");
+            let block = make(exit, value, unwind.seed());
+            self.set(Owned::Running { block });
         }
-        let running = this.running.as_mut().as_pin_mut().expect("set above");
-        let done = ready!(running.poll(task));
-        this.running.set(None);
+        let OwnedProj::Running { block } = self.as_mut().project() else {
+            unreachable!("async-with: an entry is exited once")
+        };
+        let done = ready!(block.poll(task));
+        self.set(Owned::Done);
         done.settle(unwind);
         Poll::Ready(())
     }
 }
-
-// The exit blocks. An exit that sees the outcome runs from the scope's seed (the outcome and the
-// lent error, which the block owns while the outcome borrows it) and hands back how it ended
-// with the lent error ([`Ran`]); a composite one runs its exits under an unwind seeded the same
-// way and hands that back ([`Settle`] records either). `defer` and `callback` need neither: see
-// [`Deferred`]. The `Send` flavours call the traits whose futures are declared `Send`, so that
-// the block is `Send` too.
 
 pin_project_lite::pin_project! {
     /// `defer` and `callback`: an exit that does not see the outcome. It needs no unwind of its
