@@ -74,15 +74,18 @@ impl<E> Seed<E> {
     /// A deadline function that panics leaves the exit without a deadline, seeing `Panicked`,
     /// as an exit run under the seeded unwind would.
     #[inline]
-    pub(crate) fn start(self) -> (Option<Deadline<E>>, Start, Option<Lent<E>>) {
+    pub(crate) fn start(self) -> (Within<E>, Start, Option<Lent<E>>) {
         let Seed { kind, lent, deadlines } = self;
-        let (deadline, panic) = match deadlines.as_ref().map(make_deadline) {
+        // The deadline function's panic is the scope's: held where a deadline's own panic would
+        // be (there is no deadline then) and recorded first, as it came first.
+        let (deadline, also) = match deadlines.as_ref().map(make_deadline) {
             None => (None, None),
             Some(Ok(deadline)) => (Some(deadline), None),
             Some(Err(payload)) => (None, Some(payload)),
         };
-        let kind = if panic.is_some() { Kind::Panicked } else { kind };
-        (deadline, Start { kind, panic }, lent)
+        let panicked = also.is_some();
+        let kind = if panicked { Kind::Panicked } else { kind };
+        (Within { deadline, also }, Start { kind, panicked }, lent)
     }
 }
 
@@ -94,11 +97,12 @@ impl<E> Seed<E> {
 macro_rules! exit_from_seed {
     ($seed:expr, |$outcome:ident| $exit:expr) => {{
         // Started before the block, so that the block keeps only what the start gives it (an
-        // `async fn` would keep its seed argument for its whole life besides).
-        let (deadline, start, lent) = $seed.start();
+        // `async fn` would keep its seed argument for its whole life besides), and keeps what
+        // bounds the exit once: the exit's race borrows it from the block.
+        let (mut within, start, lent) = $seed.start();
         async move {
             let $outcome = start.outcome(&lent);
-            let exited = $crate::unwind::exit_within(deadline, move || $exit).await;
+            let exited = within.run(move || $exit).await;
             start.ran(lent, exited)
         }
     }};
@@ -110,7 +114,8 @@ pub(crate) use exit_from_seed;
 #[cfg(feature = "std")]
 pub(crate) struct Start {
     kind: Kind,
-    panic: Option<Payload>,
+    /// The deadline function panicked: the panic waits in the exit's [`Within`].
+    panicked: bool,
 }
 
 #[cfg(feature = "std")]
@@ -129,7 +134,7 @@ impl Start {
     /// How the exit ended, to hand back with the lent error.
     #[inline]
     pub(crate) fn ran<E>(self, lent: Option<Lent<E>>, exited: Exited<E>) -> Ran<E> {
-        Ran { lent, panic: self.panic, exited }
+        Ran { lent, deadline_panicked: self.panicked, exited }
     }
 }
 
@@ -148,12 +153,12 @@ impl<E> Settle<E> for Unwind<E> {
     }
 }
 
-/// One exit run from a [`Seed`]: the error it was lent, a panic of its deadline function, and
-/// how it ended.
+/// One exit run from a [`Seed`]: the error it was lent, and how it ended (with a panic of its
+/// deadline function, if it had one, in `exited`).
 #[cfg(feature = "std")]
 pub(crate) struct Ran<E> {
     lent: Option<Lent<E>>,
-    panic: Option<Payload>,
+    deadline_panicked: bool,
     exited: Exited<E>,
 }
 
@@ -163,9 +168,11 @@ pub(crate) struct Ran<E> {
 impl<E> Settle<E> for Ran<E> {
     #[inline]
     fn settle(self, unwind: &mut Unwind<E>) {
-        let Ran { lent, panic, exited } = self;
-        if let Some(payload) = panic {
-            unwind.panicked(payload);
+        let Ran { lent, deadline_panicked, mut exited } = self;
+        if deadline_panicked {
+            if let Some(payload) = exited.also.take() {
+                unwind.panicked(payload);
+            }
         }
         if let Some(lent) = lent {
             unwind.restore(lent);
@@ -820,15 +827,32 @@ impl<M: FnOnce() -> F, F: Future<Output = Result<V, E>>, V, E> Future for Enter<
     }
 }
 
+/// What bounds one exit: its deadline if the scope has one, and a panic that happened around it.
+pub(crate) struct Within<E> {
+    deadline: Option<Deadline<E>>,
+    // A panic of the deadline (or of the function that makes it), or of dropping an exit past
+    // it: the scope's too.
+    also: Option<Payload>,
+}
+
+impl<E> Within<E> {
+    /// [`exit_within`], the deadline borrowed from where it is kept (an exit block that owns it
+    /// then keeps it once).
+    #[cfg(feature = "std")]
+    #[inline]
+    pub(crate) fn run<M: FnOnce() -> F, F: Future>(&mut self, make: M) -> ExitWithin<M, F, &mut Self> {
+        ExitWithin { exit: call(make), within: self }
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// The future of [`exit_within`]: an exit, and its deadline if the scope has one.
+    /// The future of [`exit_within`]: an exit, and what bounds it (owned, or borrowed through
+    /// `W`).
     #[must_use = "futures do nothing unless you .await or poll them"]
-    pub(crate) struct ExitWithin<M, F, E> {
+    pub(crate) struct ExitWithin<M, F, W> {
         #[pin]
         exit: Caught<M, F>,
-        deadline: Option<Deadline<E>>,
-        // A panic of the deadline, or of dropping an exit past it: the scope's too.
-        also: Option<Payload>,
+        within: W,
     }
 }
 
@@ -855,26 +879,32 @@ impl<E> From<Result<Result<(), E>, Payload>> for Exited<E> {
 pub(crate) fn exit_within<M: FnOnce() -> F, F: Future, E>(
     deadline: Option<Deadline<E>>,
     make: M,
-) -> ExitWithin<M, F, E> {
-    ExitWithin { exit: call(make), deadline, also: None }
+) -> ExitWithin<M, F, Within<E>> {
+    ExitWithin { exit: call(make), within: Within { deadline, also: None } }
 }
 
-impl<M: FnOnce() -> F, F: Future<Output = Result<(), E>>, E> Future for ExitWithin<M, F, E> {
+impl<M, F, E, W> Future for ExitWithin<M, F, W>
+where
+    M: FnOnce() -> F,
+    F: Future<Output = Result<(), E>>,
+    W: core::borrow::BorrowMut<Within<E>>,
+{
     type Output = Exited<E>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let Within { deadline: deadline_slot, also: also_slot } = this.within.borrow_mut();
         let running = this.exit.as_mut();
         if let Poll::Ready(result) = frame::shielded_step(running, task) {
             // The deadline is dropped here, where a panic in its destructor is caught: it came
             // after all the exit did. (It never panicked before, or it would be gone already.)
-            return Poll::Ready(match drop_deadline(this.deadline) {
-                None => Exited { result, also: this.also.take(), dropping: false },
+            return Poll::Ready(match drop_deadline(deadline_slot) {
+                None => Exited { result, also: also_slot.take(), dropping: false },
                 dropped => Exited { result, also: dropped, dropping: true },
             });
         }
-        let Some(deadline) = this.deadline.as_mut() else { return Poll::Pending };
+        let Some(deadline) = deadline_slot.as_mut() else { return Poll::Pending };
         #[cfg(feature = "std")]
         let polled = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| deadline.as_mut().poll(task)));
         #[cfg(not(feature = "std"))]
@@ -894,7 +924,7 @@ impl<M: FnOnce() -> F, F: Future<Output = Result<(), E>>, E> Future for ExitWith
                 };
                 // The deadline fired, so it did not panic before: `also` is a drop's panic (the
                 // exit's first: a second is only printed, as for any second panic).
-                let also = match (dropping, drop_deadline(this.deadline)) {
+                let also = match (dropping, drop_deadline(deadline_slot)) {
                     #[cfg(feature = "std")]
                     (Some(first), Some(second)) => {
                         drop_payload(second);
@@ -906,8 +936,8 @@ impl<M: FnOnce() -> F, F: Future<Output = Result<(), E>>, E> Future for ExitWith
             }
             // A deadline that panics is a panic of the scope: the exit goes on without one.
             Err(payload) => {
-                *this.deadline = None;
-                *this.also = Some(payload);
+                *deadline_slot = None;
+                *also_slot = Some(payload);
                 Poll::Pending
             }
         }

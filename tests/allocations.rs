@@ -19,6 +19,7 @@ struct Counting;
 thread_local! {
     static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
     static BYTES: Cell<usize> = const { Cell::new(0) };
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
 }
 
 // SAFETY: every method forwards its arguments unchanged to the system allocator, which upholds
@@ -28,6 +29,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.with(|n| n.set(n.get() + 1));
         BYTES.with(|n| n.set(n.get() + layout.size()));
+        LARGEST.with(|n| n.set(n.get().max(layout.size())));
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -147,6 +149,7 @@ fn a_generator_context_allocates_once_per_entry() {
 macro_rules! stack_of {
     ($n:expr, |$stack:ident| $push:expr) => {{
         let bytes_before = BYTES.with(Cell::get);
+        LARGEST.with(|n| n.set(0));
         let (out, count) = allocations(|| {
             scope(async |$stack: &mut ExitStack<&'static str>| {
                 for _ in 0..$n {
@@ -156,7 +159,7 @@ macro_rules! stack_of {
             })
         });
         out.unwrap();
-        (count, BYTES.with(Cell::get) - bytes_before)
+        (count, BYTES.with(Cell::get) - bytes_before, LARGEST.with(Cell::get))
     }};
 }
 
@@ -169,20 +172,34 @@ fn growth(n: usize) -> usize {
 fn an_exit_stack_allocates_once_per_entry() {
     const N: usize = if cfg!(miri) { 100 } else { 1000 };
     let cases = [
-        ("callback", stack_of!(N, |stack| stack.callback(|| Ok(()))), 1),
-        ("defer", stack_of!(N, |stack| stack.defer(async || Ok(()))), 1),
-        ("push_exit", stack_of!(N, |stack| stack.push_exit(async |_: Outcome<'_, &'static str>| Ok(()))), 1),
+        ("callback", stack_of!(N, |stack| stack.callback(|| Ok(()))), 1, true),
+        ("defer", stack_of!(N, |stack| stack.defer(async || Ok(()))), 1, true),
+        (
+            "push_exit",
+            stack_of!(N, |stack| stack.push_exit(async |_: Outcome<'_, &'static str>| Ok(()))),
+            1,
+            true,
+        ),
         (
             "resource",
             stack_of!(N, |stack| stack
                 .enter(resource(async || Ok(1_u64), async |_, _: Outcome<'_, &'static str>| Ok(())))
                 .await?),
             1,
+            true,
         ),
-        ("generator", stack_of!(N, |stack| stack.enter(generator()).await?), 2),
+        ("generator", stack_of!(N, |stack| stack.enter(generator()).await?), 2, false),
     ];
-    for (name, (count, bytes), per_entry) in cases {
-        println!("{name}: {count} allocations for {N} entries, {} bytes per entry", bytes / N);
+    for (name, (count, bytes, largest), per_entry, small) in cases {
+        println!(
+            "{name}: {count} allocations for {N} entries, {} bytes per entry, the largest allocation {largest} bytes",
+            bytes / N
+        );
+        // Each entry's block (its one box) at most 128 B; the list of slots grows by `realloc`,
+        // which `largest` does not see. A generator's entry is not there yet (issue 16).
+        if small {
+            assert!(largest <= 128, "{name}: an allocation of {largest} bytes");
+        }
         assert!(
             count <= per_entry * N + growth(N),
             "{name}: {count} allocations for {N} entries (expected at most {} and the list's growth)",

@@ -19,7 +19,7 @@ use crate::outcome::Outcome;
 use crate::outcome::OutcomeFn;
 use crate::protocol::{Entry, Fallback, MakeExit};
 use crate::protocol::{Protocol, SendProtocol};
-use crate::unwind::{ExitWithin, Ran, Seed, Settle, Unwind, exit_from_seed, exit_within};
+use crate::unwind::{ExitWithin, Ran, Seed, Settle, Unwind, Within, exit_from_seed, exit_within};
 
 pin_project_lite::pin_project! {
     /// An entry whose exit owns what it needs: a context, exit closure or callback `X` and its
@@ -92,7 +92,7 @@ pin_project_lite::pin_project! {
     #[project = DeferredProj]
     pub(crate) enum Deferred<C, F, E> {
         Waiting { callback: Option<C> },
-        Running { #[pin] exit: ExitWithin<C, F, E> },
+        Running { #[pin] exit: ExitWithin<C, F, Within<E>> },
     }
 }
 
